@@ -1,0 +1,162 @@
+"""Model folders: model.json + state.safetensors, written atomically, never pickled.
+
+Learned state (every attribute ending in `_`) is stored by type: numpy arrays and the parts of
+scipy CSR matrices go to safetensors; vocabularies as their id arrays; scalars, strings and small
+lists to JSON. model.json records the format version, the registry name, the hyper-parameters,
+the package version, the training data's fingerprint and the sha256 of the weights file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from movierec.data.vocab import Vocabulary
+from movierec.errors import ArtifactError
+from movierec.io import atomic_directory
+
+if TYPE_CHECKING:
+    from movierec.models.base import Recommender
+
+FORMAT_VERSION = 1
+WEIGHTS = "state.safetensors"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, tuple | set):
+        return list(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def _split_state(state: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    arrays: dict[str, np.ndarray] = {}
+    spec: dict[str, Any] = {}
+    for name, value in state.items():
+        if isinstance(value, Vocabulary):
+            arrays[name] = np.ascontiguousarray(value.index)
+            spec[name] = {"type": "vocab", "kind": value.kind}
+        elif sp.issparse(value):
+            m = sp.csr_matrix(value)
+            for part in ("data", "indices", "indptr"):
+                arrays[f"{name}.{part}"] = np.ascontiguousarray(getattr(m, part))
+            spec[name] = {"type": "csr", "shape": list(m.shape)}
+        elif isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biuf":
+                raise ArtifactError(f"state {name!r}: dtype {value.dtype} cannot be saved")
+            arrays[name] = np.ascontiguousarray(value)
+            spec[name] = {"type": "array"}
+        else:
+            try:
+                json.dumps(value, default=_json_default)
+            except TypeError as exc:
+                raise ArtifactError(f"state {name!r} of type {type(value).__name__} cannot be "
+                                    "saved") from exc
+            spec[name] = {"type": "json", "value": value}
+    return arrays, spec
+
+
+def _join_state(arrays: dict[str, np.ndarray], spec: dict[str, Any], where: Path) -> dict:
+    state: dict[str, Any] = {}
+    try:
+        for name, s in spec.items():
+            kind = s["type"]
+            if kind == "vocab":
+                state[name] = Vocabulary(arrays[name], kind=s.get("kind", "id"))
+            elif kind == "csr":
+                state[name] = sp.csr_matrix((arrays[f"{name}.data"], arrays[f"{name}.indices"],
+                                             arrays[f"{name}.indptr"]), shape=tuple(s["shape"]))
+            elif kind == "array":
+                state[name] = arrays[name]
+            elif kind == "json":
+                value = s["value"]
+                state[name] = tuple(value) if name == "rating_scale_" and value else value
+            else:
+                raise ArtifactError(f"{where}: unknown state type {kind!r} for {name!r}")
+    except KeyError as exc:
+        raise ArtifactError(f"{where}: weights file lacks tensor {exc.args[0]!r}") from None
+    return state
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(model: Recommender, path: str | Path, *, extra: dict[str, Any] | None = None
+               ) -> Path:
+    """Write `model` to the folder `path` (replacing an old one only once complete)."""
+    from safetensors.numpy import save_file
+
+    from movierec import __version__
+
+    path = Path(path)
+    arrays, spec = _split_state(model._state())
+    with atomic_directory(path) as tmp:
+        save_file(arrays, str(tmp / WEIGHTS))
+        meta = {
+            "format": FORMAT_VERSION,
+            "model": model.name,
+            "params": model.params(),
+            "movierec_version": __version__,
+            "train": {"name": getattr(model, "train_name_", ""),
+                      "fingerprint": getattr(model, "train_fingerprint_", "")},
+            "sha256": {WEIGHTS: _sha256(tmp / WEIGHTS)},
+            "state": spec,
+            **(extra or {}),
+        }
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+    return path
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """Read and check model.json of a model folder."""
+    path = Path(path)
+    meta_path = path / "model.json"
+    if not meta_path.is_file():
+        raise ArtifactError(f"{path}: not a model folder (no model.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{meta_path}: not valid JSON ({exc})") from None
+    version = meta.get("format")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ArtifactError(f"{meta_path}: format {version!r} is newer than this movierec "
+                            f"understands ({FORMAT_VERSION}); upgrade movierec")
+    return meta
+
+
+def load_model(path: str | Path) -> Recommender:
+    """Load a model folder: checks format, weights checksum, and the registry name."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    from movierec.models import REGISTRY, get
+
+    path = Path(path)
+    meta = read_meta(path)
+    name = meta.get("model")
+    if name not in REGISTRY:
+        raise ArtifactError(f"{path}/model.json: unknown model {name!r}")
+    weights = path / WEIGHTS
+    expected = meta.get("sha256", {}).get(WEIGHTS)
+    if not weights.is_file():
+        raise ArtifactError(f"{path}: weights file {WEIGHTS} is missing")
+    if expected != _sha256(weights):
+        raise ArtifactError(f"{weights}: sha256 does not match model.json (truncated or modified)")
+    try:
+        arrays = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{weights}: cannot be read ({exc})") from None
+    model = get(name, **meta.get("params", {}))
+    model._restore(_join_state(arrays, meta.get("state", {}), path))
+    return model

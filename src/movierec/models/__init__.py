@@ -1,0 +1,64 @@
+"""Model registry: names -> "module:Class", imported on demand.
+
+`get(name, **params)` builds a model; `available()` lists the names. No decorators, no module
+scanning, no eager imports: importing this package imports no model module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import keyword
+from typing import TYPE_CHECKING, Any
+
+from movierec.errors import MissingExtraError
+
+if TYPE_CHECKING:
+    from movierec.models.base import Recommender
+
+# name -> (import path, extra that provides its dependencies or None)
+REGISTRY: dict[str, tuple[str, str | None]] = {
+    "mean": ("movierec.models.baseline:GlobalMean", None),
+    "bias": ("movierec.models.baseline:Bias", None),
+    "pop": ("movierec.models.baseline:Popularity", None),
+    "userknn": ("movierec.models.knn:UserKNN", None),
+    "itemknn": ("movierec.models.knn:ItemKNN", None),
+    "ease": ("movierec.models.ease:EASE", None),
+}
+
+CLASSIC = ["mean", "bias", "pop", "userknn", "itemknn", "ease"]
+
+
+def available() -> list[str]:
+    """Registered model names, in registry order."""
+    return list(REGISTRY)
+
+
+def get_class(name: str) -> type[Recommender]:
+    """The class registered as `name` (imported now; MissingExtraError names a missing extra)."""
+    try:
+        target, extra = REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)}") from None
+    module_name, _, cls_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"pip install 'movierec[{extra}]'" if extra else "reinstall movierec"
+        raise MissingExtraError(f"model {name!r} needs {exc.name!r}: {hint}") from exc
+    return getattr(module, cls_name)
+
+
+def param_key(key: str) -> str:
+    """Map a command-line parameter key to the keyword argument (`lambda` -> `lambda_`)."""
+    key = key.replace("-", "_")
+    return f"{key}_" if keyword.iskeyword(key) else key
+
+
+def get(name: str, **params: Any) -> Recommender:
+    """Build the model registered as `name` with keyword hyper-parameters."""
+    cls = get_class(name)
+    known = cls.param_names()
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        raise ValueError(f"model {name!r} has no parameter(s) {unknown}; it takes {known}")
+    return cls(**params)
