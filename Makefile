@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   # creates .venv, installs movierec, benchmarks the classic models on ML-100K
+#   make test   # creates .venv, installs movierec[dev], runs the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Use the team's local copies of the releases when they are beside the checkout; elsewhere
+# movierec downloads them from GroupLens, verifies the checksum and caches them.
+ifneq ($(wildcard ../shared/datasets/ml-100k/u.data),)
+export MOVIEREC_DATA_DIR ?= $(abspath ../shared/datasets)
+endif
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/movierec benchmark --dataset ml-100k --models all --out runs/ml-100k
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
