@@ -120,13 +120,17 @@ def data_list(
                                                   "$MOVIEREC_DATA_DIR).")] = None,
 ) -> None:
     """List the supported MovieLens releases and where a local copy was found."""
-    from movierec.data.movielens import locate
+    from movierec.data.movielens import resolve
     from movierec.data.releases import RELEASES
+    from movierec.errors import DataError
 
-    table = Table("name", "ratings", "local copy", "url")
+    table = Table("name", "local copy", "url", "about")
     for name, rel in RELEASES.items():
-        where = locate(name, data_dir=data_dir)
-        table.add_row(name, rel.size_label, str(where) if where else "-", rel.url)
+        try:
+            where = str(resolve(rel, data_dir=data_dir, download=False))
+        except DataError:
+            where = "- (downloaded on first use)"
+        table.add_row(name, where, rel.url(), rel.description)
     console.print(table)
 
 
@@ -147,14 +151,27 @@ def data_describe(
     if as_json:
         console.print_json(json.dumps(stats, default=str))
         return
+    summary = Table(title=str(stats.get("name", name)), show_header=False)
+    for key, value in stats.items():
+        if not isinstance(value, dict) and not _is_records(value):
+            summary.add_row(key, _fmt(value))
+    console.print(summary)
+    for key, value in stats.items():
+        if _is_records(value):
+            table = Table(*value[0].keys(), title=key)
+            for rec in value:
+                table.add_row(*(_fmt(v) for v in rec.values()))
+            console.print(table)
     for section, values in stats.items():
-        table = Table(title=section, show_header=False)
         if isinstance(values, dict):
+            table = Table(title=section, show_header=False)
             for k, v in values.items():
                 table.add_row(str(k), _fmt(v))
-        else:
-            table.add_row(section, _fmt(values))
-        console.print(table)
+            console.print(table)
+
+
+def _is_records(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
 
 
 def _fmt(v: Any) -> str:

@@ -1,0 +1,346 @@
+"""Load MovieLens releases by name or folder: one reader per layout family.
+
+Layout families (see `movierec.data.releases`):
+
+- "ml100k": `u.data` (tab-separated ratings), `u.item` (`|`-separated, latin-1, 19 genre flags),
+  `u.user`. The genre flag "unknown" is not a genre: an item whose only flag is "unknown" gets an
+  empty genres tuple, as "(no genres listed)" does in the CSV releases, so that genre vocabularies
+  agree across releases.
+- "ml1m": `::`-separated `.dat` files of ml-1m and ml-10m (`ratings.dat`, `movies.dat`, `users.dat`
+  for ml-1m, `tags.dat` for ml-10m). Text is UTF-8 where it decodes as UTF-8, else latin-1.
+- "csv": `ratings.csv`, `movies.csv`, `tags.csv`, `links.csv` of ml-20m and later (UTF-8, quoted
+  fields, CRLF line ends).
+
+Titles are kept exactly as in the file (with their "(1995)"); `year` is parsed separately.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from movierec.data.dataset import Dataset
+from movierec.data.download import cached_folder, default_cache_dir, fetch, verify_folder
+from movierec.data.files import load_ratings_file, read_delimited
+from movierec.data.releases import RATINGS_FILE, RELEASES, Release, release_for_folder
+from movierec.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "MOVIEREC_DATA_DIR"
+
+GENRES_100K = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+)
+#: Occupation codes of users.dat, as listed in the ML-1M README.
+OCCUPATIONS_1M = (
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
+    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
+    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+)
+NO_GENRES = "(no genres listed)"
+_TITLE_YEAR = re.compile(r"\((\d{4})[^()]*\)\s*$")
+_RATING_KINDS = ("int", "int", "float", "int")
+_RATING_NAMES = ("user_id", "item_id", "rating", "timestamp")
+
+
+# --- resolution ----------------------------------------------------------------------------------
+def load(
+    name_or_path: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    verify: bool = False,
+    progress: bool = True,
+    base_url: str | None = None,
+) -> Dataset:
+    """Load a MovieLens release by name, a release folder, or a ratings file.
+
+    A release name is looked up in `data_dir`, then in $MOVIEREC_DATA_DIR (a subfolder named as
+    GroupLens names the archive folder: ml-100k, ml-latest-small, ml-10M100K), then in the
+    cache, and is downloaded into the cache as a last resort.
+
+    Args:
+        name_or_path: a release name ("ml-100k"; see `movierec.data.releases()`), a folder of
+            official files (layout detected from its files), or a ratings file of your own.
+        data_dir: folder holding release subfolders; looked at first.
+        download: download a release that is not found locally (default True).
+        cache_dir: cache folder (default: $MOVIEREC_CACHE, else ~/.cache/movierec).
+        verify: check each file's sha256 against the recorded values (where recorded).
+        progress: show a download progress bar on a terminal.
+        base_url: download server (default: $MOVIEREC_BASE_URL, else GroupLens).
+
+    Raises:
+        DataError: unknown name, nothing found and `download=False`, or malformed files.
+    """
+    if isinstance(name_or_path, str) and name_or_path in RELEASES:
+        release = RELEASES[name_or_path]
+        folder = resolve(release, data_dir=data_dir, download=download, cache_dir=cache_dir,
+                         progress=progress, base_url=base_url)
+        if verify:
+            verify_folder(release, folder)
+        return read_folder(folder, release.layout, name=release.name,
+                           rating_scale=release.rating_scale)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        release = release_for_folder(path.name)
+        if verify and release is not None:
+            verify_folder(release, path)
+        return read_folder(path, name=release.name if release else path.name,
+                           rating_scale=release.rating_scale if release else None)
+    if path.is_file():
+        return load_ratings_file(path)
+    raise DataError(f"{str(name_or_path)!r} is neither a known release ({', '.join(RELEASES)}) "
+                    "nor an existing folder or file")
+
+
+def resolve(
+    release: Release,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    base_url: str | None = None,
+) -> Path:
+    """Find a release's folder locally (data_dir, $MOVIEREC_DATA_DIR, cache) or download it."""
+    searched: list[str] = []
+    bases = [Path(d).expanduser() for d in (data_dir, os.environ.get(DATA_DIR_ENV)) if d]
+    ratings = RATINGS_FILE[release.layout]
+    for base in bases:
+        for sub in dict.fromkeys((release.folder, release.name)):
+            candidate = base / sub
+            searched.append(str(candidate))
+            if (candidate / ratings).is_file():
+                return candidate
+    cached = cached_folder(release, cache_dir)
+    searched.append(str(default_cache_dir(cache_dir) / release.folder))
+    if cached is not None:
+        return cached
+    if not download:
+        raise DataError(
+            f"{release.name} not found; looked in: {'; '.join(searched)}. Put the extracted "
+            f"'{release.folder}' folder under a directory and set {DATA_DIR_ENV} to it (or pass "
+            "data_dir=...), or allow download=True."
+        )
+    return fetch(release, cache_dir, base_url=base_url, progress=progress)
+
+
+def detect_layout(folder: str | os.PathLike[str]) -> str:
+    """The layout family of a release folder, from the ratings file it holds.
+
+    Raises:
+        DataError: none of u.data, ratings.dat, ratings.csv is there.
+    """
+    folder = Path(folder)
+    for layout, ratings in RATINGS_FILE.items():
+        if (folder / ratings).is_file():
+            return layout
+    found = sorted(p.name for p in folder.iterdir())[:10] if folder.is_dir() else []
+    raise DataError(f"{folder}: not a MovieLens release folder (no u.data, ratings.dat or "
+                    f"ratings.csv); found {found}")
+
+
+def read_folder(
+    folder: str | os.PathLike[str],
+    layout: str | None = None,
+    *,
+    name: str | None = None,
+    rating_scale: tuple[float, float] | None = None,
+) -> Dataset:
+    """Read a release folder of the given (or detected) layout into a Dataset."""
+    folder = Path(folder)
+    layout = layout or detect_layout(folder)
+    readers = {"ml100k": _read_ml100k, "ml1m": _read_ml1m, "csv": _read_csv}
+    if layout not in readers:
+        raise DataError(f"unknown layout {layout!r}; expected one of {list(readers)}")
+    tables = readers[layout](folder)
+    ratings = tables.pop("ratings")
+    return Dataset(ratings, **tables, name=name or folder.name, rating_scale=rating_scale,
+                   source=str(folder / RATINGS_FILE[layout]))
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _text_lines(path: Path) -> list[str]:
+    """Lines of a text file: UTF-8 when it decodes as UTF-8, else latin-1; CR stripped."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    return [ln.rstrip("\r") for ln in text.split("\n")]
+
+
+def _year_from_title(titles: pd.Series) -> pd.Series:
+    return pd.to_numeric(titles.str.extract(_TITLE_YEAR, expand=False), errors="coerce"
+                         ).astype(np.float64)
+
+
+def _items_frame(ids: list[int], titles: list[str], years: pd.Series | None,
+                 genres: list[tuple[str, ...]]) -> pd.DataFrame:
+    title_s = pd.Series(titles, dtype="str").str.strip()
+    year = _year_from_title(title_s) if years is None else years
+    if years is not None:
+        year = year.fillna(_year_from_title(title_s))
+    frame = pd.DataFrame({"item_id": np.asarray(ids, dtype=np.int32), "title": title_s,
+                          "year": year.to_numpy(np.float64)})
+    frame["genres"] = pd.Series(genres, dtype=object)
+    return frame
+
+
+def _int(value: str, path: Path, lineno: int, field: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise DataError(f"{path}:{lineno}: {field} {value!r} is not an integer") from None
+
+
+def _split_genres(text: str) -> tuple[str, ...]:
+    if not text or text == NO_GENRES:
+        return ()
+    return tuple(text.split("|"))
+
+
+# --- ml-100k -------------------------------------------------------------------------------------
+def _read_ml100k(folder: Path) -> dict[str, pd.DataFrame | None]:
+    ratings = read_delimited(folder / "u.data", sep="\t", kinds=_RATING_KINDS,
+                             names=_RATING_NAMES)
+    items = _read_u_item(folder / "u.item") if (folder / "u.item").is_file() else None
+    users = None
+    if (folder / "u.user").is_file():
+        users = read_delimited(folder / "u.user", sep="|",
+                               kinds=("int", "int", "str", "str", "str"),
+                               names=("user_id", "age", "gender", "occupation", "zip"))
+        users["user_id"] = users["user_id"].astype(np.int32)
+    return {"ratings": ratings, "items": items, "users": users}
+
+
+def _read_u_item(path: Path) -> pd.DataFrame:
+    n_fields = 5 + len(GENRES_100K)
+    ids, titles, dates, genres = [], [], [], []
+    for lineno, line in enumerate(_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) != n_fields:
+            raise DataError(f"{path}:{lineno}: expected {n_fields} '|'-separated fields, "
+                            f"found {len(fields)}")
+        ids.append(_int(fields[0], path, lineno, "movie id"))
+        titles.append(fields[1])
+        dates.append(fields[2])
+        flags = fields[5:]
+        if any(f not in ("0", "1") for f in flags):
+            raise DataError(f"{path}:{lineno}: genre flags must be 0 or 1, found {flags}")
+        # "unknown" is the absence of a genre, not a genre (see the module docstring).
+        genres.append(tuple(g for g, f in zip(GENRES_100K, flags, strict=True)
+                            if f == "1" and g != "unknown"))
+    years = pd.to_numeric(pd.Series(dates, dtype=object).str.extract(r"(\d{4})\s*$",
+                                                                     expand=False),
+                          errors="coerce").astype(np.float64)
+    return _items_frame(ids, titles, years, genres)
+
+
+# --- ml-1m / ml-10m ------------------------------------------------------------------------------
+def _read_ml1m(folder: Path) -> dict[str, pd.DataFrame | None]:
+    ratings = read_delimited(folder / "ratings.dat", sep="::", kinds=_RATING_KINDS,
+                             names=_RATING_NAMES)
+    items = _read_movies_dat(folder / "movies.dat") if (folder / "movies.dat").is_file() else None
+    users = _read_users_dat(folder / "users.dat") if (folder / "users.dat").is_file() else None
+    tags = _read_tags_dat(folder / "tags.dat") if (folder / "tags.dat").is_file() else None
+    return {"ratings": ratings, "items": items, "users": users, "tags": tags}
+
+
+def _read_movies_dat(path: Path) -> pd.DataFrame:
+    ids, titles, genres = [], [], []
+    for lineno, line in enumerate(_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        # Titles may contain ':' (even '::'), so split off the first and the last field only.
+        head, sep1, rest = line.partition("::")
+        title, sep2, genre_text = rest.rpartition("::")
+        if not (sep1 and sep2):
+            raise DataError(f"{path}:{lineno}: expected 'MovieID::Title::Genres', "
+                            f"found {line[:120]!r}")
+        ids.append(_int(head, path, lineno, "movie id"))
+        titles.append(title)
+        genres.append(_split_genres(genre_text.strip()))
+    return _items_frame(ids, titles, None, genres)
+
+
+def _read_users_dat(path: Path) -> pd.DataFrame:
+    users = read_delimited(path, sep="::", kinds=("int", "str", "int", "int", "str"),
+                           names=("user_id", "gender", "age", "occupation", "zip"))
+    codes = users["occupation"].to_numpy()
+    bad = (codes < 0) | (codes >= len(OCCUPATIONS_1M))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}:{row + 1}: occupation code {codes[row]} is not in 0-20")
+    users["occupation"] = np.asarray(OCCUPATIONS_1M, dtype=object)[codes]
+    users["user_id"] = users["user_id"].astype(np.int32)
+    return users[["user_id", "age", "gender", "occupation", "zip"]]
+
+
+def _read_tags_dat(path: Path) -> pd.DataFrame:
+    users, items, tags, stamps = [], [], [], []
+    for lineno, line in enumerate(_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        parts = line.split("::", 2)
+        tag, sep, stamp = parts[-1].rpartition("::") if len(parts) == 3 else ("", "", "")
+        if not sep:
+            raise DataError(f"{path}:{lineno}: expected 'UserID::MovieID::Tag::Timestamp', "
+                            f"found {line[:120]!r}")
+        users.append(_int(parts[0], path, lineno, "user id"))
+        items.append(_int(parts[1], path, lineno, "movie id"))
+        tags.append(tag)
+        stamps.append(_int(stamp, path, lineno, "timestamp"))
+    return pd.DataFrame({"user_id": np.asarray(users, dtype=np.int32),
+                         "item_id": np.asarray(items, dtype=np.int32),
+                         "tag": pd.Series(tags, dtype="str"),
+                         "timestamp": np.asarray(stamps, dtype=np.int64)})
+
+
+# --- csv (ml-20m and later) ----------------------------------------------------------------------
+def _read_csv_frame(path: Path, dtype: dict[str, object], columns: dict[str, str]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=dtype, keep_default_na=False,  # type: ignore[arg-type]
+                            na_values={c: [""] for c, t in dtype.items() if t == "Int64"},
+                            encoding="utf-8")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: could not be parsed: {exc}") from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: header lacks {missing}; found {list(frame.columns)}")
+    return frame[list(columns)].rename(columns=columns)
+
+
+def _read_csv(folder: Path) -> dict[str, pd.DataFrame | None]:
+    ratings = read_delimited(folder / "ratings.csv", sep=",", kinds=_RATING_KINDS,
+                             names=_RATING_NAMES, header=True)
+    items = tags = links = None
+    if (folder / "movies.csv").is_file():
+        movies = _read_csv_frame(folder / "movies.csv",
+                                 {"movieId": "int32", "title": str, "genres": str},
+                                 {"movieId": "item_id", "title": "title", "genres": "genres"})
+        genres = [_split_genres(g) for g in movies["genres"].tolist()]
+        items = _items_frame(movies["item_id"].tolist(), movies["title"].tolist(), None, genres)
+    if (folder / "tags.csv").is_file():
+        tags = _read_csv_frame(folder / "tags.csv",
+                               {"userId": "int32", "movieId": "int32", "tag": str,
+                                "timestamp": "int64"},
+                               {"userId": "user_id", "movieId": "item_id", "tag": "tag",
+                                "timestamp": "timestamp"})
+    if (folder / "links.csv").is_file():
+        links = _read_csv_frame(folder / "links.csv",
+                                {"movieId": "int32", "imdbId": "Int64", "tmdbId": "Int64"},
+                                {"movieId": "item_id", "imdbId": "imdb_id", "tmdbId": "tmdb_id"})
+    return {"ratings": ratings, "items": items, "tags": tags, "links": links}

@@ -1,0 +1,327 @@
+"""The one evaluator: `evaluate(model, split)` ranks, scores and summarises into `Results`.
+
+Full protocol (the default, see /shared/reference/README.md):
+
+- Test users: users of `split.test` known to the model with at least one relevant test item.
+- Relevant: the user's test items with rating >= `relevance` (`relevance <= 0`: every test item).
+  Relevant items unknown to the model (never rated in training) still count in |relevant| — the
+  protocol takes |relevant| from the test file — but can never be hit; they are counted in
+  `counts["relevant_unknown_items"]`. This is the choice that reproduces the reference recall.
+- Candidates: every training item outside the user's training history (full ranking).
+- Users are scored in blocks of `block_size`; the top max(ks) is computed once and sliced.
+
+Sampled protocol (NCF paper, He et al. 2017): each of the user's relevant test items that the model
+knows is ranked against `n_negatives` items drawn uniformly without replacement from the training
+items the user never interacted with (in train or test). Ties count against the held-out item.
+Keys are prefixed ("sampled_hit@10", "sampled_ndcg@10") so they are never confused with full
+ranking; with leave-one-out and `relevance=0` this is the paper's HR@10 / NDCG@10.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from movierec import __version__
+from movierec import metrics as M
+from movierec.models.base import Recommender, mask_rows, user_blocks
+from movierec.random import RNGLike, as_generator
+from movierec.results import Results
+from movierec.split import Split
+
+logger = logging.getLogger(__name__)
+
+Protocol = Literal["full", "sampled"]
+
+_RANKING: dict[str, Any] = {
+    "precision": lambda h, n: M.precision(h),
+    "recall": M.recall,
+    "f1": M.f1,
+    "ndcg": M.ndcg,
+    "map": M.average_precision,
+    "mrr": lambda h, n: M.reciprocal_rank(h),
+    "hit": lambda h, n: M.hit_rate(h),
+}
+
+
+def evaluate(
+    model: Recommender,
+    split: Split,
+    *,
+    ks: Sequence[int] = (5, 10, 20),
+    relevance: float = 4.0,
+    protocol: Protocol = "full",
+    block_size: int = 1024,
+    n_negatives: int = 100,
+    rng: RNGLike = None,
+    keep_lists: bool = False,
+    progress: bool = False,
+) -> Results:
+    """Evaluate a fitted model on `split.test`.
+
+    Args:
+        model: a fitted Recommender (trained on `split.train`).
+        split: the split; `split.train` gives popularity, genres and the catalog size.
+        ks: list lengths at which ranking metrics are reported (default 5, 10, 20).
+        relevance: rating threshold of a relevant test item (default 4.0; 0 = every test item).
+        protocol: "full" (rank every unseen training item) or "sampled" (NCF: 1 + n_negatives).
+        block_size: users scored at once; memory is about block_size x n_items floats.
+        n_negatives: sampled negatives per user (sampled protocol only; default 100).
+        rng: seed or Generator for the sampled negatives (sampled protocol only).
+        keep_lists: keep the top-max(ks) lists in `Results.lists` (full protocol only).
+        progress: show a progress bar over user blocks.
+
+    Returns:
+        Results with summary, per-user values, counts, protocol, timings and meta.
+    """
+    ks = _check_args(ks, protocol, block_size, n_negatives)
+    model._check_fitted()
+    t_start = time.perf_counter()
+    test = split.test.ratings
+    t_users = model.user_vocab_.codes(test["user_id"].to_numpy(), missing="negative")
+    t_items = model.item_vocab_.codes(test["item_id"].to_numpy(), missing="negative")
+    rel = (test["rating"].to_numpy() >= relevance) if relevance > 0 else np.ones(len(test), bool)
+    counts = _test_counts(test, t_users, t_items)
+    proto: dict[str, Any] = {"protocol": protocol, "relevance": float(relevance), "k": list(ks)}
+
+    t0 = time.perf_counter()
+    lists = None
+    if protocol == "full":
+        proto["candidates"] = "all-unseen"
+        per_user, summary, lists = _full(model, split, ks, t_users, t_items, rel, counts,
+                                         block_size, keep_lists, progress)
+    else:
+        proto.update(candidates=f"1 held-out + {n_negatives} sampled", n_negatives=n_negatives,
+                     ties="pessimistic", seed=rng if isinstance(rng, int) else None)
+        per_user, summary = _sampled(model, ks, t_users, t_items, rel, counts, block_size,
+                                     n_negatives, as_generator(rng), progress)
+    timings = {"ranking": time.perf_counter() - t0}
+
+    if model.predicts_ratings:
+        t0 = time.perf_counter()
+        yhat = model.predict(test["user_id"].to_numpy(), test["item_id"].to_numpy())
+        y = test["rating"].to_numpy()
+        summary = {"rmse": M.rmse(y, yhat), "mae": M.mae(y, yhat), **summary}
+        counts["rating_rows_predicted"] = len(test)
+        counts["rating_rows_fallback"] = int(((t_users < 0) | (t_items < 0)).sum())
+        timings["rating"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    meta = {"model": type(model).__name__, "params": model.params(),
+            "split": split.describe(), "train_fingerprint": split.train.fingerprint,
+            "version": __version__}
+    return Results(summary=summary, per_user=per_user, counts=counts, protocol=proto,
+                   timings=timings, lists=lists, meta=meta)
+
+
+def _check_args(ks: Sequence[int] | int, protocol: str, block_size: int,
+                n_negatives: int) -> list[int]:
+    kk = sorted({int(k) for k in (ks if isinstance(ks, Iterable) else [ks])})
+    if not kk or kk[0] <= 0:
+        raise ValueError(f"ks must be positive list lengths, got {ks!r}")
+    if protocol not in ("full", "sampled"):
+        raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
+    if block_size <= 0:
+        raise ValueError(f"block_size must be positive, got {block_size}")
+    if n_negatives <= 0:
+        raise ValueError(f"n_negatives must be positive, got {n_negatives}")
+    return kk
+
+
+def _test_counts(test: pd.DataFrame, t_users: np.ndarray, t_items: np.ndarray) -> dict[str, int]:
+    users = test["user_id"].to_numpy()
+    return {
+        "test_rows": len(test),
+        "test_users": int(len(np.unique(users))),
+        "test_users_unknown": int(len(np.unique(users[t_users < 0]))),
+        "test_rows_unknown_user": int((t_users < 0).sum()),
+        "test_rows_unknown_item": int((t_items < 0).sum()),
+    }
+
+
+def _relevant(t_users: np.ndarray, t_items: np.ndarray, item_ids: np.ndarray, rel: np.ndarray,
+              n_users: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per model user: |relevant| (unknown items included), relevant known-item keys, unknown."""
+    keep = rel & (t_users >= 0)
+    pairs = np.unique(np.stack([t_users[keep].astype(np.int64), item_ids[keep].astype(np.int64),
+                                t_items[keep].astype(np.int64)], axis=1), axis=0)
+    n_rel = np.bincount(pairs[:, 0], minlength=n_users)
+    known = pairs[:, 2] >= 0
+    n_unknown = np.bincount(pairs[~known, 0], minlength=n_users)
+    return n_rel, pairs[known][:, [0, 2]], n_unknown
+
+
+def _in_keys(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Boolean mask of `query` values present in the sorted array `keys`."""
+    if len(keys) == 0:
+        return np.zeros(query.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    return keys[pos] == query
+
+
+def _blocks(n: int, block_size: int, progress: bool) -> Iterator[slice]:
+    blocks: Iterable[slice] = user_blocks(n, block_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        blocks = tqdm(list(blocks), desc="evaluate", unit="block")
+    yield from blocks
+
+
+def _popularity(model: Recommender, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Training rating count and user share p_i per model item code."""
+    tr = split.train.ratings
+    codes = model.item_vocab_.codes(tr["item_id"].to_numpy(), missing="negative")
+    n_items = model.n_items
+    n_ratings = np.bincount(codes[codes >= 0], minlength=n_items)
+    pairs = np.unique(np.stack([tr["user_id"].to_numpy().astype(np.int64),
+                                codes.astype(np.int64)], axis=1)[codes >= 0], axis=0)
+    n_users = np.bincount(pairs[:, 1], minlength=n_items)
+    return n_ratings.astype(np.float64), n_users / max(split.train.n_users, 1)
+
+
+def _full(model: Recommender, split: Split, ks: list[int], t_users: np.ndarray,
+          t_items: np.ndarray, rel: np.ndarray, counts: dict[str, int], block_size: int,
+          keep_lists: bool, progress: bool
+          ) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame | None]:
+    n_items = model.n_items
+    item_ids = split.test.ratings["item_id"].to_numpy()
+    n_rel, rel_pairs, n_unknown = _relevant(t_users, t_items, item_ids, rel, model.n_users)
+    known_test_users = np.unique(t_users[t_users >= 0])
+    users = known_test_users[n_rel[known_test_users] > 0]
+    rel_keys = np.sort(rel_pairs[:, 0] * n_items + rel_pairs[:, 1])
+    seen = model.seen_.tocoo()
+    seen_keys = np.sort(seen.row.astype(np.int64) * n_items + seen.col)
+    counts.update(users_evaluated=len(users),
+                  users_no_relevant=len(known_test_users) - len(users),
+                  relevant_items=int(n_rel[users].sum()),
+                  relevant_unknown_items=int(n_unknown[users].sum()),
+                  relevant_in_train=int(_in_keys(seen_keys, rel_keys).sum()))
+
+    kmax = ks[-1]
+    top = np.full((len(users), kmax), -1, dtype=np.int32)
+    top_scores = np.full((len(users), kmax), -np.inf, dtype=np.float32)
+    for blk in _blocks(len(users), block_size, progress):
+        top[blk], top_scores[blk] = model.top_k_codes(users[blk], kmax, exclude_seen=True)
+    valid = top >= 0
+    hits = valid & _in_keys(rel_keys, users[:, None].astype(np.int64) * n_items + top)
+
+    per_user: dict[str, Any] = {"user_id": model.user_vocab_.ids(users)}
+    nr = n_rel[users]
+    for k in ks:
+        for name, fn in _RANKING.items():
+            per_user[f"{name}@{k}"] = fn(hits[:, :k], nr)
+    summary = {key: float(np.mean(v)) if len(v) else float("nan")
+               for key, v in per_user.items() if key != "user_id"}
+    extra_cols, extra_summary = _beyond_accuracy(model, split, top, ks)
+    per_user.update(extra_cols)
+    summary.update(extra_summary)
+    # Order summary keys by k, then metric, as the tables show them.
+    summary = {f"{name}@{k}": summary[f"{name}@{k}"] for k in ks
+               for name in [*_RANKING, *_BEYOND] if f"{name}@{k}" in summary}
+
+    lists = None
+    if keep_lists:
+        rows, ranks = np.nonzero(valid)
+        lists = pd.DataFrame({"user_id": model.user_vocab_.ids(users[rows]),
+                              "item_id": model.item_vocab_.ids(top[rows, ranks]),
+                              "score": top_scores[rows, ranks], "rank": ranks + 1})
+    return pd.DataFrame(per_user), summary, lists
+
+
+_BEYOND = ("coverage", "diversity", "novelty", "arp", "personalization", "gini")
+
+
+def _beyond_accuracy(model: Recommender, split: Split, top: np.ndarray,
+                     ks: list[int]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    n_ratings, share = _popularity(model, split)
+    genres = _genre_matrix(model, split)
+    cols: dict[str, np.ndarray] = {}
+    summary: dict[str, float] = {}
+    if len(top) == 0:
+        return cols, summary
+    for k in ks:
+        lists = top[:, :k]
+        summary[f"coverage@{k}"] = M.coverage(lists, model.n_items)
+        if genres is not None:
+            cols[f"diversity@{k}"] = M.intra_list_diversity(lists, genres)
+        cols[f"novelty@{k}"] = M.novelty(lists, share)
+        cols[f"arp@{k}"] = M.arp(lists, n_ratings)
+        summary[f"personalization@{k}"] = M.personalization(lists, k)
+        summary[f"gini@{k}"] = M.gini(lists, model.n_items)
+    for key, v in cols.items():
+        if np.isfinite(v).any():
+            summary[key] = float(np.nanmean(v))
+    return cols, summary
+
+
+def _genre_matrix(model: Recommender, split: Split) -> sp.csr_matrix | None:
+    """Item x genre matrix in model item codes, or None when the train split has no genres."""
+    if split.train.items is None or not split.train.genres:
+        return None
+    g = split.train.genre_matrix(model.item_vocab_.index)
+    return g if g.nnz else None
+
+
+def _sampled(model: Recommender, ks: list[int], t_users: np.ndarray, t_items: np.ndarray,
+             rel: np.ndarray, counts: dict[str, int], block_size: int, n_negatives: int,
+             gen: np.random.Generator, progress: bool) -> tuple[pd.DataFrame, dict[str, float]]:
+    n_users, n_items = model.n_users, model.n_items
+    known = (t_users >= 0) & (t_items >= 0)
+    pos = sp.csr_matrix((np.ones(int((known & rel).sum())),
+                         (t_users[known & rel], t_items[known & rel])), shape=(n_users, n_items))
+    pos.sum_duplicates()
+    pos.sort_indices()
+    test_all = sp.csr_matrix((np.ones(int(known.sum())), (t_users[known], t_items[known])),
+                             shape=(n_users, n_items))
+    interacted = (model.seen_ + test_all).tocsr()
+    known_test_users = np.unique(t_users[t_users >= 0])
+    users = known_test_users[np.diff(pos.indptr)[known_test_users] > 0]
+    counts.update(users_evaluated=len(users),
+                  users_no_relevant=len(known_test_users) - len(users),
+                  relevant_items=int(pos[users].nnz),
+                  relevant_unknown_items=int((rel & (t_users >= 0) & (t_items < 0)).sum()))
+
+    n_neg = min(n_negatives, n_items)
+    hit_sum = {k: np.zeros(len(users)) for k in ks}
+    ndcg_sum = {k: np.zeros(len(users)) for k in ks}
+    n_pos = np.zeros(len(users))
+    for blk in _blocks(len(users), block_size, progress):
+        u = users[blk]
+        # Uniform sampling without replacement: the n_neg smallest of i.i.d. uniform keys.
+        keys = gen.random((len(u), n_items))
+        mask_rows(keys, interacted, u)
+        keys[np.isneginf(keys)] = np.inf
+        neg = np.argpartition(keys, n_neg - 1, axis=1)[:, :n_neg] if n_neg < n_items else (
+            np.broadcast_to(np.arange(n_items), (len(u), n_items)))
+        neg_ok = np.isfinite(np.take_along_axis(keys, neg, axis=1))
+        scores = np.array(model._score(u), dtype=np.float32)
+        scores[np.isnan(scores)] = -np.inf
+        neg_scores = np.where(neg_ok, np.take_along_axis(scores, neg, axis=1), -np.inf)
+        sub = pos[u]
+        rows = np.repeat(np.arange(len(u)), np.diff(sub.indptr))
+        pos_scores = scores[rows, sub.indices]
+        # Pessimistic ties: a negative scored equal to the held-out item ranks above it.
+        rank = ((neg_scores[rows] >= pos_scores[:, None]) & neg_ok[rows]).sum(axis=1)
+        n_pos[blk] = np.bincount(rows, minlength=len(u))
+        for k in ks:
+            hit = rank < k
+            hit_sum[k][blk] = np.bincount(rows, weights=hit, minlength=len(u))
+            gain = np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0)
+            ndcg_sum[k][blk] = np.bincount(rows, weights=gain, minlength=len(u))
+    per_user: dict[str, Any] = {"user_id": model.user_vocab_.ids(users)}
+    denom = np.maximum(n_pos, 1)
+    for k in ks:
+        per_user[f"sampled_hit@{k}"] = hit_sum[k] / denom
+        per_user[f"sampled_ndcg@{k}"] = ndcg_sum[k] / denom
+    summary = {key: float(np.mean(v)) for key, v in per_user.items()
+               if key != "user_id" and len(v)}
+    return pd.DataFrame(per_user), summary
+
+
+__all__ = ["Protocol", "evaluate"]
