@@ -6,6 +6,7 @@ import ast
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +29,10 @@ app = typer.Typer(
 data_app = typer.Typer(help="MovieLens releases: list them, describe one.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console()
-err_console = Console(stderr=True)
+# Tables are wide: when printing to a file or pipe, don't fold them at 80 columns.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 _state = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -268,23 +271,45 @@ def benchmark(
 
 
 def print_table(table: Any, title: str) -> None:
-    """Print a models x metrics frame (means, with ± std columns folded in)."""
-    out = Table(title=title)
-    out.add_column("model")
+    """Print a models x metrics frame as two tables: accuracy, then beyond accuracy and time.
+
+    Means over seeds, with ±std where several seeds ran; '-' where a model cannot compute a metric.
+    """
     metrics = [c for c in table.columns if not c.endswith("_std")]
-    for c in metrics:
-        out.add_column(c.replace("_seconds", " s"), justify="right")
-    for model, row in table.iterrows():
-        cells = []
-        for c in metrics:
-            v = row[c]
-            text = "-" if v != v else f"{v:.4f}"  # NaN: the model cannot compute it
-            std = row.get(f"{c}_std")
-            if std is not None and std == std:
-                text += f"±{std:.4f}"
-            cells.append(text)
-        out.add_row(str(model), *cells)
-    console.print(out)
+    accuracy = [c for c in metrics if c in ("rmse", "mae") or c.split("@")[0] in
+                ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")]
+    rest = [c for c in metrics if c not in accuracy]
+    for cols, part in ((accuracy, "accuracy"), (rest, "beyond accuracy and seconds")):
+        out = Table(title=f"{title} — {part}", title_justify="left")
+        out.add_column("model")
+        for c in cols:
+            out.add_column(_short(c), justify="right")
+        for model, row in table.iterrows():
+            out.add_row(str(model), *(_cell(row, c) for c in cols))
+        console.print(out)
+
+
+_SHORT = {"precision": "P", "recall": "R", "f1": "F1", "ndcg": "NDCG", "map": "MAP",
+          "mrr": "MRR", "hit": "HR", "coverage": "cov", "diversity": "div", "novelty": "nov",
+          "arp": "ARP", "personalization": "pers", "fit_seconds": "fit s",
+          "recommend_seconds": "rec s", "rmse": "RMSE", "mae": "MAE"}
+
+
+def _short(col: str) -> str:
+    name, _, k = col.partition("@")
+    return _SHORT.get(name, name) + (f"@{k}" if k else "")
+
+
+def _cell(row: Any, col: str) -> str:
+    v = row[col]
+    if v != v:  # NaN: the model cannot compute it
+        return "-"
+    digits = 2 if col.endswith("_seconds") or col.startswith(("arp", "novelty")) else 4
+    text = f"{v:.{digits}f}"
+    std = row.get(f"{col}_std")
+    if std is not None and std == std:
+        text += f"±{std:.{digits}f}"
+    return text
 
 
 def main() -> None:
