@@ -87,7 +87,9 @@ def _model(split: Split, cls: type[FixedScores] = FixedScores) -> FixedScores:
 def test_full_protocol_per_user_by_hand(example: Split) -> None:
     res = evaluate(_model(example), example, ks=(1, 3), relevance=4.0, keep_lists=True)
     pu = res.per_user.set_index("user_id")
-    assert list(pu.index) == [1, 3]
+    # every known test user gets a list; user 2 has no relevant item, so no ranking values
+    assert list(pu.index) == [1, 2, 3]
+    assert pu.loc[2, "n_relevant"] == 0 and math.isnan(pu.loc[2, "ndcg@3"])
     # user 1: relevant {20, 50, 70} (|rel| = 3, 70 can never be hit); top 3 = 20, 30, 40
     #   hits@3 = [1, 0, 0]: precision 1/3, recall 1/3, ndcg = 1 / (1 + 1/log2 3 + 1/2),
     #   map = P@1 / min(3, 3) = 1/3, mrr 1, hit 1; @1: precision 1, recall 1/3, ndcg 1, map 1
@@ -125,31 +127,33 @@ def test_full_protocol_per_user_by_hand(example: Split) -> None:
     assert lists is not None
     assert lists[lists.user_id == 1].item_id.tolist() == [20, 30, 40]  # 10 was trained on
     assert lists[lists.user_id == 1].score.tolist() == [5.0, 4.0, 3.0]
-    assert lists.groupby("user_id")["rank"].apply(list).tolist() == [[1, 2, 3], [1, 2, 3]]
+    assert lists.groupby("user_id")["rank"].apply(list).tolist() == [[1, 2, 3]] * 3
 
 
 def test_beyond_accuracy_by_hand(example: Split) -> None:
     res = evaluate(_model(example), example, ks=(1, 3), relevance=4.0)
     s = res.summary
-    # lists@3: user 1 {20, 30, 40}, user 3 {60, 50, 40}; 5 distinct of 6 training items
+    # Beyond-accuracy metrics cover every known test user's list, user 2 included:
+    # lists@3: user 1 {20, 30, 40}, users 2 and 3 {60, 50, 40}; 5 distinct of 6 training items
     assert s["coverage@1"] == pytest.approx(2 / 6)
     assert s["coverage@3"] == pytest.approx(5 / 6)
-    # one shared item (40) between the only pair: 1 - (1/3)
-    assert s["personalization@3"] == pytest.approx(2 / 3)
-    assert s["personalization@1"] == pytest.approx(1.0)
+    # overlaps@3: (1,2) 1/3, (1,3) 1/3, (2,3) 3/3 -> 1 - 5/9
+    assert s["personalization@3"] == pytest.approx(4 / 9)
+    # overlaps@1: (1,2) 0, (1,3) 0, (2,3) 1 -> 1 - 1/3
+    assert s["personalization@1"] == pytest.approx(2 / 3)
     # novelty: -log2(1/5) for 20, 30, 50, 60 and -log2(2/5) for 40, both lists alike
     nov = (2 * math.log2(5) + math.log2(5 / 2)) / 3
     assert s["novelty@3"] == pytest.approx(nov)
     assert s["novelty@1"] == pytest.approx(math.log2(5))
     # ARP: training counts (1 + 1 + 2)/3 for both lists
     assert s["arp@3"] == pytest.approx(4 / 3)
-    # diversity: user 1 genres A, AB, C -> 1 - (1/sqrt2)/3; user 3 B, C, C -> 1 - 1/3
+    # diversity: user 1 genres A, AB, C -> 1 - (1/sqrt2)/3; users 2, 3 B, C, C -> 1 - 1/3
     pu = res.per_user.set_index("user_id")
     assert pu.loc[1, "diversity@3"] == pytest.approx(1 - 1 / math.sqrt(2) / 3)
     assert pu.loc[3, "diversity@3"] == pytest.approx(2 / 3)
     assert math.isnan(pu.loc[1, "diversity@1"])  # a single item has no pairs
     assert "diversity@1" not in s                 # no list had a pair at k = 1
-    assert s["diversity@3"] == pytest.approx((1 - 1 / math.sqrt(2) / 3 + 2 / 3) / 2)
+    assert s["diversity@3"] == pytest.approx((1 - 1 / math.sqrt(2) / 3 + 2 / 3 + 2 / 3) / 3)
 
 
 def test_relevance_zero_counts_every_test_item(example: Split) -> None:

@@ -2,7 +2,10 @@
 
 Full protocol (the default, see /shared/reference/README.md):
 
-- Test users: users of `split.test` known to the model with at least one relevant test item.
+- Test users: users of `split.test` known to the model. Every one of them gets a top-k list, and
+  beyond-accuracy metrics (coverage, diversity, novelty, ARP, personalization) describe all those
+  lists. Ranking metrics are averaged over the test users with at least one relevant test item;
+  the others are counted (`users_no_relevant`) and have NaN ranking values in `per_user`.
 - Relevant: the user's test items with rating >= `relevance` (`relevance <= 0`: every test item).
   Relevant items unknown to the model (never rated in training) still count in |relevant| — the
   protocol takes |relevant| from the test file — but can never be hit; they are counted in
@@ -192,14 +195,18 @@ def _full(model: Recommender, split: Split, ks: list[int], t_users: np.ndarray,
     n_items = model.n_items
     item_ids = split.test.ratings["item_id"].to_numpy()
     n_rel, rel_pairs, n_unknown = _relevant(t_users, t_items, item_ids, rel, model.n_users)
-    known_test_users = np.unique(t_users[t_users >= 0])
-    users = known_test_users[n_rel[known_test_users] > 0]
+    # Every known test user gets a list: beyond-accuracy metrics describe all of them; ranking
+    # metrics are averaged over those with at least one relevant test item.
+    users = np.unique(t_users[t_users >= 0])
+    nr = n_rel[users]
+    judged = nr > 0
     rel_keys = np.sort(rel_pairs[:, 0] * n_items + rel_pairs[:, 1])
     seen = model.seen_.tocoo()
     seen_keys = np.sort(seen.row.astype(np.int64) * n_items + seen.col)
-    counts.update(users_evaluated=len(users),
-                  users_no_relevant=len(known_test_users) - len(users),
-                  relevant_items=int(n_rel[users].sum()),
+    counts.update(users_evaluated=int(judged.sum()),
+                  users_no_relevant=int((~judged).sum()),
+                  users_with_lists=len(users),
+                  relevant_items=int(nr.sum()),
                   relevant_unknown_items=int(n_unknown[users].sum()),
                   relevant_in_train=int(_in_keys(seen_keys, rel_keys).sum()))
 
@@ -211,13 +218,14 @@ def _full(model: Recommender, split: Split, ks: list[int], t_users: np.ndarray,
     valid = top >= 0
     hits = valid & _in_keys(rel_keys, users[:, None].astype(np.int64) * n_items + top)
 
-    per_user: dict[str, Any] = {"user_id": model.user_vocab_.ids(users)}
-    nr = n_rel[users]
+    per_user: dict[str, Any] = {"user_id": model.user_vocab_.ids(users), "n_relevant": nr}
+    summary: dict[str, float] = {}
     for k in ks:
         for name, fn in _RANKING.items():
-            per_user[f"{name}@{k}"] = fn(hits[:, :k], nr)
-    summary = {key: float(np.mean(v)) if len(v) else float("nan")
-               for key, v in per_user.items() if key != "user_id"}
+            values = np.full(len(users), np.nan)
+            values[judged] = fn(hits[judged, :k], nr[judged])
+            per_user[f"{name}@{k}"] = values
+            summary[f"{name}@{k}"] = float(np.mean(values[judged])) if judged.any() else np.nan
     extra_cols, extra_summary = _beyond_accuracy(model, split, top, ks)
     per_user.update(extra_cols)
     summary.update(extra_summary)
