@@ -26,6 +26,7 @@ from movierec.split import (
     user_random_split,
     user_time_split,
 )
+from movierec.split._base import _lex_order
 
 COLS = ["user_id", "item_id", "rating", "timestamp"]
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -389,7 +390,7 @@ def test_make_split_matches_direct_calls(tiny: Dataset) -> None:
 def test_lex_order_matches_lexsort(rows_: list[tuple[int, int, int]]) -> None:
     keys = [np.array(col, dtype=np.int64) for col in zip(*rows_, strict=True)]
     expected = np.lexsort(keys[::-1])  # stable: ties by position, like _lex_order
-    np.testing.assert_array_equal(S._lex_order(keys), expected)
+    np.testing.assert_array_equal(_lex_order(keys), expected)
 
 
 # --- predefined folds and user files -------------------------------------------------------------

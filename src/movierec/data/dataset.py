@@ -42,7 +42,8 @@ def _coerce_ratings(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             bad = ~np.isfinite(values)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise DataError(f"{source}: row {row}: rating {values[row]!r} is not a finite number")
+                raise DataError(f"{source}: row {row}: rating {values[row]!r} is not a finite "
+                                "number")
         if col in ("user_id", "item_id"):
             info = np.iinfo(np.int32)
             if values.size and (values.min() < info.min or values.max() > info.max):
@@ -173,7 +174,7 @@ class Dataset:
 
     # --- derived datasets ----------------------------------------------------------------------
     def with_ratings(self, ratings: pd.DataFrame, name: str | None = None) -> Dataset:
-        """A new Dataset with other ratings and the same side tables (used by splits and filters)."""
+        """A new Dataset with other ratings and the same side tables (for splits and filters)."""
         return replace(self, ratings=ratings.reset_index(drop=True),
                        name=self.name if name is None else name)
 

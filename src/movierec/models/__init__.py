@@ -23,6 +23,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "userknn": ("movierec.models.knn:UserKNN", None),
     "itemknn": ("movierec.models.knn:ItemKNN", None),
     "ease": ("movierec.models.ease:EASE", None),
+    "mf": ("movierec.models.mf:MF", "torch"),
 }
 
 CLASSIC = ["mean", "bias", "pop", "userknn", "itemknn", "ease"]

@@ -28,8 +28,8 @@ class EASE(Recommender):
     Args:
         lambda_: L2 regularization λ added to the diagonal of XᵀX (default 500.0, > 0). On the
             command line the key is `lambda`.
-        max_memory_gb: largest peak memory (3 × n_items² × 8 bytes), in GB (10⁹ bytes), `fit` may use
-            (default 4.0, > 0).
+        max_memory_gb: largest peak memory (3 × n_items² × 8 bytes), in GB (10⁹ bytes), that
+            `fit` may use (default 4.0, > 0).
     """
 
     name: ClassVar[str] = "ease"
