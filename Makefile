@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   # creates .venv, installs movierec, benchmarks the classic models on ML-100K
-#   make test   # creates .venv, installs movierec[dev], runs the test suite
+#   make test   # creates .venv, installs movierec[dev,torch], runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -17,7 +17,7 @@ endif
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,torch]'
 	touch $(STAMP)
 
 demo: $(STAMP)
