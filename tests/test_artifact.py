@@ -1,0 +1,77 @@
+"""Model folders: round trip, atomic replacement, and refusal of tampered or future artifacts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from movierec.artifact import load_model, read_meta
+from movierec.errors import ArtifactError
+from movierec.models import get
+
+
+@pytest.fixture
+def saved(tiny, tmp_path):
+    model = get("itemknn", k=3).fit(tiny)
+    path = model.save(tmp_path / "model")
+    return model, path
+
+
+def test_model_json_records_provenance(saved, tiny):
+    model, path = saved
+    meta = read_meta(path)
+    assert meta["model"] == "itemknn" and meta["params"]["k"] == 3
+    assert meta["train"]["fingerprint"] == tiny.fingerprint
+    assert meta["format"] == 1 and len(meta["sha256"]["state.safetensors"]) == 64
+    assert sorted(p.name for p in path.iterdir()) == ["model.json", "state.safetensors"]
+
+
+def test_round_trip_gives_same_scores(saved):
+    model, path = saved
+    loaded = load_model(path)
+    users = model.user_vocab_.index
+    np.testing.assert_array_equal(loaded.score(users), model.score(users))
+    assert loaded.predict([1], [50]) == pytest.approx(model.predict([1], [50]))
+
+
+def test_tampered_weights_are_refused(saved):
+    _, path = saved
+    weights = path / "state.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_model(path)
+
+
+def test_truncated_weights_are_refused(saved):
+    _, path = saved
+    weights = path / "state.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50])
+    with pytest.raises(ArtifactError):
+        load_model(path)
+
+
+def test_future_format_and_unknown_model_are_refused(saved):
+    _, path = saved
+    meta = json.loads((path / "model.json").read_text())
+    (path / "model.json").write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(ArtifactError, match="newer"):
+        load_model(path)
+    (path / "model.json").write_text(json.dumps({**meta, "model": "os.system"}))
+    with pytest.raises(ArtifactError, match="unknown model"):
+        load_model(path)
+
+
+def test_not_a_model_folder(tmp_path):
+    with pytest.raises(ArtifactError, match="model.json"):
+        load_model(tmp_path)
+
+
+def test_saving_over_an_existing_model_replaces_it_whole(saved, tiny):
+    _, path = saved
+    get("ease", lambda_=10.0).fit(tiny).save(path)
+    assert read_meta(path)["model"] == "ease"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model"]
