@@ -220,7 +220,7 @@ class TorchRecommender(Recommender):
         u, i = train.codes
         return {"user": torch.from_numpy(np.asarray(u, dtype=np.int64)),
                 "item": torch.from_numpy(np.asarray(i, dtype=np.int64)),
-                "rating": torch.from_numpy(train.ratings["rating"].to_numpy(np.float32))}
+                "rating": torch.from_numpy(np.array(train.ratings["rating"], dtype=np.float32))}
 
     def batches(self, data: dict[str, Tensor], generator: torch.Generator
                 ) -> Iterator[dict[str, Tensor]]:

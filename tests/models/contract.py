@@ -18,8 +18,17 @@ from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError, NotFittedError, UnknownIdError
 from movierec.models import available, get, get_class
 
+try:  # torch is an extra: without it, torch models are skipped by the registry import anyway
+    from movierec.train import TorchRecommender
+except ImportError:  # pragma: no cover
+    TorchRecommender = type("TorchRecommender", (), {})
+
 # Parameters that keep a model quick on the tiny fixtures (e.g. few epochs); {} otherwise.
-FIT_PARAMS: dict[str, dict] = {}
+FIT_PARAMS: dict[str, dict] = {
+    # BPR, so the checkerboard (all ratings 5, nothing for MSE to fit) has a ranking to learn.
+    "mf": {"loss": "bpr", "embedding_size": 8, "epochs": 40, "batch_size": 32,
+           "learning_rate": 0.02, "reg": 0.0, "weight_decay": 0.0, "device": "cpu"},
+}
 
 # Models that cannot rank the checkerboard's withheld item first, and why.
 CHECKERBOARD_EXCEPTIONS: dict[str, str] = {
@@ -213,3 +222,14 @@ def test_invalid_param_raises_naming_it(name: str) -> None:
             assert param in str(exc), f"ValueError for {param} does not name it: {exc}"
             rejected.append(param)
     assert rejected, f"{name} accepted an invalid value for every one of {list(defaults)}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_training_loss_falls(name: str, checkerboard: tuple[Dataset, dict[int, int]]) -> None:
+    if not issubclass(get_class(name), TorchRecommender):
+        pytest.skip(f"{name} is not trained by the shared Trainer")
+    train, _ = checkerboard
+    model = fitted(name, train)
+    losses = [h["train_loss"] for h in model.history_]
+    assert len(losses) >= 2 and all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
