@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from movierec.data.vocab import Vocabulary
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 WEIGHTS = "state.safetensors"
+CATALOG = "items.json"
 
 
 def _json_default(o: Any) -> Any:
@@ -92,9 +94,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_model(model: Recommender, path: str | Path, *, extra: dict[str, Any] | None = None
-               ) -> Path:
-    """Write `model` to the folder `path` (replacing an old one only once complete)."""
+def save_model(model: Recommender, path: str | Path, *, catalog: pd.DataFrame | None = None,
+               extra: dict[str, Any] | None = None) -> Path:
+    """Write `model` to the folder `path` (replacing an old one only once complete).
+
+    Args:
+        model: a fitted model.
+        path: the model folder.
+        catalog: item table (item_id, title, year, genres) written as items.json, restricted to
+            the model's items, so the artifact answers with titles.
+        extra: more fields for model.json (dataset, split, metrics, history...).
+    """
     from safetensors.numpy import save_file
 
     from movierec import __version__
@@ -103,6 +113,10 @@ def save_model(model: Recommender, path: str | Path, *, extra: dict[str, Any] | 
     arrays, spec = _split_state(model._state())
     with atomic_directory(path) as tmp:
         save_file(arrays, str(tmp / WEIGHTS))
+        checksums = {WEIGHTS: _sha256(tmp / WEIGHTS)}
+        if catalog is not None:
+            _write_catalog(catalog, model, tmp / CATALOG)
+            checksums[CATALOG] = _sha256(tmp / CATALOG)
         meta = {
             "format": FORMAT_VERSION,
             "model": model.name,
@@ -110,7 +124,7 @@ def save_model(model: Recommender, path: str | Path, *, extra: dict[str, Any] | 
             "movierec_version": __version__,
             "train": {"name": getattr(model, "train_name_", ""),
                       "fingerprint": getattr(model, "train_fingerprint_", "")},
-            "sha256": {WEIGHTS: _sha256(tmp / WEIGHTS)},
+            "sha256": checksums,
             "state": spec,
             **(extra or {}),
         }
@@ -160,3 +174,33 @@ def load_model(path: str | Path) -> Recommender:
     model = get(name, **meta.get("params", {}))
     model._restore(_join_state(arrays, meta.get("state", {}), path))
     return model
+
+
+def _write_catalog(catalog: pd.DataFrame, model: Recommender, path: Path) -> None:
+    known = catalog[catalog["item_id"].isin(model.item_vocab_.index)]
+    records = []
+    for row in known.itertuples(index=False):
+        year = getattr(row, "year", None)
+        records.append({"item_id": int(row.item_id), "title": str(getattr(row, "title", "")),
+                        "year": None if year is None or year != year else int(year),
+                        "genres": list(getattr(row, "genres", ()) or ())})
+    path.write_text(json.dumps(records, ensure_ascii=False))
+
+
+def load_catalog(path: str | Path) -> pd.DataFrame | None:
+    """The item table saved with a model (item_id, title, year, genres), or None."""
+    path = Path(path)
+    file = path / CATALOG
+    if not file.is_file():
+        return None
+    expected = read_meta(path).get("sha256", {}).get(CATALOG)
+    if expected is not None and expected != _sha256(file):
+        raise ArtifactError(f"{file}: sha256 does not match model.json")
+    try:
+        records = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{file}: not valid JSON ({exc})") from None
+    frame = pd.DataFrame.from_records(records, columns=["item_id", "title", "year", "genres"])
+    frame["genres"] = [tuple(g) for g in frame["genres"]]
+    frame["year"] = frame["year"].astype("float64")
+    return frame

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import keyword
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from movierec.errors import MissingExtraError
@@ -53,6 +54,13 @@ def param_key(key: str) -> str:
     """Map a command-line parameter key to the keyword argument (`lambda` -> `lambda_`)."""
     key = key.replace("-", "_")
     return f"{key}_" if keyword.iskeyword(key) else key
+
+
+def load(path: str | Path) -> Recommender:
+    """Load a model folder written by `Recommender.save` (safetensors + JSON, never pickle)."""
+    from movierec.artifact import load_model
+
+    return load_model(path)
 
 
 def get(name: str, **params: Any) -> Recommender:

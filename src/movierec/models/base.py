@@ -231,13 +231,39 @@ class Recommender:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["user_id", "item_id", "score", "rank"])
 
+    # --- similarity and explanations ------------------------------------------------------------
+    def item_vectors(self) -> np.ndarray | None:
+        """Item vectors [n_items, d] of models with an item embedding space, else None."""
+        return None
+
+    def similar_items(self, item_id: int, k: int = 10) -> pd.DataFrame:
+        """The k most similar items: [item_id, similarity, rank] (see movierec.explain)."""
+        from movierec.explain import similar_items
+
+        return similar_items(self, item_id, k)
+
+    def explain(self, user_id: int, item_ids: np.ndarray | list[int], n: int = 3
+                ) -> dict[int, list[tuple[int, float]]]:
+        """For each item, the user's training items that most support it (see movierec.explain)."""
+        from movierec.explain import explain
+
+        return explain(self, user_id, item_ids, n)
+
     # --- persistence ---------------------------------------------------------------------------
-    def save(self, path: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
-        """Write the model folder (model.json + state.safetensors) atomically; returns its path."""
+    def save(self, path: str | Path, *, catalog: pd.DataFrame | None = None,
+             extra: dict[str, Any] | None = None) -> Path:
+        """Write the model folder atomically; returns its path.
+
+        Args:
+            path: the folder (replaced whole once the new one is complete).
+            catalog: the item table (item_id, title, year, genres) so that the saved model can
+                answer with titles; written as items.json.
+            extra: more JSON-able fields for model.json (dataset, split, metrics, ...).
+        """
         from movierec.artifact import save_model
 
         self._check_fitted()
-        return save_model(self, path, extra=extra)
+        return save_model(self, path, catalog=catalog, extra=extra)
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:

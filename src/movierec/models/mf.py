@@ -233,6 +233,11 @@ class MF(TorchRecommender):
         pred = super()._predict(user_codes, item_codes)
         return clip_to_scale(pred, self.rating_scale_).astype(np.float32)
 
+    def item_vectors(self) -> np.ndarray:
+        """Item factors q_i [n_items, embedding_size]: similar movies are compared in this space."""
+        self._check_fitted()
+        return self.module_.item_factors.weight.detach().cpu().numpy()
+
     # --- fold-in -------------------------------------------------------------------------------
     def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Scores float32 [n_items] of a new user given (item code, rating) pairs.

@@ -1,0 +1,14 @@
+"""The `movierec` command: parses options, calls the library, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+from movierec.cli import _bench, _data, _models  # noqa: F401  (register the commands)
+from movierec.cli._app import app, parse_int_list, parse_params, print_table
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main", "parse_int_list", "parse_params", "print_table"]
