@@ -1,0 +1,259 @@
+"""`movierec train | recommend | similar`: one model, saved as an artifact, then used."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.table import Table
+
+from movierec.cli._app import (
+    DataDirOpt,
+    DatasetOpt,
+    KcoreOpt,
+    KOpt,
+    MinItemOpt,
+    MinUserOpt,
+    ProgressOpt,
+    RelevanceOpt,
+    SplitOpt,
+    TestFileOpt,
+    TestSizeOpt,
+    TrainFileOpt,
+    ValidFileOpt,
+    ValidSizeOpt,
+    _friendly_errors,
+    announce_split,
+    app,
+    build_split,
+    console,
+    err_console,
+    parse_int_list,
+    parse_params,
+)
+from movierec.errors import MovieRecError, UnknownIdError
+
+ModelDirArg = Annotated[Path, typer.Argument(help="Model folder written by `movierec train`.")]
+
+
+@app.command()
+@_friendly_errors
+def train(
+    model: Annotated[str, typer.Option(help="Registry name: mean, bias, pop, userknn, itemknn, "
+                                       "ease, mf, gmf, mlp, neumf, featurenet.")],
+    out: Annotated[Path, typer.Option(help="Model folder to write (replaced only once the new "
+                                      "one is complete).")],
+    dataset: DatasetOpt = None,
+    split: SplitOpt = "user-random",
+    test_size: TestSizeOpt = 0.2,
+    valid_size: ValidSizeOpt = 0.0,
+    train: TrainFileOpt = None,
+    test: TestFileOpt = None,
+    valid: ValidFileOpt = None,
+    param: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE hyper-parameter (or MODEL.KEY=VALUE), repeatable, e.g. epochs=20.")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the model.")] = 42,
+    k: KOpt = "5,10,20",
+    relevance: RelevanceOpt = 4.0,
+    min_user_ratings: MinUserOpt = 0,
+    min_item_ratings: MinItemOpt = 0,
+    kcore: KcoreOpt = 0,
+    device: Annotated[str | None, typer.Option(
+        help="auto, cpu or cuda (neural models; default: the model's own, auto).")] = None,
+    checkpoint_dir: Annotated[Path | None, typer.Option(
+        help="Per-epoch checkpoints of neural models (default: OUT.ckpt beside OUT).")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue a neural model from its last complete epoch in the checkpoint folder.")]
+    = False,
+    data_dir: DataDirOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Train one model, evaluate it on the test part, and save it with its item table."""
+    from movierec.evaluate import evaluate
+    from movierec.models import get, get_class
+
+    ks = parse_int_list(k, "--k")
+    cls = get_class(model)
+    params = parse_params([p if "." in p.split("=", 1)[0] else f"{model}.{p}"
+                           for p in (param or [])], [model]).get(model, {})
+    if device is not None:
+        if "device" not in cls.param_names():
+            raise ValueError(f"--device: model {model!r} has no device (it runs on the CPU)")
+        params["device"] = device
+    the_split = build_split(dataset=dataset, split=split, test_size=test_size,
+                            valid_size=valid_size, train=train, test=test, valid=valid,
+                            seed=seed, min_user_ratings=min_user_ratings,
+                            min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir)
+    announce_split(the_split, seed)
+    recommender = get(model, **params)
+    fit_kwargs: dict[str, Any] = {}
+    if _is_neural(recommender):
+        fit_kwargs["checkpoint_dir"] = checkpoint_dir or out.with_name(out.name + ".ckpt")
+        fit_kwargs["resume"] = resume
+    elif resume:
+        raise ValueError(f"--resume: model {model!r} is not trained epoch by epoch")
+    t0 = time.perf_counter()
+    recommender.fit(the_split.train, the_split.valid, rng=seed,
+                    progress=progress and sys.stderr.isatty(), **fit_kwargs)
+    fit_seconds = time.perf_counter() - t0
+    results = evaluate(recommender, the_split, ks=ks, relevance=relevance)
+    extra = {
+        "dataset": the_split.train.name,
+        "split": the_split.describe(),
+        "seed": seed,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "fit_seconds": round(fit_seconds, 3),
+        "protocol": results.protocol,
+        "metrics": {key: (None if v != v else v) for key, v in results.summary.items()},
+    }
+    recommender.save(out, catalog=the_split.train.items, extra=extra)
+    _print_metrics(model, extra["metrics"], ks)
+    err_console.print(f"saved {out} (fit {fit_seconds:.1f}s)")
+
+
+def _is_neural(model: Any) -> bool:
+    import inspect
+
+    return "checkpoint_dir" in inspect.signature(model.fit).parameters
+
+
+def _print_metrics(model: str, metrics: dict[str, Any], ks: list[int]) -> None:
+    table = Table(title=f"{model} on the test part")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    kk = 10 if 10 in ks else max(ks)
+    for key, value in metrics.items():
+        if value is not None and ("@" not in key or key.endswith(f"@{kk}")):
+            table.add_row(key, f"{value:.4f}")
+    console.print(table)
+
+
+# --- using a saved model -----------------------------------------------------------------------
+def _load(path: Path) -> tuple[Any, pd.DataFrame | None]:
+    from movierec.artifact import load_catalog
+    from movierec.models import load
+
+    return load(path), load_catalog(path)
+
+
+def _titles(catalog: pd.DataFrame | None) -> dict[int, tuple[str, str]]:
+    """item_id -> ("Title", "Genre|Genre")."""
+    if catalog is None:
+        return {}
+    return {int(i): (str(t), "|".join(g)) for i, t, g in
+            zip(catalog["item_id"], catalog["title"], catalog["genres"], strict=True)}
+
+
+def _name(titles: dict[int, tuple[str, str]], item_id: int) -> str:
+    return titles.get(item_id, (f"item {item_id}", ""))[0]
+
+
+@app.command()
+@_friendly_errors
+def recommend(
+    model_dir: ModelDirArg,
+    user: Annotated[int, typer.Option(help="Original user id (as in the ratings file).")],
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of recommendations.")] = 10,
+    exclude_seen: Annotated[bool, typer.Option(
+        help="Leave out movies the user rated in training.")] = True,
+    explain: Annotated[bool, typer.Option(help="Show the user's movies that support each "
+                                          "recommendation.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+    = False,
+) -> None:
+    """Top-k movies for a known user, with titles, genres, score and 'because you liked'."""
+    if not 0 < k <= 1000:
+        raise ValueError(f"-k must be between 1 and 1000, got {k}")
+    recommender, catalog = _load(model_dir)
+    titles = _titles(catalog)
+    try:
+        recs = recommender.recommend([user], k=k, exclude_seen=exclude_seen)
+    except UnknownIdError:
+        raise UnknownIdError(f"user {user} is not in the training data of {model_dir}") from None
+    items = recs["item_id"].to_numpy()
+    predicted = (recommender.predict(np.full(len(items), user), items)
+                 if recommender.predicts_ratings else None)
+    why = recommender.explain(user, items, n=2) if explain else {}
+    rows = []
+    for r, row in enumerate(recs.itertuples(index=False)):
+        iid = int(row.item_id)
+        title, genres = titles.get(iid, (f"item {iid}", ""))
+        rows.append({"rank": int(row.rank), "item_id": iid, "title": title, "genres": genres,
+                     "score": float(row.score),
+                     "predicted_rating": None if predicted is None else float(predicted[r]),
+                     "because_you_liked": [_name(titles, j) for j, _ in why.get(iid, [])]})
+    if as_json:
+        console.print_json(json.dumps({"user": user, "recommendations": rows}))
+        return
+    table = Table(title=f"Top {k} for user {user} ({recommender.name})")
+    for col in ("#", "movie", "genres", "rating" if predicted is not None else "score",
+                "because you liked"):
+        table.add_column(col)
+    for row in rows:
+        value = row["predicted_rating"] if predicted is not None else row["score"]
+        table.add_row(str(row["rank"]), row["title"], row["genres"], f"{value:.3f}",
+                      "; ".join(row["because_you_liked"]))
+    console.print(table)
+
+
+@app.command()
+@_friendly_errors
+def similar(
+    model_dir: ModelDirArg,
+    movie: Annotated[str | None, typer.Option(help="Title or part of it (case-insensitive).")]
+    = None,
+    movie_id: Annotated[int | None, typer.Option(help="Original item id.")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of similar movies.")] = 10,
+) -> None:
+    """Movies most similar to one movie, in the model's item space."""
+    if not 0 < k <= 1000:
+        raise ValueError(f"-k must be between 1 and 1000, got {k}")
+    recommender, catalog = _load(model_dir)
+    titles = _titles(catalog)
+    if (movie is None) == (movie_id is None):
+        raise ValueError("give --movie TITLE or --movie-id ID")
+    if movie_id is None:
+        movie_id = find_movie(catalog, str(movie), recommender.item_vocab_.index)
+    if movie_id not in recommender.item_vocab_:
+        raise UnknownIdError(f"movie {movie_id} is not in the training data of {model_dir}")
+    result = recommender.similar_items(movie_id, k=k)
+    table = Table(title=f"Movies like {_name(titles, movie_id)}")
+    for col in ("#", "movie", "genres", "similarity"):
+        table.add_column(col)
+    for row in result.itertuples(index=False):
+        title, genres = titles.get(int(row.item_id), (f"item {row.item_id}", ""))
+        table.add_row(str(row.rank), title, genres, f"{row.similarity:.3f}")
+    console.print(table)
+
+
+def find_movie(catalog: pd.DataFrame | None, query: str, known: np.ndarray) -> int:
+    """The item id whose title matches `query`; a clear error when none or several do.
+
+    An exact title (case-insensitive, with or without the "(year)" suffix) wins; otherwise the
+    query must be a substring of exactly one known movie's title.
+    """
+    if catalog is None:
+        raise MovieRecError("this model was saved without an item table; use --movie-id")
+    cat = catalog[catalog["item_id"].isin(known)]
+    titles = cat["title"].str.lower()
+    bare = titles.str.replace(r"\s*\(\d{4}\)\s*$", "", regex=True)
+    q = query.strip().lower()
+    exact = cat[(titles == q) | (bare == q)]
+    matches = exact if len(exact) else cat[titles.str.contains(q, regex=False)]
+    if len(matches) == 1:
+        return int(matches["item_id"].iloc[0])
+    if len(matches) == 0:
+        raise MovieRecError(f"no movie title contains {query!r}")
+    listing = "; ".join(f"{t} (id {i})" for i, t in
+                        zip(matches["item_id"].head(10), matches["title"].head(10), strict=True))
+    more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+    raise MovieRecError(f"{len(matches)} movies match {query!r}: {listing}{more}; use a longer "
+                        "title or --movie-id")
