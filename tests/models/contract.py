@@ -28,6 +28,17 @@ FIT_PARAMS: dict[str, dict] = {
     # BPR, so the checkerboard (all ratings 5, nothing for MSE to fit) has a ranking to learn.
     "mf": {"loss": "bpr", "embedding_size": 8, "epochs": 40, "batch_size": 32,
            "learning_rate": 0.02, "reg": 0.0, "weight_decay": 0.0, "device": "cpu"},
+    # NCF: BCE with sampled negatives, so the all-5 checkerboard has a ranking to learn.
+    "gmf": {"loss": "bce", "embedding_size": 8, "epochs": 40, "batch_size": 32,
+            "learning_rate": 0.02, "weight_decay": 0.0, "device": "cpu"},
+    "mlp": {"loss": "bce", "embedding_size": 8, "layers": (16, 8), "epochs": 40,
+            "batch_size": 32, "learning_rate": 0.02, "weight_decay": 0.0, "device": "cpu"},
+    "neumf": {"loss": "bce", "embedding_size": 8, "layers": (16, 8), "epochs": 40,
+              "batch_size": 32, "learning_rate": 0.02, "weight_decay": 0.0, "device": "cpu"},
+    # BPR as for mf; one full batch, so BatchNorm's running statistics match training's.
+    "featurenet": {"loss": "bpr", "embedding_size": 8, "hidden_size": 16, "epochs": 40,
+                   "batch_size": 32, "learning_rate": 0.02, "reg": 0.0, "dropout": 0.0,
+                   "device": "cpu"},
 }
 
 # Models that cannot rank the checkerboard's withheld item first, and why.

@@ -25,6 +25,9 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "itemknn": ("movierec.models.knn:ItemKNN", None),
     "ease": ("movierec.models.ease:EASE", None),
     "mf": ("movierec.models.mf:MF", "torch"),
+    "gmf": ("movierec.models.ncf:GMF", "torch"),
+    "mlp": ("movierec.models.ncf:MLP", "torch"),
+    "neumf": ("movierec.models.ncf:NeuMF", "torch"),
 }
 
 CLASSIC = ["mean", "bias", "pop", "userknn", "itemknn", "ease"]

@@ -1,0 +1,669 @@
+"""Neural Collaborative Filtering: GMF, MLP and NeuMF (He et al., WWW 2017) on the shared Trainer.
+
+He, Liao, Zhang, Nie, Hu & Chua, "Neural Collaborative Filtering", WWW 2017. With user and item
+embeddings p_u, q_i:
+
+- GMF (eq. 9):    ŷ_ui = a_out(hᵀ (p_u ⊙ q_i));
+- MLP (eq. 10):   z_1 = [p_u; q_i], z_l = ReLU(W_l z_{l−1} + b_l), ŷ_ui = a_out(hᵀ z_L);
+- NeuMF (eq. 11): φ^GMF = p^G_u ⊙ q^G_i, φ^MLP = z_L(p^M_u, q^M_i) with separate embeddings,
+  ŷ_ui = a_out(hᵀ [φ^GMF; φ^MLP]).
+
+One `NCFModule` holds a GMF part, an MLP part or both, so the three models share their scoring
+code: z_ui = c + hᵀφ_ui + b, and a_out maps z to the prediction.
+
+Objectives (`loss`):
+
+- "mse" fits the ratings: c = μ (the mean training rating), a_out the identity, predictions
+  clipped to the rating scale. With `scale_ratings=True` the squared error is taken on ratings
+  scaled to [0, 1] against σ(z), c = logit((μ − lo) / (hi − lo)) so an untrained model predicts
+  μ, and `predict` returns lo + (hi − lo) σ(z), on the original scale.
+- "bce" is the paper's implicit objective (eq. 7): every rating is a positive, `n_negatives`
+  unseen items per positive are sampled as negatives, ŷ = σ(z); "bpr" ranks each positive above
+  its sampled negatives. `score` returns the logit z (a saturated σ would tie the best items) and
+  `predict` the monotone map lo + (hi − lo) σ(z) of that score onto the rating scale: a score,
+  not a rating estimate. Early stopping uses RMSE for "mse" and NDCG@10 otherwise.
+
+Unknown users or items (code −1) get zero embeddings and zero features.
+
+Item side input (`item_features`): a multi-hot genre vector ("genres") and, where the data has
+tags, a bag of the `n_tags` most used training tags ("genres+tags"), projected by a Linear layer
+W (no bias) and added to the item embedding: q_i = E[i] + W f_i (`item_feature_matrix`). The
+matrix is learned state `feature_matrix_` (saved with the model, None without side input) and
+`feature_names_` names its columns. `uses_features` stays False: the side input is optional.
+
+Defaults (learning_rate 1e-3, weight_decay 1e-5, dropout 0, batch_size 1024) were chosen on a
+10% validation carve-out of ML-100K u1.base (benchmarks/ncf_ml100k.py), never on u1.test. There
+the rating fits reach their best validation RMSE after 5-12 epochs and then overfit, so
+`epochs=20` relies on early stopping with `fit(..., valid)` (patience 3); without validation
+data, pass about 6 epochs for NeuMF on ratings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from movierec.data.dataset import Dataset
+from movierec.models.base import check_param
+from movierec.models.baseline import clip_to_scale
+from movierec.random import RNGLike, as_generator, derive_seed
+from movierec.train import (
+    LOSSES,
+    NegativeSampler,
+    TorchRecommender,
+    Trainer,
+    bce_loss,
+    bpr_loss,
+    iterate_batches,
+    mse_loss,
+    resolve_device,
+    seeded_torch,
+)
+
+__all__ = ["GMF", "MLP", "NCFModule", "NeuMF", "item_feature_matrix"]
+
+logger = logging.getLogger(__name__)
+
+ITEM_FEATURES = ("none", "genres", "genres+tags")
+# Elements of the largest [users, items, width] hidden tensor built at once by MLP block scoring.
+_BLOCK_ELEMENTS = 1 << 24
+
+
+# --- item side input -----------------------------------------------------------------------------
+def item_feature_matrix(train: Dataset, item_ids: np.ndarray, kind: str, n_tags: int = 100
+                        ) -> tuple[np.ndarray | None, list[str]]:
+    """Item side input: multi-hot genres, plus a bag of the most frequent training tags.
+
+    Tags count only where the tagging user rated the item in `train` (so tags from the test
+    period never leak), after lower-casing and stripping; the `n_tags` most used tags become
+    columns holding log(1 + times the item got the tag). Items without metadata get zero rows.
+
+    Args:
+        train: training data (its `items` and `tags` tables, its ratings for the tag filter).
+        item_ids: original ids of the matrix rows (the model's item vocabulary).
+        kind: "none", "genres" or "genres+tags" (tags only where `train.tags` exists).
+        n_tags: number of tag columns (default 100).
+
+    Returns:
+        (float32 matrix [len(item_ids), n_features] or None when there is no column, names).
+    """
+    if kind == "none":
+        return None, []
+    genres = train.genres
+    blocks = [train.genre_matrix(item_ids, genres).toarray()]
+    names = [f"genre:{g}" for g in genres]
+    if kind == "genres+tags" and train.tags is not None and len(train.tags):
+        pairs = train.ratings[["user_id", "item_id"]].drop_duplicates()
+        tags = train.tags.merge(pairs, on=["user_id", "item_id"])
+        tag = tags["tag"].astype(str).str.strip().str.lower()
+        top = tag.value_counts().index[:n_tags].tolist()
+        col = {t: j for j, t in enumerate(top)}
+        rows = {iid: r for r, iid in enumerate(np.asarray(item_ids).tolist())}
+        bag = np.zeros((len(item_ids), len(top)), dtype=np.float32)
+        for iid, t in zip(tags["item_id"].tolist(), tag.tolist(), strict=True):
+            if t in col and iid in rows:
+                bag[rows[iid], col[t]] += 1.0
+        blocks.append(np.log1p(bag))
+        names += [f"tag:{t}" for t in top]
+    matrix = np.hstack(blocks).astype(np.float32)
+    if matrix.shape[1] == 0:
+        logger.warning("item_features=%r: the training data has no item metadata; ignored", kind)
+        return None, []
+    return matrix, names
+
+
+# --- the network ---------------------------------------------------------------------------------
+def _lookup(table: nn.Embedding, codes: Tensor) -> Tensor:
+    """Embedding rows with zeros for code −1 (unknown user or item)."""
+    return table(codes.clamp(min=0)) * (codes >= 0).unsqueeze(-1)
+
+
+class ItemEmbedding(nn.Module):
+    """q_i = E[i] + W f_i: an item embedding plus a linear projection of the item's features.
+
+    Args:
+        n_items: number of item codes.
+        size: embedding width.
+        features: float tensor [n_items, n_features] (a buffer, not a weight), or None.
+    """
+
+    features: Tensor
+
+    def __init__(self, n_items: int, size: int, features: Tensor | None) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(n_items, size)
+        self.project = (None if features is None
+                        else nn.Linear(features.shape[1], size, bias=False))
+        if features is not None:
+            # Not persistent: the model saves the matrix once, as `feature_matrix_`.
+            self.register_buffer("features", features, persistent=False)
+
+    def forward(self, codes: Tensor | None) -> Tensor:
+        """[.., size] for item codes (zeros for −1); every item [n_items, size] for None."""
+        if codes is None:
+            q = self.embedding.weight
+            return q if self.project is None else q + self.project(self.features)
+        q = self.embedding(codes.clamp(min=0))
+        if self.project is not None:
+            q = q + self.project(self.features[codes.clamp(min=0)])
+        return q * (codes >= 0).unsqueeze(-1)
+
+
+class GMFPart(nn.Module):
+    """φ^GMF = p_u ⊙ q_i (He et al. 2017, eq. 8), with dropout on the product."""
+
+    def __init__(self, n_users: int, n_items: int, size: int, dropout: float,
+                 features: Tensor | None) -> None:
+        super().__init__()
+        self.size = size
+        self.user = nn.Embedding(n_users, size)
+        self.item = ItemEmbedding(n_items, size, features)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, u: Tensor, i: Tensor) -> Tensor:
+        """φ [.., size] for broadcastable code tensors u, i."""
+        return self.dropout(_lookup(self.user, u) * self.item(i))
+
+    def block(self, u: Tensor, i: Tensor | None, h: Tensor) -> Tensor:
+        """hᵀ(p_u ⊙ q_i) for every pair [users, items] as one product (p_u ⊙ h) · q_i."""
+        return (_lookup(self.user, u) * h) @ self.item(i).T
+
+
+class MLPPart(nn.Module):
+    """φ^MLP = z_L with z_1 = [p_u; q_i], z_l = ReLU(W_l z_{l−1} + b_l) (He et al. 2017, eq. 10).
+
+    The first layer reads the concatenation, of width 2 × size; `layers` are the output widths.
+    """
+
+    def __init__(self, n_users: int, n_items: int, size: int, layers: Sequence[int],
+                 dropout: float, features: Tensor | None) -> None:
+        super().__init__()
+        self.size = size
+        self.user = nn.Embedding(n_users, size)
+        self.item = ItemEmbedding(n_items, size, features)
+        widths = [2 * size, *layers]
+        self.tower = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:],
+                                                                   strict=False))
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def out_size(self) -> int:
+        return self.tower[-1].out_features  # type: ignore[return-value]
+
+    def _rest(self, z: Tensor) -> Tensor:
+        z = self.dropout(torch.relu(z))
+        for layer in list(self.tower)[1:]:
+            z = self.dropout(torch.relu(layer(z)))
+        return z
+
+    def forward(self, u: Tensor, i: Tensor) -> Tensor:
+        """φ [.., out_size] for broadcastable code tensors u, i."""
+        p, q = _lookup(self.user, u), self.item(i)
+        p, q = torch.broadcast_tensors(p, q)
+        return self._rest(self.tower[0](torch.cat([p, q], dim=-1)))
+
+    def block(self, u: Tensor, i: Tensor | None) -> Tensor:
+        """φ [users, items, out_size] for every pair.
+
+        The first layer is split, W_1 [p; q] = W_1ᵘ p + W_1ⁱ q, so each user and item is
+        projected once and the pairs are a broadcast sum; users go in chunks that bound memory.
+        """
+        first: nn.Linear = self.tower[0]  # type: ignore[assignment]
+        w_user, w_item = first.weight[:, :self.size], first.weight[:, self.size:]
+        a = _lookup(self.user, u) @ w_user.T + first.bias
+        b = self.item(i) @ w_item.T
+        step = max(1, _BLOCK_ELEMENTS // max(1, b.shape[0] * b.shape[1]))
+        return torch.cat([self._rest(a[s:s + step, None, :] + b[None, :, :])
+                          for s in range(0, a.shape[0], step)])
+
+
+class NCFModule(nn.Module):
+    """z_ui = c + hᵀ [φ^GMF; φ^MLP] + b: GMF, MLP or NeuMF depending on the parts present.
+
+    `output(z)` applies a_out: identity, or lo + (hi − lo) σ(z) when `scale=(lo, hi)`.
+
+    Args:
+        n_users: number of user codes.
+        n_items: number of item codes.
+        embedding_size: width of every embedding.
+        layers: MLP output widths, or None for no MLP part.
+        gmf: include the GMF part.
+        dropout: dropout on φ^GMF and after every MLP layer during training.
+        features: item side input [n_items, n_features], or None.
+        offset: the constant c (the mean rating, its logit, or 0; see `GMF`).
+        scale: (lo, hi) for a scaled sigmoid output, or None.
+    """
+
+    def __init__(self, n_users: int, n_items: int, embedding_size: int,
+                 layers: Sequence[int] | None, *, gmf: bool, dropout: float = 0.0,
+                 features: Tensor | None = None, offset: float = 0.0,
+                 scale: tuple[float, float] | None = None) -> None:
+        super().__init__()
+        self.gmf = (GMFPart(n_users, n_items, embedding_size, dropout, features)
+                    if gmf else None)
+        self.mlp = (None if layers is None else
+                    MLPPart(n_users, n_items, embedding_size, layers, dropout, features))
+        width = (embedding_size if gmf else 0) + (0 if self.mlp is None else self.mlp.out_size)
+        self.h = nn.Linear(width, 1)
+        self.scale = scale
+        self.register_buffer("offset", torch.tensor(float(offset)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Embeddings ~ N(0, 0.01²) as in the paper; Xavier-uniform layers; zero biases."""
+        for m in self.modules():
+            if isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=0.01)
+            elif isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def _split_h(self) -> tuple[Tensor, Tensor]:
+        h = self.h.weight[0]
+        k = 0 if self.gmf is None else self.gmf.size
+        return h[:k], h[k:]
+
+    def forward(self, u: Tensor, i: Tensor) -> Tensor:
+        """z for code pairs (broadcast: u [b], i [b] or u [b, 1], i [b, n])."""
+        parts = []
+        if self.gmf is not None:
+            parts.append(self.gmf(u, i))
+        if self.mlp is not None:
+            parts.append(self.mlp(u, i))
+        phi = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        return self.offset + self.h(phi).squeeze(-1)
+
+    def block(self, u: Tensor, i: Tensor | None) -> Tensor:
+        """z [users, items] for every pair (all items when `i` is None)."""
+        h_gmf, h_mlp = self._split_h()
+        z = self.offset + self.h.bias
+        if self.gmf is not None:
+            z = z + self.gmf.block(u, i, h_gmf)
+        if self.mlp is not None:
+            z = z + self.mlp.block(u, i) @ h_mlp
+        return z
+
+    def output(self, z: Tensor) -> Tensor:
+        """a_out(z): identity, or lo + (hi − lo) σ(z) with `scale`."""
+        if self.scale is None:
+            return z
+        lo, hi = self.scale
+        return lo + (hi - lo) * torch.sigmoid(z)
+
+    @torch.no_grad()
+    def load_pretrained(self, gmf: NCFModule, mlp: NCFModule, alpha: float = 0.5) -> None:
+        """NeuMF initialisation from trained GMF and MLP (He et al. 2017, sec. 3.4.1).
+
+        Copies both parts' embeddings (and feature projections, MLP tower) and sets
+        h ← [α h^GMF; (1 − α) h^MLP], b ← α b^GMF + (1 − α) b^MLP, so that the initial
+        z equals α z^GMF + (1 − α) z^MLP (the offsets agree: same data, same objective).
+        """
+        if self.gmf is None or self.mlp is None or gmf.gmf is None or mlp.mlp is None:
+            raise ValueError("load_pretrained needs a NeuMF module, a GMF and an MLP module")
+        self.gmf.load_state_dict(gmf.gmf.state_dict())
+        self.mlp.load_state_dict(mlp.mlp.state_dict())
+        self.h.weight.copy_(torch.cat([alpha * gmf.h.weight, (1 - alpha) * mlp.h.weight], 1))
+        self.h.bias.copy_(alpha * gmf.h.bias + (1 - alpha) * mlp.h.bias)
+
+
+# --- the models ----------------------------------------------------------------------------------
+class _NCF(TorchRecommender):
+    """Shared hyper-parameter checks, objectives and hooks of GMF, MLP and NeuMF."""
+
+    predicts_ratings: ClassVar[bool] = True
+    supports_fold_in: ClassVar[bool] = False
+    _has_gmf: ClassVar[bool] = True
+    _has_mlp: ClassVar[bool] = False
+
+    embedding_size: int
+    layers: Sequence[int]
+    dropout: float
+    loss: str
+    n_negatives: int
+    scale_ratings: bool
+    item_features: str
+    n_tags: int
+
+    def _set_params(self, params: dict[str, Any]) -> None:
+        _check_params(params)
+        for key, value in params.items():
+            setattr(self, key, value)
+
+    # --- TorchRecommender hooks ----------------------------------------------------------------
+    def _prepare(self, train: Dataset) -> None:
+        super()._prepare(train)
+        self.feature_matrix_, self.feature_names_ = item_feature_matrix(
+            train, self.item_vocab_.index, self.item_features, self.n_tags)
+        if self.loss != "mse":
+            self._sampler = NegativeSampler(self.seen_)
+
+    def _output(self) -> tuple[float, tuple[float, float] | None]:
+        """(offset c, scale) of the objective: μ and identity for plain MSE, logit((μ − lo) /
+        (hi − lo)) and the scaled sigmoid for scaled MSE, 0 and the scaled sigmoid otherwise."""
+        lo, hi = self.rating_scale_
+        if hi <= lo:
+            return (self.global_mean_ if self.loss == "mse" else 0.0), None
+        if self.loss == "mse" and not self.scale_ratings:
+            return self.global_mean_, None
+        if self.loss != "mse":
+            return 0.0, (lo, hi)
+        p = min(max((self.global_mean_ - lo) / (hi - lo), 1e-3), 1 - 1e-3)
+        return math.log(p / (1 - p)), (lo, hi)
+
+    def build_module(self) -> NCFModule:
+        offset, scale = self._output()
+        features = (None if self.feature_matrix_ is None
+                    else torch.from_numpy(np.asarray(self.feature_matrix_, dtype=np.float32)))
+        return NCFModule(self.n_users_, self.n_items_, self.embedding_size,
+                         tuple(self.layers) if self._has_mlp else None, gmf=self._has_gmf,
+                         dropout=self.dropout, features=features, offset=offset, scale=scale)
+
+    def batches(self, data: dict[str, Tensor], generator: torch.Generator
+                ) -> Iterator[dict[str, Tensor]]:
+        for batch in iterate_batches(data, int(getattr(self, "batch_size", 1024)), generator):
+            if self.loss != "mse":
+                batch["negative"] = self._sampler(batch["user"], self.n_negatives, generator)
+            yield batch
+
+    def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        assert isinstance(module, NCFModule)
+        u, i = batch["user"], batch["item"]
+        if self.loss == "mse":
+            target = batch["rating"]
+            if module.scale is not None:
+                lo, hi = module.scale
+                # Scaled ratings: the squared error is taken on [0, 1], before a_out's rescaling.
+                return mse_loss(torch.sigmoid(module(u, i)), (target - lo) / (hi - lo))
+            return mse_loss(module(u, i), target)
+        pos = module(u, i)
+        neg = module(u[:, None], batch["negative"])
+        return bpr_loss(pos, neg) if self.loss == "bpr" else bce_loss(pos, neg)
+
+    def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
+                    ) -> Tensor:
+        assert isinstance(module, NCFModule)
+        z = module.block(user_codes, item_codes)
+        # Ranking objectives score by the logit: a saturated sigmoid would tie the best items.
+        return module.output(z) if self.objective == "rating" else z
+
+    def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
+        assert isinstance(module, NCFModule)
+        return module.output(module(user_codes, item_codes))
+
+    def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
+        pred = super()._predict(user_codes, item_codes)
+        return clip_to_scale(pred, self.rating_scale_).astype(np.float32)
+
+    # JSON (model.json) has no tuples: record whether `layers` was one, so that a loaded model's
+    # params() equal the saved model's.
+    def _state(self) -> dict[str, Any]:
+        state = super()._state()
+        if self._has_mlp:
+            state["layers_is_tuple_"] = isinstance(self.layers, tuple)
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if self._has_mlp and state.pop("layers_is_tuple_", False):
+            self.layers = tuple(self.layers)
+        super()._restore(state)
+
+    def item_vectors(self) -> np.ndarray:
+        """Item representations q_i (GMF part first; MLP part's for MLP) [n_items, d]."""
+        self._check_fitted()
+        module = self.module_
+        assert isinstance(module, NCFModule)
+        part = module.gmf if module.gmf is not None else module.mlp
+        assert part is not None
+        with torch.no_grad():
+            return part.item(None).detach().cpu().numpy()
+
+
+class GMF(_NCF):
+    """Generalized matrix factorization: ŷ_ui = a_out(hᵀ (p_u ⊙ q_i) + b) (He et al., "Neural
+    Collaborative Filtering", WWW 2017, eq. 9), trained on the shared `Trainer`.
+
+    Scoring a block of users against every item is one matrix product (p_u ⊙ h) Qᵀ. Objectives,
+    unknown ids, item side input and the choice of defaults are described in the module docstring.
+
+    Args:
+        embedding_size: width of p_u and q_i (default 64, ≥ 1).
+        dropout: dropout probability on p_u ⊙ q_i during training (default 0.0, in [0, 1)).
+        epochs: maximum passes over the training ratings (default 20, ≥ 1).
+        batch_size: ratings (positives) per Adam step (default 1024, ≥ 1).
+        learning_rate: Adam step size (default 1e-3, > 0).
+        weight_decay: Adam weight decay on every parameter (default 1e-5, ≥ 0).
+        loss: "mse" (ratings), "bce" or "bpr" (ranking with sampled negatives). Default "mse".
+        n_negatives: sampled unseen items per positive for bce/bpr (default 4, as in the paper).
+        scale_ratings: with "mse", fit ratings scaled to [0, 1] through a sigmoid output and
+            predict on the original scale (default False).
+        patience: epochs without validation improvement before stopping, when `fit` gets
+            `valid` (default 3; None: never stop early).
+        grad_clip: maximum global gradient norm (default None: no clipping).
+        device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
+        item_features: "none", "genres" or "genres+tags" item side input (default "none").
+        n_tags: tag columns with "genres+tags": the most used training tags (default 100, ≥ 1).
+    """
+
+    name: ClassVar[str] = "gmf"
+
+    def __init__(self, *, embedding_size: int = 64, dropout: float = 0.0, epochs: int = 20,
+                 batch_size: int = 1024, learning_rate: float = 1e-3,
+                 weight_decay: float = 1e-5, loss: str = "mse", n_negatives: int = 4,
+                 scale_ratings: bool = False, patience: int | None = 3,
+                 grad_clip: float | None = None, device: str = "auto",
+                 item_features: str = "none", n_tags: int = 100) -> None:
+        self._set_params(_arguments(locals()))
+
+
+class MLP(_NCF):
+    """Multi-layer perceptron over concatenated embeddings: z_1 = [p_u; q_i],
+    z_l = ReLU(W_l z_(l−1) + b_l), ŷ_ui = a_out(hᵀ z_L + b) (He et al., "Neural Collaborative
+    Filtering", WWW 2017, eq. 10), trained on the shared `Trainer`.
+
+    `layers` are the output widths of the ReLU layers; the first layer reads [p_u; q_i], of width
+    2 × embedding_size (128 with the defaults: the width the authors' code calls layers[0], so the
+    default tower here is 128 → 128 → 64 → 32, one square layer deeper). Block scoring splits the
+    first layer, W_1 [p; q] = W_1ᵘ p + W_1ⁱ q, and broadcasts the sum over users × items.
+    Objectives, unknown ids and item side input are described in the module docstring.
+
+    Args:
+        embedding_size: width of p_u and q_i (default 64, ≥ 1).
+        layers: ReLU layer widths, a tuple or list stored unchanged (default (128, 64, 32)).
+        dropout: dropout probability after every ReLU layer during training (default 0.0; the
+            paper uses none).
+        epochs: maximum passes over the training ratings (default 20, ≥ 1).
+        batch_size: ratings (positives) per Adam step (default 1024, ≥ 1).
+        learning_rate: Adam step size (default 1e-3, > 0).
+        weight_decay: Adam weight decay on every parameter (default 1e-5, ≥ 0).
+        loss: "mse" (ratings), "bce" or "bpr" (ranking with sampled negatives). Default "mse".
+        n_negatives: sampled unseen items per positive for bce/bpr (default 4, as in the paper).
+        scale_ratings: with "mse", fit ratings scaled to [0, 1] through a sigmoid output and
+            predict on the original scale (default False).
+        patience: epochs without validation improvement before stopping, when `fit` gets
+            `valid` (default 3; None: never stop early).
+        grad_clip: maximum global gradient norm (default None: no clipping).
+        device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
+        item_features: "none", "genres" or "genres+tags" item side input (default "none").
+        n_tags: tag columns with "genres+tags": the most used training tags (default 100, ≥ 1).
+    """
+
+    name: ClassVar[str] = "mlp"
+    _has_gmf: ClassVar[bool] = False
+    _has_mlp: ClassVar[bool] = True
+
+    def __init__(self, *, embedding_size: int = 64,
+                 layers: tuple[int, ...] | list[int] = (128, 64, 32), dropout: float = 0.0,
+                 epochs: int = 20, batch_size: int = 1024, learning_rate: float = 1e-3,
+                 weight_decay: float = 1e-5, loss: str = "mse", n_negatives: int = 4,
+                 scale_ratings: bool = False, patience: int | None = 3,
+                 grad_clip: float | None = None, device: str = "auto",
+                 item_features: str = "none", n_tags: int = 100) -> None:
+        self._set_params(_arguments(locals()))
+
+
+class NeuMF(_NCF):
+    """Neural matrix factorization: ŷ_ui = a_out(hᵀ [p^G_u ⊙ q^G_i; z_L(p^M_u, q^M_i)] + b)
+    (He et al., "Neural Collaborative Filtering", WWW 2017, eq. 11), trained on the shared
+    `Trainer`.
+
+    The GMF and MLP branches have separate embeddings (and feature projections), both of width
+    `embedding_size`; h reads [φ^GMF; φ^MLP] of width embedding_size + layers[-1]. Objectives,
+    unknown ids and item side input are described in the module docstring.
+
+    Pre-training (`pretrain=True`, sec. 3.4.1): a `GMF` and an `MLP` with the same
+    hyper-parameters are first fitted by the same Trainer on the same data (and `valid`), with
+    seeds derived from `rng`; NeuMF then starts from their embeddings and tower with
+    h = [α h^GMF; (1 − α) h^MLP], α = 0.5 (`NCFModule.load_pretrained`), and is trained with Adam
+    at `finetune_learning_rate`. The paper switches to plain SGD for this stage; a small Adam
+    step serves the same purpose (stay near the pre-trained solution) without a second
+    optimizer in the Trainer. The branches' histories are kept in `pretrain_history_`. With
+    `resume=True` the branches are refitted before the NeuMF checkpoint is loaded.
+
+    Args:
+        embedding_size: width of every embedding (default 64, ≥ 1).
+        layers: MLP ReLU layer widths, a tuple or list stored unchanged (default (128, 64, 32));
+            the first layer reads 2 × embedding_size.
+        dropout: dropout probability on φ^GMF and after every ReLU layer during training
+            (default 0.0).
+        epochs: maximum passes over the training ratings, per stage (default 20, ≥ 1).
+        batch_size: ratings (positives) per Adam step (default 1024, ≥ 1).
+        learning_rate: Adam step size; with `pretrain`, that of the branches (default 1e-3).
+        weight_decay: Adam weight decay on every parameter (default 1e-5, ≥ 0).
+        loss: "mse" (ratings), "bce" or "bpr" (ranking with sampled negatives). Default "mse".
+        n_negatives: sampled unseen items per positive for bce/bpr (default 4, as in the paper).
+        scale_ratings: with "mse", fit ratings scaled to [0, 1] through a sigmoid output and
+            predict on the original scale (default False).
+        patience: epochs without validation improvement before stopping, when `fit` gets
+            `valid` (default 3; None: never stop early).
+        grad_clip: maximum global gradient norm (default None: no clipping).
+        device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
+        item_features: "none", "genres" or "genres+tags" item side input (default "none").
+        n_tags: tag columns with "genres+tags": the most used training tags (default 100, ≥ 1).
+        pretrain: fit GMF and MLP first and start from them (default False).
+        finetune_learning_rate: Adam step size of the NeuMF stage after pre-training (default
+            1e-4, > 0; unused without `pretrain`).
+    """
+
+    name: ClassVar[str] = "neumf"
+    _has_mlp: ClassVar[bool] = True
+
+    pretrain: bool
+    finetune_learning_rate: float
+
+    def __init__(self, *, embedding_size: int = 64,
+                 layers: tuple[int, ...] | list[int] = (128, 64, 32), dropout: float = 0.0,
+                 epochs: int = 20, batch_size: int = 1024, learning_rate: float = 1e-3,
+                 weight_decay: float = 1e-5, loss: str = "mse", n_negatives: int = 4,
+                 scale_ratings: bool = False, patience: int | None = 3,
+                 grad_clip: float | None = None, device: str = "auto",
+                 item_features: str = "none", n_tags: int = 100, pretrain: bool = False,
+                 finetune_learning_rate: float = 1e-4) -> None:
+        self._set_params(_arguments(locals()))
+
+    def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
+            progress: bool = True, checkpoint_dir: str | Path | None = None,
+            resume: bool = False) -> Self:
+        """Train NeuMF (after fitting its GMF and MLP branches when `pretrain`); returns self.
+
+        Args:
+            train: training data.
+            valid: optional validation data for early stopping (of the branches too).
+            rng: seed or Generator; the same seed gives the same weights on CPU.
+            progress: show progress bars (only on terminals).
+            checkpoint_dir: write last.safetensors + last.json there after every NeuMF epoch.
+            resume: continue from the checkpoint in `checkpoint_dir` when there is one.
+        """
+        if not self.pretrain:
+            return super().fit(train, valid, rng=rng, progress=progress,
+                               checkpoint_dir=checkpoint_dir, resume=resume)
+        gen = as_generator(rng)
+        seeds = [derive_seed(gen) for _ in range(3)]
+        shared = {k: v for k, v in self.params().items()
+                  if k not in ("pretrain", "finetune_learning_rate")}
+        gmf = GMF(**{k: v for k, v in shared.items() if k != "layers"})
+        mlp = MLP(**shared)
+        gmf.fit(train, valid, rng=seeds[0], progress=progress)
+        mlp.fit(train, valid, rng=seeds[1], progress=progress)
+        # Kept for inspection only: not learned state of NeuMF, so never saved.
+        self._branches = (gmf, mlp)
+        self.pretrain_history_ = {"gmf": gmf.history_, "mlp": mlp.history_}
+        # TorchRecommender.fit, with the pre-trained start and the fine-tuning step size.
+        self._setup(train)
+        self._prepare(train)
+        self.device_ = resolve_device(self.device)
+        generator = torch.Generator().manual_seed(seeds[2])
+        with seeded_torch(generator, self.device_):
+            module = self.build_module()
+        assert isinstance(gmf.module_, NCFModule) and isinstance(mlp.module_, NCFModule)
+        module.load_pretrained(gmf.module_.cpu(), mlp.module_.cpu(), alpha=0.5)
+        gmf.module_.to(gmf.device_)
+        mlp.module_.to(mlp.device_)
+        self.module_ = module.to(self.device_)
+        trainer = Trainer(epochs=self.epochs, learning_rate=self.finetune_learning_rate,
+                          weight_decay=self.weight_decay, patience=self.patience,
+                          grad_clip=self.grad_clip, progress=progress,
+                          checkpoint_dir=checkpoint_dir, resume=resume)
+        trainer.fit(self, train, valid, generator)
+        return self
+
+
+def _arguments(frame: dict[str, Any]) -> dict[str, Any]:
+    """A constructor's keyword arguments from its `locals()` (everything but `self`)."""
+    return {k: v for k, v in frame.items() if k != "self"}
+
+
+# --- validation ----------------------------------------------------------------------------------
+def _check_params(p: dict[str, Any]) -> None:
+    """ValueError naming the first invalid hyper-parameter in `p` (only those present)."""
+    checks: dict[str, tuple[Any, str]] = {
+        "embedding_size": (lambda x: _int(x, 1), "an integer ≥ 1"),
+        "layers": (lambda x: isinstance(x, tuple | list) and len(x) > 0
+                   and all(_int(w, 1) for w in x), "a non-empty tuple or list of integers ≥ 1"),
+        "dropout": (lambda x: _num(x) and 0 <= x < 1, "a number in [0, 1)"),
+        "epochs": (lambda x: _int(x, 1), "an integer ≥ 1"),
+        "batch_size": (lambda x: _int(x, 1), "an integer ≥ 1"),
+        "learning_rate": (lambda x: _num(x) and x > 0, "a number > 0"),
+        "weight_decay": (lambda x: _num(x) and x >= 0, "a number ≥ 0"),
+        "loss": (lambda x: x in LOSSES, f"one of {list(LOSSES)}"),
+        "n_negatives": (lambda x: _int(x, 1), "an integer ≥ 1"),
+        "scale_ratings": (lambda x: isinstance(x, bool), "a bool"),
+        "patience": (lambda x: x is None or _int(x, 1), "an integer ≥ 1 or None"),
+        "grad_clip": (lambda x: x is None or (_num(x) and x > 0), "a number > 0 or None"),
+        "device": (lambda x: isinstance(x, str) and _device_ok(x),
+                   '"auto", "cpu", "cuda" or "cuda:<n>"'),
+        "item_features": (lambda x: x in ITEM_FEATURES, f"one of {list(ITEM_FEATURES)}"),
+        "n_tags": (lambda x: _int(x, 1), "an integer ≥ 1"),
+        "pretrain": (lambda x: isinstance(x, bool), "a bool"),
+        "finetune_learning_rate": (lambda x: _num(x) and x > 0, "a number > 0"),
+    }
+    for name, value in p.items():
+        if name in checks:
+            ok, expected = checks[name]
+            check_param(name, value, bool(ok(value)), expected)
+
+
+def _int(x: object, minimum: int) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool) and x >= minimum
+
+
+def _num(x: object) -> bool:
+    return (isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+            and bool(np.isfinite(x)))
+
+
+def _device_ok(device: str) -> bool:
+    if device == "auto":
+        return True
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        return False
+    return True
