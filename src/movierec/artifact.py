@@ -121,6 +121,8 @@ def save_model(model: Recommender, path: str | Path, *, catalog: pd.DataFrame | 
             "format": FORMAT_VERSION,
             "model": model.name,
             "params": model.params(),
+            # JSON has no tuples: name the parameters that were tuples so load restores them.
+            "tuple_params": sorted(k for k, v in model.params().items() if isinstance(v, tuple)),
             "movierec_version": __version__,
             "train": {"name": getattr(model, "train_name_", ""),
                       "fingerprint": getattr(model, "train_fingerprint_", "")},
@@ -171,7 +173,11 @@ def load_model(path: str | Path) -> Recommender:
         arrays = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"{weights}: cannot be read ({exc})") from None
-    model = get(name, **meta.get("params", {}))
+    params = dict(meta.get("params", {}))
+    for key in meta.get("tuple_params", []):
+        if isinstance(params.get(key), list):
+            params[key] = tuple(params[key])
+    model = get(name, **params)
     model._restore(_join_state(arrays, meta.get("state", {}), path))
     return model
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from movierec import __version__
@@ -47,7 +48,7 @@ def _friendly_errors(func: F) -> F:
             if _state["debug"]:
                 raise
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            err_console.print(f"[red]error:[/red] {msg}", highlight=False, markup=True)
+            err_console.print(f"[red]error:[/red] {escape(str(msg))}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from movierec.data.dataset import Dataset
 from movierec.models.base import Recommender, check_param
 from movierec.random import RNGLike
 
-__all__ = ["Bias", "GlobalMean", "Popularity", "fit_biases"]
+__all__ = ["Bias", "GlobalMean", "Popularity", "fit_biases", "item_popularity"]
 
 
 def fit_biases(
@@ -74,15 +74,33 @@ def baseline_predict(
     return out
 
 
+def item_popularity(model: Recommender) -> np.ndarray:
+    """Training interactions per item, float32 [n_items] (column sums of `seen_`).
+
+    Computed once per model object and cached outside its learned state (the attribute does
+    not end in `_`, so it is never saved); callers must not modify the returned array.
+    """
+    cached = model.__dict__.get("_item_popularity")
+    if cached is None:
+        model._check_fitted()
+        cached = np.asarray(model.seen_.sum(axis=0), dtype=np.float32).ravel()
+        model.__dict__["_item_popularity"] = cached
+    return cached
+
+
 class GlobalMean(Recommender):
     """Predicts the mean training rating for every pair: r̂_ui = μ.
 
     Every item gets the same score, so its ranking is only the deterministic tie order (lowest
     item code first); it is the floor for RMSE/MAE, not a ranking model.
+
+    Fold-in: a new user gets the popularity ranking (`item_popularity`), since μ alone does not
+    order items.
     """
 
     name: ClassVar[str] = "mean"
     predicts_ratings: ClassVar[bool] = True
+    supports_fold_in: ClassVar[bool] = True
 
     def __init__(self) -> None:
         pass
@@ -109,6 +127,10 @@ class GlobalMean(Recommender):
         self._check_fitted()
         return np.full(len(user_codes), self.global_mean_, dtype=np.float32)
 
+    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Scores float32 [n_items] of a new user: the training popularity of every item."""
+        return item_popularity(self).copy()
+
 
 class Bias(Recommender):
     """User and item biases: r̂_ui = μ + b_u + b_i (Koren, "Factor in the neighbors", TKDD 2010).
@@ -116,6 +138,9 @@ class Bias(Recommender):
     Biases are learned by regularized ALS (`fit_biases`), matching Surprise's `BaselineOnly`
     defaults, and predictions are clipped to the training rating scale. The ranking score is the
     unclipped prediction; unknown users or items contribute a bias of 0.
+
+    Fold-in: a new user's bias is the same closed-form step as in training with the item biases
+    fixed, b = Σ_j (r_j − μ − b_j) / (reg_user + n) (`_score_history`).
 
     Args:
         reg_user: regularization λ of the user biases (default 15.0, ≥ 0).
@@ -125,6 +150,7 @@ class Bias(Recommender):
 
     name: ClassVar[str] = "bias"
     predicts_ratings: ClassVar[bool] = True
+    supports_fold_in: ClassVar[bool] = True
 
     def __init__(self, *, reg_user: float = 15.0, reg_item: float = 10.0, epochs: int = 10) -> None:
         check_param("reg_user", reg_user, _is_number(reg_user) and reg_user >= 0, "a number ≥ 0")
@@ -172,14 +198,31 @@ class Bias(Recommender):
         )
         return clip_to_scale(pred, self.rating_scale_).astype(np.float32)
 
+    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Scores float32 [n_items] of a new user given (item code, rating) pairs.
+
+        μ + b + b_i with b = Σ_j (r_j − μ − b_j) / (reg_user + n) over the known items j (codes
+        of −1 are ignored); the same unclipped score as `_score` gives a training user.
+        """
+        self._check_fitted()
+        codes = np.asarray(item_codes, dtype=np.int64)
+        keep = codes >= 0
+        r = np.asarray(ratings, dtype=np.float64)[keep]
+        codes = codes[keep]
+        b_user = float(np.sum(r - self.global_mean_ - self.item_bias_[codes])
+                       / (self.reg_user + len(codes))) if len(codes) else 0.0
+        return (self.global_mean_ + b_user + self.item_bias_).astype(np.float32)
+
 
 class Popularity(Recommender):
     """Most popular items: score(u, j) = |U_j|, the number of training interactions of item j.
 
     The same list for everybody (minus the user's own items); ties go to the lower item code.
+    A new user (fold-in) gets the same list.
     """
 
     name: ClassVar[str] = "pop"
+    supports_fold_in: ClassVar[bool] = True
 
     def __init__(self) -> None:
         pass
@@ -201,6 +244,11 @@ class Popularity(Recommender):
         self._check_fitted()
         counts = self.item_counts_ if item_codes is None else self.item_counts_[item_codes]
         return np.broadcast_to(counts, (len(user_codes), len(counts))).astype(np.float32)
+
+    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Scores float32 [n_items] of a new user: the item counts, whatever the history."""
+        self._check_fitted()
+        return np.array(self.item_counts_, dtype=np.float32)
 
 
 def clip_to_scale(pred: np.ndarray, scale: tuple[float, float] | list[float]) -> np.ndarray:

@@ -25,6 +25,9 @@ class EASE(Recommender):
     The item x item Gram matrix is dense, so fitting needs n_items² × 8 bytes (float64) at least;
     `fit` refuses with a MovieRecError when that exceeds `max_memory_gb`.
 
+    Fold-in: a new user is scored exactly like a training user, x · B with x the binary row of
+    the items they rated (`_score_history`); nothing is refitted.
+
     Args:
         lambda_: L2 regularization λ added to the diagonal of XᵀX (default 500.0, > 0). On the
             command line the key is `lambda`.
@@ -33,6 +36,7 @@ class EASE(Recommender):
     """
 
     name: ClassVar[str] = "ease"
+    supports_fold_in: ClassVar[bool] = True
 
     def __init__(self, *, lambda_: float = 500.0, max_memory_gb: float = 4.0) -> None:
         check_param("lambda_", lambda_, _positive(lambda_), "a number > 0")
@@ -71,6 +75,17 @@ class EASE(Recommender):
         self._check_fitted()
         weights = self.item_weights_ if item_codes is None else self.item_weights_[:, item_codes]
         return np.asarray(self.seen_[user_codes] @ weights, dtype=np.float32)
+
+    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Scores float32 [n_items] of a new user: x · B = Σ_{j rated} B[j, :].
+
+        Ratings only mark which items were rated (EASE learns from the binary matrix); codes of
+        −1 (unknown items) are ignored.
+        """
+        self._check_fitted()
+        codes = np.unique(np.asarray(item_codes, dtype=np.int64))
+        codes = codes[codes >= 0]
+        return self.item_weights_[codes].sum(axis=0, dtype=np.float32)
 
 
 def _positive(x: object) -> bool:

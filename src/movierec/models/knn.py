@@ -14,6 +14,11 @@ Two uses of the same neighbourhood:
 
 So both classes always predict ratings; `feedback` only chooses which matrix the similarities
 are computed from.
+
+Fold-in (`_score_history`, a new user given a few ratings, nothing refitted): ItemKNN sums the
+stored neighbourhoods of the rated items, exactly the ranking score of a training user with
+that history; UserKNN computes the new user's similarity to every training user the way `fit`
+did (same centring, cosine and shrinkage), keeps the k most similar, and sums their rows.
 """
 
 from __future__ import annotations
@@ -130,6 +135,7 @@ class _KNN(Recommender):
     """Shared engine of ItemKNN and UserKNN (see the module docstring)."""
 
     predicts_ratings: ClassVar[bool] = True
+    supports_fold_in: ClassVar[bool] = True
     # True: targets are items (columns of the user x item matrix); False: targets are users.
     _item_based: ClassVar[bool] = True
 
@@ -277,6 +283,19 @@ class ItemKNN(_KNN):
             neighbors_t = neighbors_t[:, item_codes]
         return (self.seen_[user_codes] @ neighbors_t).toarray().astype(np.float32)
 
+    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Scores float32 [n_items] of a new user: score(j) = Σ_{i rated} s_ij.
+
+        The new user's binary history row times the item-item weights, the same ranking score a
+        training user with that history gets (ratings only mark which items were rated, as in
+        `_score`); codes of −1 (unknown items) are ignored.
+        """
+        self._check_fitted()
+        codes = np.unique(np.asarray(item_codes, dtype=np.int64))
+        codes = codes[codes >= 0]
+        neighbors_t = self._cached("neighbors_t")  # [neighbour i, target j] = s_ij
+        return np.asarray(neighbors_t[codes].sum(axis=0), dtype=np.float32).ravel()
+
 
 class UserKNN(_KNN):
     """User-based k-nearest neighbours (Herlocker et al., SIGIR 1999; Resnick et al., CSCW 1994).
@@ -314,3 +333,82 @@ class UserKNN(_KNN):
         self._check_fitted()
         seen = self.seen_ if item_codes is None else self.seen_[:, item_codes]
         return (self.neighbors_[user_codes] @ seen).toarray().astype(np.float32)
+
+    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Scores float32 [n_items] of a new user: score(j) = Σ_{v ∈ N_k(new)} s(new, v) x_vj.
+
+        s(new, v) is computed as in `fit`: the new user's row is built like the training rows
+        (binary, raw, user-centred, item-centred or baseline residuals, as `feedback` and
+        `similarity` say), compared by cosine with every training user's row, shrunk by
+        n / (n + shrinkage) with n the common items, and pruned to the k most similar positive
+        neighbours. Codes of −1 (unknown items) are ignored.
+        """
+        self._check_fitted()
+        codes = np.asarray(item_codes, dtype=np.int64)
+        keep = codes >= 0
+        codes, r = codes[keep], np.asarray(ratings, dtype=np.float64)[keep]
+        if len(codes) == 0:
+            return np.zeros(self.n_items, dtype=np.float32)
+        values, norms = self._user_rows()
+        row = np.zeros(self.n_items)
+        row[codes] = self._new_user_values(codes, r)
+        norm = float(np.linalg.norm(row))
+        sims = values @ row
+        sims = np.divide(sims, norms * norm, out=np.zeros_like(sims),
+                         where=(norms > 0) & (norm > 0))
+        if self.shrinkage > 0:
+            present = np.zeros(self.n_items)
+            present[codes] = 1.0
+            common = self.seen_ @ present
+            sims *= common / (common + self.shrinkage)
+        kk = min(self.k, len(sims))
+        top = np.argpartition(-sims, kk - 1)[:kk] if kk < len(sims) else np.arange(len(sims))
+        top = top[sims[top] > 0]
+        scores = self.seen_[top].T @ sims[top]
+        return np.asarray(scores, dtype=np.float32).ravel()
+
+    def _user_rows(self) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The training users' rows that `fit` compared, and their norms (cached per object)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        if "user_rows" not in cache:
+            if self.feedback == "implicit":
+                values = self.seen_.astype(np.float64)
+            elif self.similarity == "pearson_baseline":
+                values = self.residuals_.astype(np.float64)
+            else:
+                r = self._rating_matrix()
+                if self.similarity == "pearson":
+                    values = _center(r, _means(r, 0), 0)
+                elif self.similarity == "adjusted_cosine":
+                    values = _center(r, _means(r, 1), 1)
+                else:
+                    values = r
+            values = sp.csr_matrix(values)
+            norms = np.sqrt(np.asarray(values.multiply(values).sum(axis=1)).ravel())
+            cache["user_rows"] = (values, norms)
+        return cache["user_rows"]
+
+    def _rating_matrix(self) -> sp.csr_matrix:
+        """Training ratings rebuilt from the stored state: r = b_ui + (r − b_ui)."""
+        seen = self.seen_.tocoo()
+        base = baseline_predict(self.global_mean_, self.user_bias_, self.item_bias_,
+                                seen.row, seen.col)
+        pattern = sp.csr_matrix((base, (seen.row, seen.col)), shape=seen.shape)
+        return sp.csr_matrix(pattern + self.residuals_.astype(np.float64))
+
+    def _new_user_values(self, codes: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The new user's entries at `codes`, centred as the training rows were."""
+        if self.feedback == "implicit":
+            return np.ones(len(codes))
+        if self.similarity == "pearson":
+            return r - r.mean()
+        if self.similarity == "adjusted_cosine":
+            cache = self.__dict__.setdefault("_cache", {})
+            if "item_means" not in cache:
+                cache["item_means"] = _means(self._rating_matrix(), 1)
+            return r - cache["item_means"][codes]
+        if self.similarity == "pearson_baseline":
+            res = r - self.global_mean_ - self.item_bias_[codes]
+            # The user bias as the last ALS step of `fit_biases` (reg_user 15) would set it.
+            return res - res.sum() / (15.0 + len(codes))
+        return r

@@ -402,19 +402,6 @@ class _NCF(TorchRecommender):
         pred = super()._predict(user_codes, item_codes)
         return clip_to_scale(pred, self.rating_scale_).astype(np.float32)
 
-    # JSON (model.json) has no tuples: record whether `layers` was one, so that a loaded model's
-    # params() equal the saved model's.
-    def _state(self) -> dict[str, Any]:
-        state = super()._state()
-        if self._has_mlp:
-            state["layers_is_tuple_"] = isinstance(self.layers, tuple)
-        return state
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        if self._has_mlp and state.pop("layers_is_tuple_", False):
-            self.layers = tuple(self.layers)
-        super()._restore(state)
-
     def item_vectors(self) -> np.ndarray:
         """Item representations q_i (GMF part first; MLP part's for MLP) [n_items, d]."""
         self._check_fitted()
