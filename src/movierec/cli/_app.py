@@ -104,10 +104,19 @@ def parse_params(items: list[str], models: list[str]) -> dict[str, dict[str, Any
 
 
 def _model_names(text: str) -> list[str]:
-    from movierec.models import CLASSIC, available
+    """Names from --models: a comma list, "classic", or "all" (every model whose extra is
+    installed; the ones left out are named on stderr)."""
+    from movierec.models import CLASSIC, available, installed
 
-    if text.strip() == "all":
+    if text.strip() == "classic":
         return list(CLASSIC)
+    if text.strip() == "all":
+        names = installed()
+        missing = [m for m in available() if m not in names]
+        if missing:
+            err_console.print(f"skipping {', '.join(missing)}: their optional dependencies are "
+                              "not installed (see README, Install)", highlight=False)
+        return names
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in available()]
     if unknown:

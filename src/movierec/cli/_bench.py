@@ -45,8 +45,9 @@ def benchmark(
     train: TrainFileOpt = None,
     test: TestFileOpt = None,
     valid: ValidFileOpt = None,
-    models: Annotated[str, typer.Option(help="Comma-separated registry names, or 'all' (the "
-                                        "classic models).")] = "all",
+    models: Annotated[str, typer.Option(help="Comma-separated registry names; 'classic' (mean, "
+                                        "bias, pop, userknn, itemknn, ease); or 'all' (every "
+                                        "model whose extra is installed).")] = "classic",
     k: KOpt = "5,10,20",
     relevance: RelevanceOpt = 4.0,
     seed: Annotated[int, typer.Option(help="Seed of the split and the models.")] = 42,

@@ -30,12 +30,23 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "neumf": ("movierec.models.ncf:NeuMF", "torch"),
 }
 
+# extra -> the module whose presence means the extra is installed
+EXTRA_MODULES: dict[str, str] = {"torch": "torch"}
+
 CLASSIC = ["mean", "bias", "pop", "userknn", "itemknn", "ease"]
 
 
 def available() -> list[str]:
     """Registered model names, in registry order."""
     return list(REGISTRY)
+
+
+def installed() -> list[str]:
+    """Registered names whose optional dependencies are importable (checked without importing)."""
+    import importlib.util
+
+    return [name for name, (_, extra) in REGISTRY.items()
+            if extra is None or importlib.util.find_spec(EXTRA_MODULES.get(extra, extra))]
 
 
 def get_class(name: str) -> type[Recommender]:
