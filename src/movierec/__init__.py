@@ -11,7 +11,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {"data", "models", "split", "metrics", "evaluate", "results", "benchmark",
-               "artifact", "errors", "random", "io"}
+               "artifact", "errors", "random", "io", "train", "explain", "fold_in", "analysis",
+               "plots", "report", "serve"}
 
 
 def __getattr__(name: str) -> Any:

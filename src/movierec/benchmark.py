@@ -116,6 +116,11 @@ def run(
         keep_lists: keep each run's top-max(k) lists (saved as parquet by `save`).
         progress: show progress bars in models that have them.
         on_run: called with each run's record as soon as it finishes (for live printing).
+
+    Returns:
+        The BenchmarkResult; each run record holds model, params, seed, timings, metrics and
+        counts, and for neural models (those with `history_`) their per-epoch "history"
+        ({epoch, train_loss, valid_metric, metric, seconds}) for training curves.
     """
     params = params or {}
     unknown = set(params) - set(models)
@@ -148,6 +153,10 @@ def run(
                 "metrics": {k: _clean(v) for k, v in res.summary.items()},
                 "counts": res.counts,
             }
+            history = getattr(model, "history_", None)  # neural models: one dict per epoch
+            if history is not None:
+                record["history"] = [{k: _clean(v) for k, v in epoch.items()}
+                                     for epoch in history]
             result.runs.append(record)
             if keep_lists and res.lists is not None:
                 result.lists[f"{name}-seed{seed}"] = res.lists

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from movierec.cli import _bench, _data, _models, _serve  # noqa: F401  (register the commands)
+from movierec.cli import _bench, _data, _models, _report, _serve  # noqa: F401  (registration)
 from movierec.cli._app import app, parse_int_list, parse_params, print_table
 
 

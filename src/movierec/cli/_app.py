@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import logging
 import os
@@ -209,13 +210,17 @@ def build_split(*, dataset: str | None, split: str, test_size: float, valid_size
     if dataset is None:
         raise ValueError("give --dataset NAME, or --train FILE --test FILE")
     ds = load(dataset, data_dir=data_dir)
-    if min_user_ratings or min_item_ratings or kcore:
-        ds = ds.filter(min_user_ratings=min_user_ratings, min_item_ratings=min_item_ratings,
-                       kcore=kcore)
+    filters = {key: value for key, value in (("min_user_ratings", min_user_ratings),
+               ("min_item_ratings", min_item_ratings), ("kcore", kcore)) if value}
+    if filters:
+        ds = ds.filter(**filters)
     extra: dict[str, Any] = {}
     if split in PREDEFINED_FOLDS:
         extra["data_dir"] = _release_folder(dataset, data_dir)
-    return make_split(ds, split, test_size=test_size, valid_size=valid_size, rng=seed, **extra)
+    made = make_split(ds, split, test_size=test_size, valid_size=valid_size, rng=seed, **extra)
+    # Record the filters with the split, so that results.json says how to rebuild it.
+    return dataclasses.replace(made, params={**made.params, "filters": filters}) if filters \
+        else made
 
 
 def _release_folder(dataset: str, data_dir: Path | None) -> Path:

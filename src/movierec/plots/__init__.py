@@ -1,0 +1,58 @@
+"""Figures of the data and of benchmark results: every function returns a matplotlib Figure.
+
+Importing this package imports matplotlib (never done by `import movierec`). Figures use the Agg
+canvas directly, so they render without a display and leave pyplot's state alone; in a notebook
+with `%matplotlib inline` a returned Figure displays itself. Save one with `save_png(fig, path)`
+or `fig.savefig(path)`.
+
+Exploration (take a Dataset): `rating_distribution`, `ratings_over_time`, `top_genres`,
+`long_tail`, `degree_distributions`, `sparsity`, `bipartite_graph`, `demographics`,
+`release_years`.
+
+Results (take a BenchmarkResult, or the training part of the split and the top-k lists from
+`movierec.analysis.model_lists`): `model_comparison`, `training_curves`, `genre_distribution`,
+`genre_overlap`, `popularity_bias`, `user_card`.
+"""
+
+from __future__ import annotations
+
+from movierec.plots._base import save_png, to_png
+from movierec.plots._explore import (
+    bipartite_graph,
+    degree_distributions,
+    demographics,
+    long_tail,
+    rating_distribution,
+    ratings_over_time,
+    release_years,
+    sparsity,
+    top_genres,
+)
+from movierec.plots._results import (
+    genre_distribution,
+    genre_overlap,
+    model_comparison,
+    popularity_bias,
+    training_curves,
+    user_card,
+)
+
+__all__ = [
+    "bipartite_graph",
+    "degree_distributions",
+    "demographics",
+    "genre_distribution",
+    "genre_overlap",
+    "long_tail",
+    "model_comparison",
+    "popularity_bias",
+    "rating_distribution",
+    "ratings_over_time",
+    "release_years",
+    "save_png",
+    "sparsity",
+    "to_png",
+    "top_genres",
+    "training_curves",
+    "user_card",
+]

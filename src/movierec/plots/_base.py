@@ -1,0 +1,93 @@
+"""Figure creation, styling and PNG output shared by every plot.
+
+Figures are built as `matplotlib.figure.Figure` objects with an explicit Agg canvas, never through
+pyplot: nothing global is switched (a notebook keeps its own backend), no figure manager keeps
+them alive, and rendering works without a display.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib as mpl
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from movierec.io import atomic_write_bytes
+
+#: Colours of the fixed series; models take the tab10 colours in run order.
+CATALOG = "#b8b8b8"
+HISTORY = "#222222"
+HEAD = "#d62728"
+TAIL = "#1f77b4"
+USER = "#1f77b4"
+MOVIE = "#ff7f0e"
+WHERE = {"only history": "#9ecae1", "both": "#6a51a3", "only recommended": "#fd8d3c"}
+
+
+def model_colors(models: list[str]) -> dict[str, str]:
+    """A stable colour per model (tab10, in the order given)."""
+    cycle = mpl.colormaps["tab10"].colors
+    return {m: mpl.colors.to_hex(cycle[i % len(cycle)]) for i, m in enumerate(models)}
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (7.0, 4.2),
+               **subplot_kw: object) -> tuple[Figure, list[Axes]]:
+    """A constrained-layout Figure on an Agg canvas and its axes as a flat list."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+    return fig, [ax for row in axes for ax in row]
+
+
+def style(ax: Axes, grid: str = "y") -> None:
+    """Light grid on the value axis, no top/right frame."""
+    ax.spines[["top", "right"]].set_visible(False)
+    if grid:
+        ax.grid(axis=grid, color="#dddddd", linewidth=0.8)
+        ax.set_axisbelow(True)
+
+
+def empty(ax: Axes, message: str) -> None:
+    """Mark an axes as having nothing to show, saying why."""
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes,
+            color="#666666", wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _human(value: float, _pos: object = None) -> str:
+    """Tick label of a count: 950, 12k, 1.5M."""
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:g}"
+
+
+def counts(axis: Axis) -> None:
+    """Format an axis of counts: at most 6 integer ticks labelled 950, 12k, 1.5M."""
+    axis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    axis.set_major_formatter(FuncFormatter(_human))
+
+
+def shorten(text: str, width: int = 38) -> str:
+    """`text` cut to `width` characters with an ellipsis."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def to_png(fig: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> bytes:
+    """Write the figure as a PNG atomically and return its bytes."""
+    data = to_png(fig, dpi)
+    atomic_write_bytes(path, data)
+    return data

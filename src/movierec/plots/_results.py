@@ -1,0 +1,275 @@
+"""Figures of a benchmark's results and recommendation lists."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+from movierec import analysis as A
+from movierec.benchmark import BenchmarkResult
+from movierec.data.dataset import Dataset
+from movierec.metrics import METRICS
+from movierec.plots._base import (
+    CATALOG,
+    HEAD,
+    HISTORY,
+    TAIL,
+    WHERE,
+    empty,
+    model_colors,
+    new_figure,
+    shorten,
+    style,
+)
+
+#: How the figures name each metric.
+LABELS = {"rmse": "RMSE", "mae": "MAE", "precision": "Precision", "recall": "Recall",
+          "f1": "F1", "ndcg": "NDCG", "map": "MAP", "mrr": "MRR", "hit": "Hit rate",
+          "coverage": "Catalog coverage", "diversity": "Intra-list diversity",
+          "novelty": "Novelty (bits)", "arp": "Avg. popularity of recs (ratings)",
+          "personalization": "Personalization", "gini": "Gini of exposure"}
+#: y-axis labels of the beyond-accuracy panels.
+_UNITS = {"coverage": "share of the catalog recommended", "diversity": "1 − mean genre similarity",
+          "novelty": "bits (−log2 popularity)", "arp": "training ratings per item",
+          "personalization": "1 − mean list overlap", "gini": "0 even … 1 concentrated"}
+_WHERE_LABEL = {"only history": "genre only in the history", "both": "genre in both",
+                "only recommended": "genre only in the recommendations"}
+_FAMILY_TITLE = {"rating": "Rating prediction error", "ranking": "Ranking accuracy",
+                 "beyond": "Beyond accuracy"}
+
+
+def _label(metric: str) -> str:
+    name, _, k = metric.partition("@")
+    arrow = "↑" if METRICS.get(name) == "higher" else "↓"
+    return f"{LABELS.get(name, name)}{'@' + k if k else ''} {arrow}"
+
+
+def model_comparison(result: BenchmarkResult, family: str = "ranking",
+                     k: int | None = None) -> Figure:
+    """One metric family compared across models: mean over seeds, error bars = std over seeds.
+
+    Args:
+        result: the benchmark result (see `movierec.analysis.load_benchmark`).
+        family: "rating" (RMSE, MAE), "ranking" (precision ... hit rate @k, grouped bars on one
+            axis) or "beyond" (coverage, diversity, novelty, ARP, personalization, Gini @k; one
+            panel each, their scales differ).
+        k: list length (default 10, or the largest evaluated).
+
+    Raises:
+        ValueError: unknown family, or no model has metrics of this family.
+    """
+    if family not in _FAMILY_TITLE:
+        raise ValueError(f"family must be one of {list(_FAMILY_TITLE)}, not {family!r}")
+    k = A.default_k(result) if k is None else k
+    data = A.metric_frame(result, k)
+    data = data[data["family"] == family]
+    if data.empty:
+        raise ValueError(f"no model has {family} metrics in this result")
+    models = list(dict.fromkeys(data["model"]))
+    colors = model_colors(list(dict.fromkeys(r["model"] for r in result.runs)))
+    metrics = list(dict.fromkeys(data["metric"]))
+    seeds = int(data["seeds"].max())
+    table = data.set_index(["metric", "model"])
+    errs = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+    title = (f"{_FAMILY_TITLE[family]}{f' @{k}' if family != 'rating' else ''} — {result.dataset}"
+             f"\n{errs}; ↑ higher is better, ↓ lower is better")
+    if family != "beyond":
+        fig, (ax,) = new_figure(figsize=(max(7.5, 1.1 * len(metrics) * max(len(models), 2)
+                                             / 2.5), 4.2))
+        width = 0.8 / len(models)
+        x = np.arange(len(metrics))
+        for j, model in enumerate(models):
+            rows = table.reindex([(m, model) for m in metrics])
+            std = rows["std"].fillna(0).to_numpy() if seeds > 1 else None
+            ax.bar(x + (j - (len(models) - 1) / 2) * width, rows["mean"].fillna(0), width,
+                   yerr=std, capsize=2, color=colors[model], label=model)
+        ax.set_xticks(x, [_label(m) for m in metrics])
+        ax.set(ylabel="Error (rating scale)" if family == "rating" else "Score (0-1)")
+        fig.legend(title="model", loc="outside right upper", frameon=False, fontsize=8)
+        style(ax)
+        fig.suptitle(title, fontsize=10)
+        return fig
+    ncols = 3 if len(metrics) > 4 else len(metrics)
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = new_figure(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows + 0.6))
+    for ax, metric in zip(axes, metrics, strict=False):
+        rows = table.loc[metric].reindex(models)
+        ax.bar(models, rows["mean"].fillna(0), yerr=rows["std"].fillna(0) if seeds > 1 else None,
+               capsize=2, color=[colors[m] for m in models], label=models)
+        ax.set_title(_label(metric), fontsize=10)
+        ax.set_ylabel(_UNITS.get(metric.split("@")[0], "value"), fontsize=8)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        style(ax)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    fig.legend(handles=[Patch(color=colors[m], label=m) for m in models], title="model",
+               loc="outside lower center", ncol=min(len(models), 8), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def training_curves(result: BenchmarkResult, model: str) -> Figure:
+    """Training loss and validation metric per epoch of one neural model, a line per seed.
+
+    Raises:
+        ValueError: the model has no training history in this result.
+    """
+    hist = A.training_history(result)
+    hist = hist[hist["model"] == model]
+    if hist.empty:
+        raise ValueError(f"model {model!r} has no training history (only neural models do)")
+    fig, (loss_ax, valid_ax) = new_figure(1, 2, figsize=(10.0, 3.8))
+    for ax in (loss_ax, valid_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    metric = str(hist["metric"].dropna().iloc[0]) if hist["metric"].notna().any() else None
+    for seed, runs in hist.groupby("seed", sort=True):
+        loss_ax.plot(runs["epoch"], runs["train_loss"], marker="o", markersize=3,
+                     label=f"seed {seed}")
+        if metric is not None:
+            line, = valid_ax.plot(runs["epoch"], runs["valid_metric"], marker="o",
+                                  markersize=3, label=f"seed {seed}")
+            pick = runs["valid_metric"].idxmax() if METRICS.get(metric.split("@")[0]) == \
+                "higher" else runs["valid_metric"].idxmin()
+            valid_ax.plot(runs.loc[pick, "epoch"], runs.loc[pick, "valid_metric"], marker="*",
+                          markersize=12, color=line.get_color(), linestyle="none")
+    loss_ax.set(title="Training loss (mean over the epoch's batches)", xlabel="Epoch",
+                ylabel="Training loss")
+    loss_ax.legend(frameon=False, fontsize=8)
+    if metric is None:
+        empty(valid_ax, "no validation set (benchmark with --valid-size > 0 to track one)")
+        valid_ax.set_title("Validation metric")
+    else:
+        valid_ax.set(title=f"Validation {_label(metric)} (★ best epoch, kept)", xlabel="Epoch",
+                     ylabel=LABELS.get(metric.split("@")[0], metric))
+        valid_ax.legend(frameon=False, fontsize=8)
+    for ax in (loss_ax, valid_ax):
+        style(ax)
+    fig.suptitle(f"Training curves — {model} on {result.dataset}")
+    return fig
+
+
+def genre_distribution(train: Dataset, lists: Mapping[str, pd.DataFrame],
+                       k: int | None = None) -> Figure:
+    """Share of movies per genre in the catalog, the users' histories and each model's lists.
+
+    Args:
+        train: the training part of the split (its item table gives genres).
+        lists: model name -> top-k lists (see `movierec.analysis.model_lists`).
+        k: list length, for the title only.
+    """
+    dist = A.genre_distribution(train, lists).iloc[::-1]
+    models = list(lists)
+    colors = model_colors(models)
+    fig, (ax,) = new_figure(figsize=(8.5, 0.32 * len(dist) + 1.8))
+    y = np.arange(len(dist))
+    ax.barh(y, dist["catalog"], color=CATALOG, height=0.7, label="catalog (each movie once)")
+    ax.plot(dist["history"], y, marker="D", linestyle="none", color=HISTORY, markersize=6,
+            label="users' histories (training ratings)")
+    for model in models:
+        ax.plot(dist[model], y, marker="o", linestyle="none", color=colors[model], markersize=6,
+                alpha=0.85, label=f"{model} recommendations")
+    ax.set_yticks(y, dist.index)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set(xlabel="Share of movies with this genre (a movie can have several)",
+           title=f"Genres recommended{f' (top-{k})' if k else ''} vs the catalog and the users' "
+                 "histories")
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    style(ax, "x")
+    return fig
+
+
+def genre_overlap(train: Dataset, lists: Mapping[str, pd.DataFrame], user_id: int | None = None,
+                  model: str | None = None) -> Figure:
+    """Genres only in the history, in both, only in the recommendations: one user and on average.
+
+    Left: for `user_id` and `model` (default: a typical user, the first model), movies per genre
+    in the user's training history (left of zero) and in the list (right). Right: per model,
+    the mean number of genres in each group over all users with a list.
+    """
+    models = list(lists)
+    if not models:
+        raise ValueError("no recommendation lists to compare")
+    model = models[0] if model is None else model
+    user_id = A.pick_user(train, lists[model]) if user_id is None else user_id
+    sets = A.genre_sets(train, lists[model], user_id).iloc[::-1]
+    fig, (left, right) = new_figure(1, 2, figsize=(11.0, max(4.0, 0.28 * len(sets) + 1.6)))
+    colors = [WHERE[w] for w in sets["where"]]
+    left.barh(sets["genre"], -sets["history"], color=colors)
+    left.barh(sets["genre"], sets["recommended"], color=colors, hatch="//", edgecolor="white")
+    left.axvline(0, color="#444444", linewidth=0.8)
+    left.xaxis.set_major_formatter(lambda v, _: f"{abs(v):g}")
+    left.set(title=f"User {user_id}, {model}: history ← | → recommended",
+             xlabel="Movies with the genre (history: rated in training; right: in the list)")
+    means = pd.DataFrame({m: A.genre_overlap(train, lists[m]).drop(columns="user_id").mean()
+                          for m in models}).T.iloc[::-1]
+    base = np.zeros(len(means))
+    for where, col in (("only history", "only_history"), ("both", "both"),
+                       ("only recommended", "only_recommended")):
+        bars = right.barh(means.index, means[col], left=base, color=WHERE[where], label=where)
+        right.bar_label(bars, labels=[f"{v:.1f}" for v in means[col]], label_type="center",
+                        fontsize=8)
+        base += means[col].to_numpy()
+    right.set(title="Average over users", xlabel="Number of genres (mean per user)")
+    handles = [Patch(color=c, label=_WHERE_LABEL[w]) for w, c in WHERE.items()]
+    handles.append(Patch(facecolor="#888888", hatch="//", edgecolor="white",
+                         label="hatched: recommended movies"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False, fontsize=8)
+    for ax in (left, right):
+        style(ax, "x")
+    fig.suptitle("Genre overlap between the users' histories and their recommendations")
+    return fig
+
+
+def popularity_bias(train: Dataset, lists: Mapping[str, pd.DataFrame],
+                    head_share: float = 0.2) -> Figure:
+    """Share of each model's recommendations that come from the popularity head vs the tail."""
+    bias = A.popularity_bias(train, lists, head_share).iloc[::-1]
+    n_head = int(bias["head_items"].iloc[0])
+    fig, (ax,) = new_figure(figsize=(8.0, 0.42 * len(bias) + 1.6))
+    head = ax.barh(bias.index, bias["head"], color=HEAD, label="head (most rated movies)")
+    tail = ax.barh(bias.index, bias["tail"], left=bias["head"], color=TAIL,
+                   label="tail (all other movies)")
+    for bars in (head, tail):
+        ax.bar_label(bars, labels=[f"{v:.0%}" if v >= 0.04 else "" for v in bars.datavalues],
+                     label_type="center", color="white", fontsize=8)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set(xlim=(0, 1), xlabel="Share of recommended movies (reference rows: of items / ratings)",
+           title=f"Popularity bias: head = {n_head:,} most rated movies holding {head_share:.0%} "
+                 "of training ratings")
+    ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18),
+              ncol=2)
+    style(ax, "x")
+    return fig
+
+
+def user_card(train: Dataset, lists: pd.DataFrame, user_id: int, *, model: str = "",
+              n: int = 10) -> Figure:
+    """A user's highest-rated movies next to the movies recommended, with "because you liked"."""
+    history, recs = A.user_card(train, lists, user_id, n_history=n, k=n)
+    rows = max(len(history), len(recs), 1)
+    fig, (left, right) = new_figure(1, 2, figsize=(12.0, 0.52 * rows + 1.2))
+    for ax in (left, right):
+        ax.set(xlim=(0, 1), ylim=(rows, -0.8))
+        ax.axis("off")
+    left.set_title(f"User {user_id} rated highest", loc="left", fontweight="bold")
+    for r, row in enumerate(history.itertuples()):
+        left.text(0, r, f"{row.rating:g}★  {shorten(row.title, 52)}", fontsize=9, va="center")
+        left.text(0.08, r + 0.38, shorten(row.genres, 70), fontsize=7, color="#666666",
+                  va="center")
+    right.set_title(f"Recommended{f' by {model}' if model else ''}", loc="left",
+                    fontweight="bold")
+    if recs.empty:
+        right.text(0, 0, "no recommendations for this user", fontsize=9, color="#666666")
+    for r, row in enumerate(recs.itertuples()):
+        right.text(0, r, f"{row.rank}.  {shorten(row.title, 52)}", fontsize=9, va="center")
+        note = shorten(row.genres, 40)
+        if row.because_you_liked:
+            note += f"  ·  because you liked {shorten(row.because_you_liked, 34)}"
+        right.text(0.05, r + 0.38, note, fontsize=7, color="#666666", va="center")
+    fig.suptitle(f"User card — user {user_id}: what they liked and what they are recommended")
+    return fig
