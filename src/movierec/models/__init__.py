@@ -28,6 +28,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "gmf": ("movierec.models.ncf:GMF", "torch"),
     "mlp": ("movierec.models.ncf:MLP", "torch"),
     "neumf": ("movierec.models.ncf:NeuMF", "torch"),
+    "featurenet": ("movierec.models.featurenet:FeatureNet", "torch"),
 }
 
 # extra -> the module whose presence means the extra is installed
