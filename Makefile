@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   # creates .venv, installs movierec, benchmarks the classic models on ML-100K
+#   make demo   # creates .venv, installs movierec, benchmarks every model on ML-100K
 #   make test   # creates .venv, installs movierec[dev,torch], runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/movierec benchmark --dataset ml-100k --models all --out runs/ml-100k
+	$(BIN)/movierec benchmark --dataset ml-100k --models all --valid-size 0.1 --out runs/ml-100k
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
