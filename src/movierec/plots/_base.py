@@ -30,8 +30,8 @@ WHERE = {"only history": "#9ecae1", "both": "#6a51a3", "only recommended": "#fd8
 
 
 def model_colors(models: list[str]) -> dict[str, str]:
-    """A stable colour per model (tab10, in the order given)."""
-    cycle = mpl.colormaps["tab10"].colors
+    """A stable colour per model (tab10 in the order given; tab20 beyond ten models)."""
+    cycle = mpl.colormaps["tab10" if len(models) <= 10 else "tab20"].colors
     return {m: mpl.colors.to_hex(cycle[i % len(cycle)]) for i, m in enumerate(models)}
 
 

@@ -79,8 +79,8 @@ def model_comparison(result: BenchmarkResult, family: str = "ranking",
     title = (f"{_FAMILY_TITLE[family]}{f' @{k}' if family != 'rating' else ''} — {result.dataset}"
              f"\n{errs}; ↑ higher is better, ↓ lower is better")
     if family != "beyond":
-        fig, (ax,) = new_figure(figsize=(max(7.5, 1.1 * len(metrics) * max(len(models), 2)
-                                             / 2.5), 4.2))
+        width_in = min(14.0, max(7.5, 1.1 * len(metrics) * max(len(models), 2) / 2.5))
+        fig, (ax,) = new_figure(figsize=(width_in, 4.2))
         width = 0.8 / len(models)
         x = np.arange(len(metrics))
         for j, model in enumerate(models):
