@@ -172,6 +172,12 @@ class Dataset:
         data = np.ones(len(rows), dtype=np.float32)
         return sp.csr_matrix((data, (rows, cols)), shape=(len(item_ids), len(genres)))
 
+    def to_heterodata(self):  # noqa: ANN201 - torch_geometric is an optional extra
+        """This dataset as a PyG `HeteroData` (user/movie nodes, `rates` edges); extra `graph`."""
+        from movierec.data.pyg import to_heterodata
+
+        return to_heterodata(self)
+
     # --- derived datasets ----------------------------------------------------------------------
     def with_ratings(self, ratings: pd.DataFrame, name: str | None = None) -> Dataset:
         """A new Dataset with other ratings and the same side tables (for splits and filters)."""

@@ -29,6 +29,11 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "mlp": ("movierec.models.ncf:MLP", "torch"),
     "neumf": ("movierec.models.ncf:NeuMF", "torch"),
     "featurenet": ("movierec.models.featurenet:FeatureNet", "torch"),
+    "lstm": ("movierec.models.sequential:LSTMRec", "torch"),
+    "sasrec": ("movierec.models.sequential:SASRec", "torch"),
+    "ngcf": ("movierec.models.graph:NGCF", "torch"),
+    "lightgcn": ("movierec.models.graph:LightGCN", "torch"),
+    "attngraphrec": ("movierec.models.graph:AttnGraphRec", "torch"),
 }
 
 # extra -> the module whose presence means the extra is installed

@@ -1,0 +1,39 @@
+"""Graph neural recommenders on the user–item bipartite graph: LightGCN, NGCF, AttnGraphRec.
+
+All three propagate embeddings over the symmetric-normalized bipartite adjacency
+
+    Â = D^-1/2 A D^-1/2,   A = [[0, R], [Rᵀ, 0]]   (size (|U|+|I|)²),
+
+where R is the binary user × item matrix of the *training* interactions and D the diagonal degree
+matrix of A (a node without edges keeps a zero row). Â is built once per fit (and again on load)
+from `seen_`, vectorized, as a coalesced `torch.sparse_coo_tensor`; it is a non-persistent buffer
+of the module, so it never enters the saved weights. Training recomputes the full-graph
+propagation at every mini-batch (as LightGCN and NGCF do); scoring propagates once and caches
+the final embeddings in the module (keyed on the parameters' versions, so any weight update or
+`load_state_dict` invalidates it), then scores a user block against the item matrix.
+
+Models:
+
+- `LightGCN` (He et al., SIGIR 2020): E^(k+1) = Â E^(k), E = Σ_k α_k E^(k) with α_k = 1/(K+1),
+  ŷ_ui = e_uᵀ e_i, BPR + λ‖E^(0)_batch‖².
+- `NGCF` (Wang et al., SIGIR 2019): E^(k+1) = LeakyReLU((Â + I) E^(k) W1 + (Â E^(k)) ⊙ E^(k) W2),
+  node and message dropout, E = [E^(0) ‖ … ‖ E^(K)], ŷ_ui = e_uᵀ e_i (BPR) or a rating (MSE).
+- `AttnGraphRec`: embeddings + LightGCN-style layers, a pairwise attention over the layers per side,
+  and an MLP on the attended pair that predicts a rating (MSE) or a ranking score (BPR).
+"""
+
+from __future__ import annotations
+
+from movierec.models.graph._graph import (
+    PopularityNegativeSampler,
+    drop_edges,
+    normalized_adjacency,
+    propagate,
+    sparse_adjacency,
+)
+from movierec.models.graph._models import NGCF, AttnGraphRec, LightGCN
+from movierec.models.graph._modules import AttnGraphRecModule, LightGCNModule, NGCFModule
+
+__all__ = ["NGCF", "AttnGraphRec", "AttnGraphRecModule", "LightGCN", "LightGCNModule",
+           "NGCFModule", "PopularityNegativeSampler", "drop_edges", "normalized_adjacency",
+           "propagate", "sparse_adjacency"]

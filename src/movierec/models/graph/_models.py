@@ -1,0 +1,362 @@
+"""The graph recommenders: LightGCN, NGCF, AttnGraphRec (fit through the shared Trainer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from movierec.data.dataset import Dataset
+from movierec.models.base import check_param
+from movierec.models.baseline import clip_to_scale
+from movierec.models.graph._graph import PopularityNegativeSampler, sparse_adjacency
+from movierec.models.graph._modules import (
+    AttnGraphRecModule,
+    LightGCNModule,
+    NGCFModule,
+    _GraphModule,
+    _lookup,
+)
+from movierec.models.mf import _device_ok, _int, _num
+from movierec.train import NegativeSampler, TorchRecommender, bpr_loss, iterate_batches, mse_loss
+
+__all__ = ["NGCF", "AttnGraphRec", "LightGCN"]
+
+
+# --- the recommenders --------------------------------------------------------------------------
+def _check_common(embedding_size: object, n_layers: object, layer_range: tuple[int, int],
+                  epochs: object, batch_size: object, learning_rate: object, reg: object,
+                  n_negatives: object, patience: object, device: object) -> None:
+    lo, hi = layer_range
+    check_param("embedding_size", embedding_size, _int(embedding_size, 1), "an integer ≥ 1")
+    check_param("n_layers", n_layers, _int(n_layers, lo) and n_layers <= hi,  # type: ignore
+                f"an integer in [{lo}, {hi}]")
+    check_param("epochs", epochs, _int(epochs, 1), "an integer ≥ 1")
+    check_param("batch_size", batch_size, _int(batch_size, 1), "an integer ≥ 1")
+    check_param("learning_rate", learning_rate,
+                _num(learning_rate) and learning_rate > 0, "a number > 0")  # type: ignore
+    check_param("reg", reg, _num(reg) and reg >= 0, "a number ≥ 0")  # type: ignore
+    check_param("n_negatives", n_negatives, _int(n_negatives, 1), "an integer ≥ 1")
+    check_param("patience", patience, patience is None or _int(patience, 1),
+                "an integer ≥ 1 or None")
+    check_param("device", device, isinstance(device, str) and _device_ok(device),
+                '"auto", "cpu", "cuda" or "cuda:<n>"')
+
+
+class _GraphRecommender(TorchRecommender):
+    """Shared hooks: adjacency from `seen_`, BPR negatives, cached scoring."""
+
+    loss: str = "bpr"
+    negatives: str = "uniform"
+    n_negatives: int = 1
+    batch_size: int = 2048
+
+    def _prepare(self, train: Dataset) -> None:
+        super()._prepare(train)
+        if self.loss != "mse":
+            self._sampler = (PopularityNegativeSampler(self.seen_)
+                             if self.negatives == "popularity" else NegativeSampler(self.seen_))
+
+    def adjacency(self) -> Tensor:
+        """Â of the training graph (rebuilt from `seen_`, which is saved with the model)."""
+        return sparse_adjacency(self.seen_)
+
+    def batches(self, data: dict[str, Tensor], generator: torch.Generator
+                ) -> Iterator[dict[str, Tensor]]:
+        for batch in iterate_batches(data, self.batch_size, generator):
+            if self.loss != "mse":
+                batch["negative"] = self._sampler(batch["user"], self.n_negatives, generator)
+            yield batch
+
+    def _dot_loss(self, module: _GraphModule, batch: dict[str, Tensor]) -> Tensor:
+        """BPR on ŷ = e_uᵀ e_i (+ MSE variant for NGCF) plus λ/2 · ‖E^(0)_batch‖² / batch."""
+        users, items = module.final()  # type: ignore[misc]
+        u, i = batch["user"], batch["item"]
+        eu, ei = users[u], items[i]
+        ego_u, ego_i = module.user_emb(u), module.item_emb(i)
+        penalty = ego_u.pow(2).sum() + ego_i.pow(2).sum()
+        if self.loss == "mse":
+            pred = (module.offset + (eu * ei).sum(-1) + module.user_bias(u).squeeze(-1)
+                    + module.item_bias(i).squeeze(-1))
+            fit = mse_loss(pred, batch["rating"])
+        else:
+            j = batch["negative"]
+            pos = (eu * ei).sum(-1)
+            neg = (eu[:, None, :] * items[j]).sum(-1)
+            fit = bpr_loss(pos, neg)
+            penalty = penalty + module.item_emb(j).pow(2).sum()
+        return fit + self.reg * penalty / (2 * len(u))
+
+    def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
+                    ) -> Tensor:
+        users, items = module.final()  # type: ignore[operator]
+        q = items if item_codes is None else items[item_codes]
+        return users[user_codes] @ q.T
+
+    def item_vectors(self) -> np.ndarray:
+        """Final (propagated) item representations [n_items, d]."""
+        with self._eval() as module:
+            items = module.final()[1]  # type: ignore[operator]
+            return items.reshape(items.shape[0], -1).float().cpu().numpy()
+
+    def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
+        pred = super()._predict(user_codes, item_codes)
+        return clip_to_scale(pred, self.rating_scale_).astype(np.float32)
+
+
+class LightGCN(_GraphRecommender):
+    """LightGCN (He, Deng, Wang, Li, Zhang & Wang, "LightGCN: Simplifying and Powering Graph
+    Convolution Network for Recommendation", SIGIR 2020).
+
+    Light graph convolution without feature transforms or non-linearities (eq. 3, matrix form
+    eq. 8): E^(k+1) = Â E^(k) with Â = D^-1/2 A D^-1/2 of the training bipartite graph; layer
+    combination (eq. 4) E = Σ_{k=0..K} α_k E^(k) with α_k = 1/(K+1); prediction (eq. 5)
+    ŷ_ui = e_uᵀ e_i. Trained with BPR (eq. 15): Σ −ln σ(ŷ_ui − ŷ_uj) + λ‖E^(0)‖², the L2 term
+    on the ego embeddings of the batch's users, positives and negatives (λ/2 · Σ‖·‖² / batch).
+    Only E^(0) is learned. Ranking model: no rating prediction.
+
+    Args:
+        embedding_size: d (default 64).
+        n_layers: K propagation layers (default 3, in [0, 8]).
+        epochs: maximum epochs (default 200; early stopping on validation NDCG@10).
+        batch_size: (user, positive) pairs per step (default 2048).
+        learning_rate: Adam step (default 1e-3).
+        reg: λ of the L2 penalty on the batch's ego embeddings (default 1e-4).
+        n_negatives: sampled unseen items per positive (default 1).
+        patience: epochs without validation improvement before stopping (default 10; None).
+        device: "auto", "cpu", "cuda"… (default "auto").
+    """
+
+    name: ClassVar[str] = "lightgcn"
+    predicts_ratings: ClassVar[bool] = False
+
+    def __init__(self, *, embedding_size: int = 64, n_layers: int = 3, epochs: int = 200,
+                 batch_size: int = 2048, learning_rate: float = 1e-3, reg: float = 1e-4,
+                 n_negatives: int = 1, patience: int | None = 10, device: str = "auto") -> None:
+        _check_common(embedding_size, n_layers, (0, 8), epochs, batch_size, learning_rate, reg,
+                      n_negatives, patience, device)
+        self.embedding_size = embedding_size
+        self.n_layers = n_layers
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.reg = reg
+        self.n_negatives = n_negatives
+        self.patience = patience
+        self.device = device
+
+    @property
+    def objective(self) -> str:  # type: ignore[override]
+        return "ranking"
+
+    def build_module(self) -> LightGCNModule:
+        return LightGCNModule(self.n_users_, self.n_items_, self.embedding_size, self.n_layers,
+                              self.adjacency())
+
+    def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        assert isinstance(module, LightGCNModule)
+        return self._dot_loss(module, batch)
+
+
+class NGCF(_GraphRecommender):
+    """Neural Graph Collaborative Filtering (Wang, He, Wang, Feng & Chua, SIGIR 2019).
+
+    Embedding propagation (eq. 7, matrix form):
+    E^(k+1) = LeakyReLU((L + I) E^(k) W1^(k) + (L E^(k)) ⊙ E^(k) W2^(k)) with L = D^-1/2 A D^-1/2;
+    message dropout on E^(k+1), node dropout (edges of L dropped per step) in training only;
+    the representation is the concatenation e* = e^(0) ‖ … ‖ e^(K) (eq. 9; each layer
+    L2-normalized as in the reference code) and ŷ_ui = e*_uᵀ e*_i (eq. 10). Loss (eq. 11, the
+    "total loss"): BPR + λ‖E^(0)_batch‖². With `loss="mse"` it instead regresses the training
+    ratings on the user–movie edges, r̂_ui = μ + b_u + b_i + e*_uᵀ e*_i, and `predict` returns
+    ratings clipped to the scale (as MF; with BPR, `predict` is only a clipped score).
+
+    Args:
+        embedding_size: d of every layer (default 64).
+        n_layers: K in [1, 4] (default 3).
+        node_dropout: edge drop probability of L per step (default 0.1, in [0, 1)).
+        message_dropout: dropout on each layer's messages (default 0.1, in [0, 1)).
+        loss: "bpr" (default) or "mse".
+        negatives: "uniform" (default) or "popularity" (P ∝ count^0.75 among unseen items).
+        epochs: maximum epochs (default 200).
+        batch_size: default 2048.
+        learning_rate: default 1e-3.
+        reg: λ on the batch's ego embeddings (default 1e-5).
+        n_negatives: default 1.
+        patience: default 10 (None: never stop early).
+        device: default "auto".
+    """
+
+    name: ClassVar[str] = "ngcf"
+    predicts_ratings: ClassVar[bool] = True
+
+    def __init__(self, *, embedding_size: int = 64, n_layers: int = 3, node_dropout: float = 0.1,
+                 message_dropout: float = 0.1, loss: str = "bpr", negatives: str = "uniform",
+                 epochs: int = 200, batch_size: int = 2048, learning_rate: float = 1e-3,
+                 reg: float = 1e-5, n_negatives: int = 1, patience: int | None = 10,
+                 device: str = "auto") -> None:
+        _check_common(embedding_size, n_layers, (1, 4), epochs, batch_size, learning_rate, reg,
+                      n_negatives, patience, device)
+        check_param("node_dropout", node_dropout, _num(node_dropout) and 0 <= node_dropout < 1,
+                    "a number in [0, 1)")
+        check_param("message_dropout", message_dropout,
+                    _num(message_dropout) and 0 <= message_dropout < 1, "a number in [0, 1)")
+        check_param("loss", loss, loss in ("bpr", "mse"), '"bpr" or "mse"')
+        check_param("negatives", negatives, negatives in ("uniform", "popularity"),
+                    '"uniform" or "popularity"')
+        self.embedding_size = embedding_size
+        self.n_layers = n_layers
+        self.node_dropout = node_dropout
+        self.message_dropout = message_dropout
+        self.loss = loss
+        self.negatives = negatives
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.reg = reg
+        self.n_negatives = n_negatives
+        self.patience = patience
+        self.device = device
+
+    def build_module(self) -> NGCFModule:
+        return NGCFModule(self.n_users_, self.n_items_, self.embedding_size, self.n_layers,
+                          self.adjacency(), self.node_dropout, self.message_dropout,
+                          self.global_mean_ if self.loss == "mse" else 0.0)
+
+    def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        assert isinstance(module, NGCFModule)
+        return self._dot_loss(module, batch)
+
+    def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
+                    ) -> Tensor:
+        s = super().score_block(module, user_codes, item_codes)
+        if self.loss == "mse":
+            assert isinstance(module, NGCFModule)
+            bi = module.item_bias.weight.squeeze(-1)
+            bi = bi if item_codes is None else bi[item_codes]
+            s = s + module.user_bias(user_codes) + bi[None, :] + module.offset
+        return s
+
+    def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
+        assert isinstance(module, NGCFModule)
+        users, items = module.final()  # type: ignore[misc]
+        s = (_lookup(users, user_codes) * _lookup(items, item_codes)).sum(-1)
+        if self.loss == "mse":
+            s = (s + module.offset + _lookup(module.user_bias.weight, user_codes).squeeze(-1)
+                 + _lookup(module.item_bias.weight, item_codes).squeeze(-1))
+        return s
+
+
+class AttnGraphRec(_GraphRecommender):
+    """Attention-weighted graph recommender (the seed paper's hybrid of GCN and attention).
+
+    User and item embeddings E^(0) (d = 64) are propagated by K LightGCN-style layers
+    E^(k+1) = Â E^(k) (Â = D^-1/2 A D^-1/2, He et al. 2020). Instead of LightGCN's fixed mean,
+    an attention module weights the K+1 representations per side and per pair (Bahdanau-style
+    additive scoring): s_k = w_2ᵀ tanh(W_1 [e_u^(k); e_i^(k)] + b_1) ∈ R², α^u = softmax_k s_k[0],
+    α^i = softmax_k s_k[1]; u = Σ α^u_k e_u^(k), i = Σ α^i_k e_i^(k). An MLP on [u; i; u ⊙ i]
+    (the element-wise product added to the paper's [u; i] so the MLP need not learn a dot
+    product, cf. Rendle et al. 2020) gives ŷ_ui = μ + MLP(·): a rating with `loss="mse"` (the
+    default; `predict` clips to the scale), a ranking score with `loss="bpr"`.
+    `attention(user_ids, item_ids)` returns the weights of given pairs. Block scoring evaluates
+    the attention for every pair, chunked to at most `pair_chunk` pairs at a time.
+
+    Args:
+        embedding_size: d (default 64).
+        n_layers: K (default 2, in [1, 6]).
+        attention_size: hidden width of the attention scorer (default 32).
+        hidden_size: first MLP layer width (default 64; the second is half).
+        dropout: dropout in the MLP (default 0.1, in [0, 1)).
+        loss: "mse" (default) or "bpr".
+        epochs: default 50. batch_size: default 2048. learning_rate: default 1e-3.
+        reg: λ on the batch's ego embeddings (default 1e-4).
+        n_negatives: default 1. patience: default 5. device: default "auto".
+    """
+
+    name: ClassVar[str] = "attngraphrec"
+    predicts_ratings: ClassVar[bool] = True
+    score_block_size: ClassVar[int] = 256
+    pair_chunk: ClassVar[int] = 1 << 15
+
+    def __init__(self, *, embedding_size: int = 64, n_layers: int = 2, attention_size: int = 32,
+                 hidden_size: int = 64, dropout: float = 0.1, loss: str = "mse",
+                 epochs: int = 50, batch_size: int = 2048, learning_rate: float = 1e-3,
+                 reg: float = 1e-4, n_negatives: int = 1, patience: int | None = 5,
+                 device: str = "auto") -> None:
+        _check_common(embedding_size, n_layers, (1, 6), epochs, batch_size, learning_rate, reg,
+                      n_negatives, patience, device)
+        check_param("attention_size", attention_size, _int(attention_size, 1), "an integer ≥ 1")
+        check_param("hidden_size", hidden_size, _int(hidden_size, 1), "an integer ≥ 1")
+        check_param("dropout", dropout, _num(dropout) and 0 <= dropout < 1, "a number in [0, 1)")
+        check_param("loss", loss, loss in ("bpr", "mse"), '"bpr" or "mse"')
+        self.embedding_size = embedding_size
+        self.n_layers = n_layers
+        self.attention_size = attention_size
+        self.hidden_size = hidden_size
+        self.dropout = dropout
+        self.loss = loss
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.reg = reg
+        self.n_negatives = n_negatives
+        self.patience = patience
+        self.device = device
+
+    def build_module(self) -> AttnGraphRecModule:
+        return AttnGraphRecModule(self.n_users_, self.n_items_, self.embedding_size,
+                                  self.n_layers, self.adjacency(), self.attention_size,
+                                  self.hidden_size, self.dropout,
+                                  self.global_mean_ if self.loss == "mse" else 0.0)
+
+    def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        assert isinstance(module, AttnGraphRecModule)
+        users, items = module.final()  # type: ignore[misc]
+        u, i = batch["user"], batch["item"]
+        lu = users[u]
+        pos = module.pair(lu, items[i])
+        penalty = module.user_emb(u).pow(2).sum() + module.item_emb(i).pow(2).sum()
+        if self.loss == "mse":
+            fit = mse_loss(pos, batch["rating"])
+        else:
+            j = batch["negative"]
+            neg = module.pair(lu[:, None], items[j])
+            fit = bpr_loss(pos, neg)
+            penalty = penalty + module.item_emb(j).pow(2).sum()
+        return fit + self.reg * penalty / (2 * len(u))
+
+    def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
+                    ) -> Tensor:
+        assert isinstance(module, AttnGraphRecModule)
+        users, items = module.final()  # type: ignore[misc]
+        lu = users[user_codes][:, None]  # [B, 1, K+1, d]
+        li = items if item_codes is None else items[item_codes]
+        out = torch.empty(len(user_codes), len(li), device=lu.device)
+        step = max(1, self.pair_chunk // max(len(user_codes), 1))
+        for start in range(0, len(li), step):
+            out[:, start:start + step] = module.pair(lu, li[None, start:start + step])
+        return out
+
+    def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
+        assert isinstance(module, AttnGraphRecModule)
+        users, items = module.final()  # type: ignore[misc]
+        lu = users[user_codes.clamp(min=0)] * (user_codes >= 0)[:, None, None]
+        li = items[item_codes.clamp(min=0)] * (item_codes >= 0)[:, None, None]
+        return module.pair(lu, li)
+
+    def attention(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """Layer weights float32 [n_pairs, 2, n_layers + 1] for (user id, item id) pairs:
+        [:, 0] weights the user's representations E^(0..K), [:, 1] the item's; each row sums
+        to 1. Ids unknown in training raise UnknownIdError."""
+        self._check_fitted()
+        u = self.user_vocab_.codes(np.asarray(user_ids))
+        i = self.item_vocab_.codes(np.asarray(item_ids))
+        with self._eval() as module:
+            users, items = module.final()  # type: ignore[operator]
+            dev = users.device
+            lu = users[torch.as_tensor(np.asarray(u, dtype=np.int64), device=dev)]
+            li = items[torch.as_tensor(np.asarray(i, dtype=np.int64), device=dev)]
+            a = module.attention(lu, li)  # type: ignore[operator]
+            return a.transpose(-1, -2).float().cpu().numpy()

@@ -1,0 +1,176 @@
+"""torch modules of the graph recommenders (propagation, layers, attention)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from movierec.models.graph._graph import drop_edges, propagate, to_csr
+
+__all__ = ["AttnGraphRecModule", "LightGCNModule", "NGCFModule"]
+
+
+# --- modules -----------------------------------------------------------------------------------
+class _GraphModule(nn.Module):
+    """Embedding tables, the adjacency buffer and an eval-mode cache of the propagation."""
+
+    def __init__(self, n_users: int, n_items: int, embedding_size: int, adj: Tensor,
+                 global_mean: float = 0.0) -> None:
+        super().__init__()
+        self.n_users, self.n_items = n_users, n_items
+        self.user_emb = nn.Embedding(n_users, embedding_size)
+        self.item_emb = nn.Embedding(n_items, embedding_size)
+        self.register_buffer("adj", adj, persistent=False)  # COO (inspection, node dropout)
+        self.register_buffer("adj_csr", to_csr(adj), persistent=False)  # products
+        self.register_buffer("offset", torch.tensor(float(global_mean)))
+        self._cache: tuple[tuple, object] | None = None
+
+    def ego(self) -> Tensor:
+        """E^(0) = [user embeddings; item embeddings]."""
+        return torch.cat([self.user_emb.weight, self.item_emb.weight])
+
+    def _compute(self) -> object:
+        raise NotImplementedError
+
+    def final(self) -> object:
+        """The propagated representations: recomputed in train mode, cached in eval mode."""
+        if self.training or torch.is_grad_enabled():
+            return self._compute()
+        key = tuple((id(p), p._version) for p in self.parameters()) + (str(self.adj.device),)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._compute())
+        return self._cache[1]
+
+
+def _lookup(table: Tensor, codes: Tensor) -> Tensor:
+    """Rows of `table` for codes, zeros for −1 (unknown)."""
+    return table[codes.clamp(min=0)] * (codes >= 0).unsqueeze(-1)
+
+
+class LightGCNModule(_GraphModule):
+    """LightGCN propagation: E^(k+1) = Â E^(k); E = (1/(K+1)) Σ_{k=0..K} E^(k)."""
+
+    def __init__(self, n_users: int, n_items: int, embedding_size: int, n_layers: int,
+                 adj: Tensor) -> None:
+        super().__init__(n_users, n_items, embedding_size, adj)
+        self.n_layers = n_layers
+        nn.init.normal_(self.user_emb.weight, std=0.1)
+        nn.init.normal_(self.item_emb.weight, std=0.1)
+
+    def layers(self) -> list[Tensor]:
+        """[E^(0), …, E^(K)], each [n_users + n_items, d]."""
+        e = self.ego()
+        out = [e]
+        for _ in range(self.n_layers):
+            e = propagate(self.adj_csr, e)
+            out.append(e)
+        return out
+
+    def _compute(self) -> tuple[Tensor, Tensor]:
+        e = torch.stack(self.layers()).mean(0)
+        return e[:self.n_users], e[self.n_users:]
+
+
+class NGCFModule(_GraphModule):
+    """NGCF embedding propagation (Wang et al. 2019, eq. 7 in matrix form):
+
+        E^(k+1) = LeakyReLU((Â + I) E^(k) W1 + ((Â E^(k)) ⊙ E^(k)) W2),
+
+    with node dropout on Â and message dropout on E^(k+1) in training; each layer's output is
+    L2-normalized per row (as in the authors' code) and E = [E^(0) ‖ E^(1) ‖ … ‖ E^(K)].
+    """
+
+    def __init__(self, n_users: int, n_items: int, embedding_size: int, n_layers: int,
+                 adj: Tensor, node_dropout: float, message_dropout: float,
+                 global_mean: float) -> None:
+        super().__init__(n_users, n_items, embedding_size, adj, global_mean)
+        d = embedding_size
+        self.w1 = nn.ModuleList(nn.Linear(d, d) for _ in range(n_layers))
+        self.w2 = nn.ModuleList(nn.Linear(d, d) for _ in range(n_layers))
+        self.user_bias = nn.Embedding(n_users, 1)
+        self.item_bias = nn.Embedding(n_items, 1)
+        self.node_dropout = node_dropout
+        self.message_dropout = nn.Dropout(message_dropout)
+        nn.init.xavier_uniform_(self.user_emb.weight)
+        nn.init.xavier_uniform_(self.item_emb.weight)
+        for lin in [*self.w1, *self.w2]:
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def graph(self) -> Tensor:
+        """Â, with node dropout in training mode only."""
+        return drop_edges(self.adj, self.node_dropout) if self.training else self.adj
+
+    def graph_csr(self) -> Tensor:
+        """`graph()` in CSR form for the products."""
+        if self.training and self.node_dropout > 0:
+            return to_csr(self.graph())
+        return self.adj_csr
+
+    def layer(self, k: int, adj: Tensor, e: Tensor) -> Tensor:
+        """One propagation layer (before message dropout and normalization)."""
+        side = propagate(adj, e)
+        return F.leaky_relu(self.w1[k](side + e) + self.w2[k](side * e), 0.2)
+
+    def _compute(self) -> tuple[Tensor, Tensor]:
+        adj = self.graph_csr()
+        e = self.ego()
+        out = [e]
+        for k in range(len(self.w1)):
+            e = self.message_dropout(self.layer(k, adj, e))
+            out.append(F.normalize(e, p=2, dim=1))
+        full = torch.cat(out, dim=1)
+        return full[:self.n_users], full[self.n_users:]
+
+
+class AttnGraphRecModule(_GraphModule):
+    """Embeddings → K LightGCN-style layers → pairwise layer attention → MLP.
+
+    For a pair (u, i) with layer representations e_u^(k), e_i^(k) (k = 0..K):
+
+        s_k = w_2ᵀ tanh(W_1 [e_u^(k); e_i^(k)] + b_1)   ∈ R² (one score per side),
+        α^u = softmax_k(s_k[0]),  α^i = softmax_k(s_k[1]),
+        u = Σ_k α^u_k e_u^(k),    i = Σ_k α^i_k e_i^(k),
+        ŷ_ui = μ + MLP([u; i; u ⊙ i]).
+    """
+
+    def __init__(self, n_users: int, n_items: int, embedding_size: int, n_layers: int,
+                 adj: Tensor, attention_size: int, hidden_size: int, dropout: float,
+                 global_mean: float) -> None:
+        super().__init__(n_users, n_items, embedding_size, adj, global_mean)
+        d = embedding_size
+        self.n_layers = n_layers
+        self.att_user = nn.Linear(d, attention_size)
+        self.att_item = nn.Linear(d, attention_size, bias=False)
+        self.att_out = nn.Linear(attention_size, 2, bias=False)
+        self.mlp = nn.Sequential(nn.Linear(3 * d, hidden_size), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden_size, hidden_size // 2 or 1), nn.ReLU(),
+                                 nn.Linear(hidden_size // 2 or 1, 1))
+        nn.init.normal_(self.user_emb.weight, std=0.1)
+        nn.init.normal_(self.item_emb.weight, std=0.1)
+
+    def _compute(self) -> tuple[Tensor, Tensor]:
+        e = self.ego()
+        out = [e]
+        for _ in range(self.n_layers):
+            e = propagate(self.adj_csr, e)
+            out.append(e)
+        stack = torch.stack(out, dim=1)  # [nodes, K+1, d]
+        return stack[:self.n_users], stack[self.n_users:]
+
+    def attention(self, lu: Tensor, li: Tensor) -> Tensor:
+        """Weights [..., K+1, 2] (softmax over layers; [..., 0] user side, [..., 1] item side)
+        for broadcastable layer stacks lu, li [..., K+1, d]."""
+        s = self.att_out(torch.tanh(self.att_user(lu) + self.att_item(li)))
+        return torch.softmax(s, dim=-2)
+
+    def pair(self, lu: Tensor, li: Tensor) -> Tensor:
+        """Scores [...] for broadcastable layer stacks lu, li [..., K+1, d]."""
+        a = self.attention(lu, li)
+        u = (a[..., 0:1] * lu).sum(-2)
+        i = (a[..., 1:2] * li).sum(-2)
+        u, i = torch.broadcast_tensors(u, i)
+        return self.offset + self.mlp(torch.cat([u, i, u * i], dim=-1)).squeeze(-1)
