@@ -123,7 +123,8 @@ class LightGCN(_GraphRecommender):
         n_layers: K propagation layers (default 3, in [0, 8]).
         epochs: maximum epochs (default 200; early stopping on validation NDCG@10).
         batch_size: (user, positive) pairs per step (default 2048).
-        learning_rate: Adam step (default 1e-3).
+        learning_rate: Adam step (default 5e-3: better than 1e-3 on a validation carve-out of
+            ML-100K, where 2048-rating batches give few steps per epoch).
         reg: λ of the L2 penalty on the batch's ego embeddings (default 1e-4).
         n_negatives: sampled unseen items per positive (default 1).
         patience: epochs without validation improvement before stopping (default 10; None).
@@ -134,7 +135,7 @@ class LightGCN(_GraphRecommender):
     predicts_ratings: ClassVar[bool] = False
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 3, epochs: int = 200,
-                 batch_size: int = 2048, learning_rate: float = 1e-3, reg: float = 1e-4,
+                 batch_size: int = 2048, learning_rate: float = 5e-3, reg: float = 1e-4,
                  n_negatives: int = 1, patience: int | None = 10, device: str = "auto") -> None:
         _check_common(embedding_size, n_layers, (0, 8), epochs, batch_size, learning_rate, reg,
                       n_negatives, patience, device)
