@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from movierec.data.vocab import Vocabulary
 from movierec.errors import ArtifactError
-from movierec.io import atomic_directory
+from movierec.io import atomic_directory, json_default
 
 if TYPE_CHECKING:
     from movierec.models.base import Recommender
@@ -28,13 +28,6 @@ FORMAT_VERSION = 1
 WEIGHTS = "state.safetensors"
 CATALOG = "items.json"
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, tuple | set):
-        return list(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
 def _split_state(state: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -56,7 +49,7 @@ def _split_state(state: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str
             spec[name] = {"type": "array"}
         else:
             try:
-                json.dumps(value, default=_json_default)
+                json.dumps(value, default=json_default)
             except TypeError as exc:
                 raise ArtifactError(f"state {name!r} of type {type(value).__name__} cannot be "
                                     "saved") from exc
@@ -130,7 +123,7 @@ def save_model(model: Recommender, path: str | Path, *, catalog: pd.DataFrame | 
             "state": spec,
             **(extra or {}),
         }
-        (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=json_default))
     return path
 
 

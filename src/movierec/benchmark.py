@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from movierec import __version__
 from movierec.evaluate import evaluate
-from movierec.io import atomic_write_bytes, atomic_write_text
+from movierec.io import atomic_write_bytes, atomic_write_text, json_default
 from movierec.models import get
 from movierec.split import Split
 
@@ -69,7 +68,7 @@ class BenchmarkResult:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "results.json",
-                          json.dumps(self.to_dict(), indent=2, default=_json_default))
+                          json.dumps(self.to_dict(), indent=2, default=json_default))
         atomic_write_text(out / "results.csv", self.frame().to_csv(index=False))
         for key, lists in self.lists.items():
             buf = lists.to_parquet(index=False)
@@ -79,13 +78,6 @@ class BenchmarkResult:
 def _default_k(ks: Sequence[int]) -> int:
     return 10 if 10 in ks else max(ks)
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, tuple | set):
-        return list(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
 def _clean(value: float) -> float | None:

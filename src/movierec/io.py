@@ -8,6 +8,18 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+
+def json_default(o: Any) -> Any:
+    """`json.dumps(default=...)` for numpy scalars, tuples and sets."""
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, tuple | set):
+        return list(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
 def _umask() -> int:

@@ -37,7 +37,7 @@ from torch import Tensor
 from movierec import metrics as M
 from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
-from movierec.io import atomic_write_bytes, atomic_write_text
+from movierec.io import atomic_write_bytes, atomic_write_text, json_default
 from movierec.models.base import Recommender, user_blocks
 from movierec.random import RNGLike, derive_seed
 
@@ -47,6 +47,7 @@ __all__ = [
     "Trainer",
     "bce_loss",
     "bpr_loss",
+    "is_device",
     "iterate_batches",
     "mse_loss",
     "resolve_device",
@@ -166,6 +167,17 @@ def iterate_batches(data: dict[str, Tensor], batch_size: int, generator: torch.G
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
         yield {k: v[idx] for k, v in data.items()}
+
+
+def is_device(device: str) -> bool:
+    """Whether `device` is "auto" or a device string torch understands ("cpu", "cuda:1")."""
+    if device == "auto":
+        return True
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        return False
+    return True
 
 
 def resolve_device(device: str) -> torch.device:
@@ -537,17 +549,10 @@ def _save_checkpoint(folder: Path, model: TorchRecommender, optimizer: torch.opt
         "has_best": run.best_weights is not None,
         "optimizer": optim_json,
     }
-    text = json.dumps(meta, indent=2, default=_json_default)
+    text = json.dumps(meta, indent=2, default=json_default)
     atomic_write_bytes(folder / CHECKPOINT, save(tensors, metadata={"checkpoint": text}))
     atomic_write_text(folder / CHECKPOINT_JSON, text)
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
 def _load_checkpoint(folder: Path, model: TorchRecommender, optimizer: torch.optim.Optimizer,

@@ -284,6 +284,18 @@ class Recommender:
             setattr(self, k, v)
 
 
+def is_number(x: object) -> bool:
+    """A finite real number (bools excluded): the test behind numeric hyper-parameters."""
+    return (isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+            and bool(np.isfinite(x)))
+
+
+def is_int(x: object, minimum: int | None = None) -> bool:
+    """An integer (bools excluded), at least `minimum` when given."""
+    ok = isinstance(x, int | np.integer) and not isinstance(x, bool)
+    return ok and (minimum is None or x >= minimum)  # type: ignore[operator]
+
+
 def check_param(name: str, value: Any, ok: bool, expected: str) -> None:
     """Raise ValueError naming the hyper-parameter when `ok` is false."""
     if not ok:

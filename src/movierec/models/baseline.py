@@ -7,7 +7,7 @@ from typing import ClassVar, Self
 import numpy as np
 
 from movierec.data.dataset import Dataset
-from movierec.models.base import Recommender, check_param
+from movierec.models.base import Recommender, check_param, is_int, is_number
 from movierec.random import RNGLike
 
 __all__ = ["Bias", "GlobalMean", "Popularity", "fit_biases", "item_popularity"]
@@ -153,9 +153,9 @@ class Bias(Recommender):
     supports_fold_in: ClassVar[bool] = True
 
     def __init__(self, *, reg_user: float = 15.0, reg_item: float = 10.0, epochs: int = 10) -> None:
-        check_param("reg_user", reg_user, _is_number(reg_user) and reg_user >= 0, "a number ≥ 0")
-        check_param("reg_item", reg_item, _is_number(reg_item) and reg_item >= 0, "a number ≥ 0")
-        check_param("epochs", epochs, _is_int(epochs) and epochs >= 1, "an integer ≥ 1")
+        check_param("reg_user", reg_user, is_number(reg_user) and reg_user >= 0, "a number ≥ 0")
+        check_param("reg_item", reg_item, is_number(reg_item) and reg_item >= 0, "a number ≥ 0")
+        check_param("epochs", epochs, is_int(epochs) and epochs >= 1, "an integer ≥ 1")
         self.reg_user = reg_user
         self.reg_item = reg_item
         self.epochs = epochs
@@ -256,14 +256,3 @@ def clip_to_scale(pred: np.ndarray, scale: tuple[float, float] | list[float]) ->
     lo, hi = scale
     return np.clip(pred, lo, hi) if hi > lo else pred
 
-
-def _is_number(x: object) -> bool:
-    return (
-        isinstance(x, int | float | np.integer | np.floating)
-        and not isinstance(x, bool)
-        and (bool(np.isfinite(x)))
-    )
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)

@@ -28,15 +28,15 @@ import torch
 from torch import Tensor, nn
 
 from movierec.data.dataset import Dataset
-from movierec.models.base import check_param
+from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
-from movierec.models.mf import _device_ok, _int, _num
 from movierec.train import (
     LOSSES,
     NegativeSampler,
     TorchRecommender,
     bce_loss,
     bpr_loss,
+    is_device,
     iterate_batches,
     mse_loss,
 )
@@ -432,25 +432,26 @@ class FeatureNet(TorchRecommender):
         for name, value in (("embedding_size", embedding_size), ("hidden_size", hidden_size),
                             ("epochs", epochs), ("batch_size", batch_size),
                             ("n_negatives", n_negatives)):
-            check_param(name, value, _int(value, 1), "an integer ≥ 1")
+            check_param(name, value, is_int(value, 1), "an integer ≥ 1")
         for name, value in (("batch_norm", batch_norm), ("scale_ratings", scale_ratings),
                             ("user_features", user_features), ("item_features", item_features)):
             check_param(name, value, isinstance(value, bool), "a bool")
-        check_param("dropout", dropout, _num(dropout) and 0 <= dropout < 1, "a number in [0, 1)")
-        check_param("learning_rate", learning_rate, _num(learning_rate) and learning_rate > 0,
+        check_param("dropout", dropout, is_number(dropout) and 0 <= dropout < 1,
+                    "a number in [0, 1)")
+        check_param("learning_rate", learning_rate, is_number(learning_rate) and learning_rate > 0,
                     "a number > 0")
-        check_param("weight_decay", weight_decay, _num(weight_decay) and weight_decay >= 0,
+        check_param("weight_decay", weight_decay, is_number(weight_decay) and weight_decay >= 0,
                     "a number ≥ 0")
-        check_param("reg", reg, _num(reg) and reg >= 0, "a number ≥ 0")
+        check_param("reg", reg, is_number(reg) and reg >= 0, "a number ≥ 0")
         check_param("age_encoding", age_encoding, age_encoding in AGE_ENCODINGS,
                     f"one of {list(AGE_ENCODINGS)}")
         check_param("loss", loss, loss in LOSSES, f"one of {list(LOSSES)}")
-        check_param("patience", patience, patience is None or _int(patience, 1),
+        check_param("patience", patience, patience is None or is_int(patience, 1),
                     "an integer ≥ 1 or None")
         check_param("grad_clip", grad_clip,
-                    grad_clip is None or (_num(grad_clip) and grad_clip > 0),
+                    grad_clip is None or (is_number(grad_clip) and grad_clip > 0),
                     "a number > 0 or None")
-        check_param("device", device, isinstance(device, str) and _device_ok(device),
+        check_param("device", device, isinstance(device, str) and is_device(device),
                     '"auto", "cpu", "cuda" or "cuda:<n>"')
         self.embedding_size = embedding_size
         self.hidden_size = hidden_size

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from movierec.data.dataset import Dataset
-from movierec.models.base import check_param
+from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.train import (
     LOSSES,
@@ -18,6 +18,7 @@ from movierec.train import (
     TorchRecommender,
     bce_loss,
     bpr_loss,
+    is_device,
     iterate_batches,
     mse_loss,
 )
@@ -149,26 +150,27 @@ class MF(TorchRecommender):
                  dropout: float = 0.0, sigmoid: bool = False, loss: str = "mse",
                  n_negatives: int = 1, patience: int | None = 3, grad_clip: float | None = None,
                  fold_in_reg: float = 1.0, device: str = "auto") -> None:
-        check_param("embedding_size", embedding_size, _int(embedding_size, 1), "an integer ≥ 1")
-        check_param("epochs", epochs, _int(epochs, 1), "an integer ≥ 1")
-        check_param("batch_size", batch_size, _int(batch_size, 1), "an integer ≥ 1")
-        check_param("learning_rate", learning_rate, _num(learning_rate) and learning_rate > 0,
+        check_param("embedding_size", embedding_size, is_int(embedding_size, 1), "an integer ≥ 1")
+        check_param("epochs", epochs, is_int(epochs, 1), "an integer ≥ 1")
+        check_param("batch_size", batch_size, is_int(batch_size, 1), "an integer ≥ 1")
+        check_param("learning_rate", learning_rate, is_number(learning_rate) and learning_rate > 0,
                     "a number > 0")
-        check_param("weight_decay", weight_decay, _num(weight_decay) and weight_decay >= 0,
+        check_param("weight_decay", weight_decay, is_number(weight_decay) and weight_decay >= 0,
                     "a number ≥ 0")
-        check_param("reg", reg, _num(reg) and reg >= 0, "a number ≥ 0")
-        check_param("dropout", dropout, _num(dropout) and 0 <= dropout < 1, "a number in [0, 1)")
+        check_param("reg", reg, is_number(reg) and reg >= 0, "a number ≥ 0")
+        check_param("dropout", dropout, is_number(dropout) and 0 <= dropout < 1,
+                    "a number in [0, 1)")
         check_param("sigmoid", sigmoid, isinstance(sigmoid, bool), "a bool")
         check_param("loss", loss, loss in LOSSES, f"one of {list(LOSSES)}")
-        check_param("n_negatives", n_negatives, _int(n_negatives, 1), "an integer ≥ 1")
-        check_param("patience", patience, patience is None or _int(patience, 1),
+        check_param("n_negatives", n_negatives, is_int(n_negatives, 1), "an integer ≥ 1")
+        check_param("patience", patience, patience is None or is_int(patience, 1),
                     "an integer ≥ 1 or None")
-        check_param("grad_clip", grad_clip, grad_clip is None or (_num(grad_clip) and
+        check_param("grad_clip", grad_clip, grad_clip is None or (is_number(grad_clip) and
                                                                  grad_clip > 0),
                     "a number > 0 or None")
-        check_param("fold_in_reg", fold_in_reg, _num(fold_in_reg) and fold_in_reg > 0,
+        check_param("fold_in_reg", fold_in_reg, is_number(fold_in_reg) and fold_in_reg > 0,
                     "a number > 0")
-        check_param("device", device, isinstance(device, str) and _device_ok(device),
+        check_param("device", device, isinstance(device, str) and is_device(device),
                     '"auto", "cpu", "cuda" or "cuda:<n>"')
         self.embedding_size = embedding_size
         self.epochs = epochs
@@ -271,21 +273,3 @@ class MF(TorchRecommender):
             z = lo + (hi - lo) / (1 + np.exp(-z))
         return z.astype(np.float32)
 
-
-def _int(x: object, minimum: int) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool) and x >= minimum
-
-
-def _num(x: object) -> bool:
-    return (isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
-            and bool(np.isfinite(x)))
-
-
-def _device_ok(device: str) -> bool:
-    if device == "auto":
-        return True
-    try:
-        torch.device(device)
-    except (RuntimeError, ValueError):
-        return False
-    return True

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from movierec.data.dataset import Dataset
-from movierec.models.base import check_param
+from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.random import RNGLike, as_generator, derive_seed
 from movierec.train import (
@@ -61,6 +61,7 @@ from movierec.train import (
     Trainer,
     bce_loss,
     bpr_loss,
+    is_device,
     iterate_batches,
     mse_loss,
     resolve_device,
@@ -611,46 +612,28 @@ def _arguments(frame: dict[str, Any]) -> dict[str, Any]:
 def _check_params(p: dict[str, Any]) -> None:
     """ValueError naming the first invalid hyper-parameter in `p` (only those present)."""
     checks: dict[str, tuple[Any, str]] = {
-        "embedding_size": (lambda x: _int(x, 1), "an integer ≥ 1"),
+        "embedding_size": (lambda x: is_int(x, 1), "an integer ≥ 1"),
         "layers": (lambda x: isinstance(x, tuple | list) and len(x) > 0
-                   and all(_int(w, 1) for w in x), "a non-empty tuple or list of integers ≥ 1"),
-        "dropout": (lambda x: _num(x) and 0 <= x < 1, "a number in [0, 1)"),
-        "epochs": (lambda x: _int(x, 1), "an integer ≥ 1"),
-        "batch_size": (lambda x: _int(x, 1), "an integer ≥ 1"),
-        "learning_rate": (lambda x: _num(x) and x > 0, "a number > 0"),
-        "weight_decay": (lambda x: _num(x) and x >= 0, "a number ≥ 0"),
+                   and all(is_int(w, 1) for w in x), "a non-empty tuple or list of integers ≥ 1"),
+        "dropout": (lambda x: is_number(x) and 0 <= x < 1, "a number in [0, 1)"),
+        "epochs": (lambda x: is_int(x, 1), "an integer ≥ 1"),
+        "batch_size": (lambda x: is_int(x, 1), "an integer ≥ 1"),
+        "learning_rate": (lambda x: is_number(x) and x > 0, "a number > 0"),
+        "weight_decay": (lambda x: is_number(x) and x >= 0, "a number ≥ 0"),
         "loss": (lambda x: x in LOSSES, f"one of {list(LOSSES)}"),
-        "n_negatives": (lambda x: _int(x, 1), "an integer ≥ 1"),
+        "n_negatives": (lambda x: is_int(x, 1), "an integer ≥ 1"),
         "scale_ratings": (lambda x: isinstance(x, bool), "a bool"),
-        "patience": (lambda x: x is None or _int(x, 1), "an integer ≥ 1 or None"),
-        "grad_clip": (lambda x: x is None or (_num(x) and x > 0), "a number > 0 or None"),
-        "device": (lambda x: isinstance(x, str) and _device_ok(x),
+        "patience": (lambda x: x is None or is_int(x, 1), "an integer ≥ 1 or None"),
+        "grad_clip": (lambda x: x is None or (is_number(x) and x > 0), "a number > 0 or None"),
+        "device": (lambda x: isinstance(x, str) and is_device(x),
                    '"auto", "cpu", "cuda" or "cuda:<n>"'),
         "item_features": (lambda x: x in ITEM_FEATURES, f"one of {list(ITEM_FEATURES)}"),
-        "n_tags": (lambda x: _int(x, 1), "an integer ≥ 1"),
+        "n_tags": (lambda x: is_int(x, 1), "an integer ≥ 1"),
         "pretrain": (lambda x: isinstance(x, bool), "a bool"),
-        "finetune_learning_rate": (lambda x: _num(x) and x > 0, "a number > 0"),
+        "finetune_learning_rate": (lambda x: is_number(x) and x > 0, "a number > 0"),
     }
     for name, value in p.items():
         if name in checks:
             ok, expected = checks[name]
             check_param(name, value, bool(ok(value)), expected)
 
-
-def _int(x: object, minimum: int) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool) and x >= minimum
-
-
-def _num(x: object) -> bool:
-    return (isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
-            and bool(np.isfinite(x)))
-
-
-def _device_ok(device: str) -> bool:
-    if device == "auto":
-        return True
-    try:
-        torch.device(device)
-    except (RuntimeError, ValueError):
-        return False
-    return True

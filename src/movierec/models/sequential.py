@@ -29,14 +29,14 @@ import torch
 from torch import Tensor, nn
 
 from movierec.data.dataset import Dataset
-from movierec.models.base import check_param
+from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
-from movierec.models.mf import _device_ok, _int, _num
 from movierec.train import (
     NegativeSampler,
     TorchRecommender,
     bce_loss,
     bpr_loss,
+    is_device,
     iterate_batches,
     mse_loss,
 )
@@ -339,20 +339,21 @@ class _Sequential(TorchRecommender):
 def _check_common(max_len: int, dropout: float, epochs: int, batch_size: int,
                   learning_rate: float, weight_decay: float, n_negatives: int,
                   patience: int | None, grad_clip: float | None, device: str) -> None:
-    check_param("max_len", max_len, _int(max_len, 1), "an integer ≥ 1")
-    check_param("dropout", dropout, _num(dropout) and 0 <= dropout < 1, "a number in [0, 1)")
-    check_param("epochs", epochs, _int(epochs, 1), "an integer ≥ 1")
-    check_param("batch_size", batch_size, _int(batch_size, 1), "an integer ≥ 1")
-    check_param("learning_rate", learning_rate, _num(learning_rate) and learning_rate > 0,
+    check_param("max_len", max_len, is_int(max_len, 1), "an integer ≥ 1")
+    check_param("dropout", dropout, is_number(dropout) and 0 <= dropout < 1, "a number in [0, 1)")
+    check_param("epochs", epochs, is_int(epochs, 1), "an integer ≥ 1")
+    check_param("batch_size", batch_size, is_int(batch_size, 1), "an integer ≥ 1")
+    check_param("learning_rate", learning_rate, is_number(learning_rate) and learning_rate > 0,
                 "a number > 0")
-    check_param("weight_decay", weight_decay, _num(weight_decay) and weight_decay >= 0,
+    check_param("weight_decay", weight_decay, is_number(weight_decay) and weight_decay >= 0,
                 "a number ≥ 0")
-    check_param("n_negatives", n_negatives, _int(n_negatives, 1), "an integer ≥ 1")
-    check_param("patience", patience, patience is None or _int(patience, 1),
+    check_param("n_negatives", n_negatives, is_int(n_negatives, 1), "an integer ≥ 1")
+    check_param("patience", patience, patience is None or is_int(patience, 1),
                 "an integer ≥ 1 or None")
     check_param("grad_clip", grad_clip,
-                grad_clip is None or (_num(grad_clip) and grad_clip > 0), "a number > 0 or None")
-    check_param("device", device, isinstance(device, str) and _device_ok(device),
+                grad_clip is None or (is_number(grad_clip) and grad_clip > 0),
+                "a number > 0 or None")
+    check_param("device", device, isinstance(device, str) and is_device(device),
                 '"auto", "cpu", "cuda" or "cuda:<n>"')
 
 
@@ -398,8 +399,8 @@ class LSTMRec(_Sequential):
                  batch_size: int = 128, learning_rate: float = 1e-3, weight_decay: float = 0.0,
                  patience: int | None = 3, grad_clip: float | None = 5.0,
                  device: str = "auto") -> None:
-        check_param("embedding_size", embedding_size, _int(embedding_size, 1), "an integer ≥ 1")
-        check_param("hidden_size", hidden_size, _int(hidden_size, 1), "an integer ≥ 1")
+        check_param("embedding_size", embedding_size, is_int(embedding_size, 1), "an integer ≥ 1")
+        check_param("hidden_size", hidden_size, is_int(hidden_size, 1), "an integer ≥ 1")
         check_param("user_embedding", user_embedding, isinstance(user_embedding, bool), "a bool")
         check_param("loss", loss, loss in ("bce", "bpr", "mse"), "one of ['bce', 'bpr', 'mse']")
         _check_common(max_len, dropout, epochs, batch_size, learning_rate, weight_decay,
@@ -468,9 +469,9 @@ class SASRec(_Sequential):
                  learning_rate: float = 1e-3, weight_decay: float = 0.0,
                  patience: int | None = 3, grad_clip: float | None = None,
                  device: str = "auto") -> None:
-        check_param("embedding_size", embedding_size, _int(embedding_size, 1), "an integer ≥ 1")
-        check_param("n_layers", n_layers, _int(n_layers, 1), "an integer ≥ 1")
-        check_param("n_heads", n_heads, _int(n_heads, 1) and _int(embedding_size, 1)
+        check_param("embedding_size", embedding_size, is_int(embedding_size, 1), "an integer ≥ 1")
+        check_param("n_layers", n_layers, is_int(n_layers, 1), "an integer ≥ 1")
+        check_param("n_heads", n_heads, is_int(n_heads, 1) and is_int(embedding_size, 1)
                     and embedding_size % n_heads == 0,
                     "an integer ≥ 1 dividing embedding_size")
         check_param("loss", loss, loss in ("bce", "bpr"), "one of ['bce', 'bpr']")

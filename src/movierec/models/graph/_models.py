@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from movierec.data.dataset import Dataset
-from movierec.models.base import check_param
+from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.graph._graph import PopularityNegativeSampler, sparse_adjacency
 from movierec.models.graph._modules import (
@@ -20,8 +20,14 @@ from movierec.models.graph._modules import (
     _GraphModule,
     _lookup,
 )
-from movierec.models.mf import _device_ok, _int, _num
-from movierec.train import NegativeSampler, TorchRecommender, bpr_loss, iterate_batches, mse_loss
+from movierec.train import (
+    NegativeSampler,
+    TorchRecommender,
+    bpr_loss,
+    is_device,
+    iterate_batches,
+    mse_loss,
+)
 
 __all__ = ["NGCF", "AttnGraphRec", "LightGCN"]
 
@@ -31,18 +37,18 @@ def _check_common(embedding_size: object, n_layers: object, layer_range: tuple[i
                   epochs: object, batch_size: object, learning_rate: object, reg: object,
                   n_negatives: object, patience: object, device: object) -> None:
     lo, hi = layer_range
-    check_param("embedding_size", embedding_size, _int(embedding_size, 1), "an integer ≥ 1")
-    check_param("n_layers", n_layers, _int(n_layers, lo) and n_layers <= hi,  # type: ignore
+    check_param("embedding_size", embedding_size, is_int(embedding_size, 1), "an integer ≥ 1")
+    check_param("n_layers", n_layers, is_int(n_layers, lo) and n_layers <= hi,  # type: ignore
                 f"an integer in [{lo}, {hi}]")
-    check_param("epochs", epochs, _int(epochs, 1), "an integer ≥ 1")
-    check_param("batch_size", batch_size, _int(batch_size, 1), "an integer ≥ 1")
+    check_param("epochs", epochs, is_int(epochs, 1), "an integer ≥ 1")
+    check_param("batch_size", batch_size, is_int(batch_size, 1), "an integer ≥ 1")
     check_param("learning_rate", learning_rate,
-                _num(learning_rate) and learning_rate > 0, "a number > 0")  # type: ignore
-    check_param("reg", reg, _num(reg) and reg >= 0, "a number ≥ 0")  # type: ignore
-    check_param("n_negatives", n_negatives, _int(n_negatives, 1), "an integer ≥ 1")
-    check_param("patience", patience, patience is None or _int(patience, 1),
+                is_number(learning_rate) and learning_rate > 0, "a number > 0")  # type: ignore
+    check_param("reg", reg, is_number(reg) and reg >= 0, "a number ≥ 0")  # type: ignore
+    check_param("n_negatives", n_negatives, is_int(n_negatives, 1), "an integer ≥ 1")
+    check_param("patience", patience, patience is None or is_int(patience, 1),
                 "an integer ≥ 1 or None")
-    check_param("device", device, isinstance(device, str) and _device_ok(device),
+    check_param("device", device, isinstance(device, str) and is_device(device),
                 '"auto", "cpu", "cuda" or "cuda:<n>"')
 
 
@@ -200,10 +206,10 @@ class NGCF(_GraphRecommender):
                  device: str = "auto") -> None:
         _check_common(embedding_size, n_layers, (1, 4), epochs, batch_size, learning_rate, reg,
                       n_negatives, patience, device)
-        check_param("node_dropout", node_dropout, _num(node_dropout) and 0 <= node_dropout < 1,
+        check_param("node_dropout", node_dropout, is_number(node_dropout) and 0 <= node_dropout < 1,
                     "a number in [0, 1)")
         check_param("message_dropout", message_dropout,
-                    _num(message_dropout) and 0 <= message_dropout < 1, "a number in [0, 1)")
+                    is_number(message_dropout) and 0 <= message_dropout < 1, "a number in [0, 1)")
         check_param("loss", loss, loss in ("bpr", "mse"), '"bpr" or "mse"')
         check_param("negatives", negatives, negatives in ("uniform", "popularity"),
                     '"uniform" or "popularity"')
@@ -288,9 +294,10 @@ class AttnGraphRec(_GraphRecommender):
                  device: str = "auto") -> None:
         _check_common(embedding_size, n_layers, (1, 6), epochs, batch_size, learning_rate, reg,
                       n_negatives, patience, device)
-        check_param("attention_size", attention_size, _int(attention_size, 1), "an integer ≥ 1")
-        check_param("hidden_size", hidden_size, _int(hidden_size, 1), "an integer ≥ 1")
-        check_param("dropout", dropout, _num(dropout) and 0 <= dropout < 1, "a number in [0, 1)")
+        check_param("attention_size", attention_size, is_int(attention_size, 1), "an integer ≥ 1")
+        check_param("hidden_size", hidden_size, is_int(hidden_size, 1), "an integer ≥ 1")
+        check_param("dropout", dropout, is_number(dropout) and 0 <= dropout < 1,
+                    "a number in [0, 1)")
         check_param("loss", loss, loss in ("bpr", "mse"), '"bpr" or "mse"')
         self.embedding_size = embedding_size
         self.n_layers = n_layers
