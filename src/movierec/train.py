@@ -48,6 +48,7 @@ __all__ = [
     "bce_loss",
     "bpr_loss",
     "is_device",
+    "scaled_logit",
     "iterate_batches",
     "mse_loss",
     "resolve_device",
@@ -167,6 +168,15 @@ def iterate_batches(data: dict[str, Tensor], batch_size: int, generator: torch.G
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
         yield {k: v[idx] for k, v in data.items()}
+
+
+def scaled_logit(rating: float | np.ndarray, scale: tuple[float, float]) -> float | np.ndarray:
+    """logit((r − lo) / (hi − lo)), clipped away from 0 and 1: the pre-sigmoid value of a rating
+    for models whose output is lo + (hi − lo)·σ(z) (so that an untrained model predicts μ)."""
+    lo, hi = scale
+    frac = np.clip((np.asarray(rating, dtype=np.float64) - lo) / (hi - lo), 1e-3, 1 - 1e-3)
+    out = np.log(frac / (1 - frac))
+    return float(out) if out.ndim == 0 else out
 
 
 def is_device(device: str) -> bool:

@@ -18,7 +18,6 @@ JSON and the encoded tables as float32 arrays, so a saved model predicts exactly
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -39,6 +38,7 @@ from movierec.train import (
     is_device,
     iterate_batches,
     mse_loss,
+    scaled_logit,
 )
 
 __all__ = [
@@ -277,12 +277,7 @@ class FeatureNetModule(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_size, 1)
         self.scale = scale
-        if scale is not None:
-            lo, hi = scale
-            p = min(max((global_mean - lo) / (hi - lo), 1e-3), 1 - 1e-3)
-            offset = math.log(p / (1 - p))
-        else:
-            offset = global_mean
+        offset = global_mean if scale is None else scaled_logit(global_mean, scale)
         self.register_buffer("offset", torch.tensor(float(offset)))
         self.reset_parameters()
 

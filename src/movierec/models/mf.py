@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import numpy as np
@@ -21,6 +20,7 @@ from movierec.train import (
     is_device,
     iterate_batches,
     mse_loss,
+    scaled_logit,
 )
 
 __all__ = ["MF", "MFModule"]
@@ -51,12 +51,7 @@ class MFModule(nn.Module):
         self.item_bias = nn.Embedding(n_items, 1)
         self.dropout = nn.Dropout(dropout)
         self.scale = scale
-        if scale is not None:
-            lo, hi = scale
-            p = min(max((global_mean - lo) / (hi - lo), 1e-3), 1 - 1e-3)
-            offset = math.log(p / (1 - p))
-        else:
-            offset = global_mean
+        offset = global_mean if scale is None else scaled_logit(global_mean, scale)
         self.register_buffer("offset", torch.tensor(float(offset)))
         self.reset_parameters()
 
@@ -260,9 +255,7 @@ class MF(TorchRecommender):
         b_all = module.item_bias.weight.detach().cpu().numpy().astype(np.float64).ravel()
         offset = float(module.offset)
         if module.scale is not None:
-            lo, hi = module.scale
-            frac = np.clip((r - lo) / (hi - lo), 1e-3, 1 - 1e-3)
-            r = np.log(frac / (1 - frac))
+            r = scaled_logit(r, module.scale)
         x = np.hstack([q_all[codes], np.ones((len(codes), 1))])
         y = r - offset - b_all[codes]
         a = x.T @ x + self.fold_in_reg * np.eye(x.shape[1])

@@ -41,7 +41,6 @@ data, pass about 6 epochs for NeuMF on ratings.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -65,6 +64,7 @@ from movierec.train import (
     iterate_batches,
     mse_loss,
     resolve_device,
+    scaled_logit,
     seeded_torch,
 )
 
@@ -356,8 +356,7 @@ class _NCF(TorchRecommender):
             return self.global_mean_, None
         if self.loss != "mse":
             return 0.0, (lo, hi)
-        p = min(max((self.global_mean_ - lo) / (hi - lo), 1e-3), 1 - 1e-3)
-        return math.log(p / (1 - p)), (lo, hi)
+        return float(scaled_logit(self.global_mean_, (lo, hi))), (lo, hi)
 
     def build_module(self) -> NCFModule:
         offset, scale = self._output()
