@@ -13,6 +13,10 @@ from movierec.data.dataset import Dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
+# pytest-xdist workers export COLUMNS=80 and the CLI honours COLUMNS (tables fold to fit), so
+# tests that read whole tables from the CLI's output would depend on how pytest was started.
+os.environ.pop("COLUMNS", None)
+
 
 def shared_data_dir() -> Path | None:
     """MOVIEREC_DATA_DIR, else ../shared/datasets beside the checkout; None when neither exists."""

@@ -4,6 +4,10 @@ Learned state (every attribute ending in `_`) is stored by type: numpy arrays an
 scipy CSR matrices go to safetensors; vocabularies as their id arrays; scalars, strings and small
 lists to JSON. model.json records the format version, the registry name, the hyper-parameters,
 the package version, the training data's fingerprint and the sha256 of the weights file.
+
+Loading refuses, with an ArtifactError naming the file, a folder whose model.json is not valid
+JSON or not shaped as written here, whose format is newer than this package, whose weights do
+not match their recorded sha256, or whose parameters or state the model does not accept.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ def _join_state(arrays: dict[str, np.ndarray], spec: dict[str, Any], where: Path
     state: dict[str, Any] = {}
     try:
         for name, s in spec.items():
-            kind = s["type"]
+            if not isinstance(s, dict):
+                raise ArtifactError(f"{where}/model.json: state {name!r} is not an object")
+            kind = s.get("type")
             if kind == "vocab":
                 state[name] = Vocabulary(arrays[name], kind=s.get("kind", "id"))
             elif kind == "csr":
@@ -76,6 +82,8 @@ def _join_state(arrays: dict[str, np.ndarray], spec: dict[str, Any], where: Path
                 raise ArtifactError(f"{where}: unknown state type {kind!r} for {name!r}")
     except KeyError as exc:
         raise ArtifactError(f"{where}: weights file lacks tensor {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:  # e.g. a CSR shape that does not fit its arrays
+        raise ArtifactError(f"{where}: state {name!r} is inconsistent ({exc})") from None
     return state
 
 
@@ -132,15 +140,32 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     meta_path = path / "model.json"
     if not meta_path.is_file():
+        # A save killed between its two renames (see `atomic_directory`) leaves the previous
+        # model under a backup name and nothing at `path`: say where it is.
+        backups = [] if path.exists() else sorted(path.parent.glob(f".{path.name}.old-*"))
+        if backups:
+            raise ArtifactError(f"{path}: missing; an interrupted save left the previous model "
+                                f"in {backups[-1]} (rename it to {path.name})")
         raise ArtifactError(f"{path}: not a model folder (no model.json)")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
     version = meta.get("format")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ArtifactError(f"{meta_path}: format {version!r} is not a model format version")
+    if version > FORMAT_VERSION:
         raise ArtifactError(f"{meta_path}: format {version!r} is newer than this movierec "
                             f"understands ({FORMAT_VERSION}); upgrade movierec")
+    expected = {"model": str, "params": dict, "tuple_params": list, "sha256": dict,
+                "state": dict}
+    json_names = {str: "string", dict: "object", list: "array"}
+    for key, kind in expected.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise ArtifactError(f"{meta_path}: {key!r} must be a JSON {json_names[kind]}, found "
+                                f"{type(meta[key]).__name__}")
     return meta
 
 
@@ -156,6 +181,8 @@ def load_model(path: str | Path) -> Recommender:
     name = meta.get("model")
     if name not in REGISTRY:
         raise ArtifactError(f"{path}/model.json: unknown model {name!r}")
+    if not meta.get("state"):
+        raise ArtifactError(f"{path}/model.json: no learned state recorded")
     weights = path / WEIGHTS
     expected = meta.get("sha256", {}).get(WEIGHTS)
     if not weights.is_file():
@@ -168,11 +195,31 @@ def load_model(path: str | Path) -> Recommender:
         raise ArtifactError(f"{weights}: cannot be read ({exc})") from None
     params = dict(meta.get("params", {}))
     for key in meta.get("tuple_params", []):
-        if isinstance(params.get(key), list):
+        if isinstance(key, str) and isinstance(params.get(key), list):
             params[key] = tuple(params[key])
-    model = get(name, **params)
-    model._restore(_join_state(arrays, meta.get("state", {}), path))
+    try:
+        model = get(name, **params)
+    except (ValueError, TypeError) as exc:
+        raise ArtifactError(f"{path}/model.json: parameters rejected by {name}: {exc}") from None
+    state = _join_state(arrays, meta["state"], path)
+    try:
+        model._restore(state)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+        raise ArtifactError(f"{path}: the saved state does not fit a {name} model "
+                            f"({type(exc).__name__}: {exc})") from None
+    _check_restored(model, path)
     return model
+
+
+def _check_restored(model: Recommender, path: Path) -> None:
+    """The invariants every fitted model keeps: two vocabularies and a seen matrix to match."""
+    users, items = getattr(model, "user_vocab_", None), getattr(model, "item_vocab_", None)
+    seen = getattr(model, "seen_", None)
+    if not (isinstance(users, Vocabulary) and isinstance(items, Vocabulary)):
+        raise ArtifactError(f"{path}: the saved state lacks the user and item vocabularies")
+    if not sp.issparse(seen) or seen.shape != (len(users), len(items)):
+        raise ArtifactError(f"{path}: the saved seen matrix does not match the vocabularies "
+                            f"({len(users)} users x {len(items)} items)")
 
 
 def _write_catalog(catalog: pd.DataFrame, model: Recommender, path: Path) -> None:
@@ -199,7 +246,13 @@ def load_catalog(path: str | Path) -> pd.DataFrame | None:
         records = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{file}: not valid JSON ({exc})") from None
-    frame = pd.DataFrame.from_records(records, columns=["item_id", "title", "year", "genres"])
-    frame["genres"] = [tuple(g) for g in frame["genres"]]
-    frame["year"] = frame["year"].astype("float64")
+    try:
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise TypeError("expected a list of objects")
+        frame = pd.DataFrame.from_records(records, columns=["item_id", "title", "year", "genres"])
+        frame["genres"] = [tuple(g) for g in frame["genres"]]
+        frame["year"] = frame["year"].astype("float64")
+        frame["item_id"] = frame["item_id"].astype("int64")
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{file}: not an item table ({exc})") from None
     return frame

@@ -69,8 +69,14 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     The old folder (if any) is moved aside first and deleted only after the new one is in place,
     so at every moment either the old or the new complete folder exists under `path` or its
     backup name.
+
+    Raises:
+        FileExistsError: `path` is a file (it would be replaced by a folder, and then be left
+            behind under a hidden backup name).
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a folder; not replacing it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700

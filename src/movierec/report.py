@@ -478,4 +478,68 @@ def _page_html(result: BenchmarkResult, body: dict[str, str]) -> str:
         f"{sections}</main></body></html>\n")
 
 
-__all__ = ["SECTIONS", "build_report", "load_dataset"]
+# --- tuning folders ------------------------------------------------------------------------------
+TUNING_SECTIONS = {"summary": "Summary", "history": "Optimization history",
+                   "importances": "Parameter importances", "trials": "Best trials"}
+
+
+def is_tuning_folder(folder: str | Path) -> bool:
+    """True for a folder written by `movierec tune` (best.json, no results.json)."""
+    folder = Path(folder)
+    return (folder / "best.json").is_file() and not (folder / "results.json").is_file()
+
+
+def build_tuning_report(folder: str | Path, *, dpi: int = 110, top: int = 15) -> Path:
+    """Write `folder/report.html` for a tuning folder: best parameters, the optimization history
+    and the parameter importances (fANOVA over the stored study); return the path."""
+    from movierec import plots
+    from movierec.tune import read_tuning
+
+    folder = Path(folder)
+    best, trials, importances = read_tuning(folder)
+    page = _Page(folder, dpi)
+    metric, direction = str(best.get("metric", "")), str(best.get("direction", "minimize"))
+    tuned = list(best.get("tuned", []))
+    params = best.get("params", {})
+    rows = [("model", best.get("model")), ("metric", f"{metric} ({direction})"),
+            ("best value", _fmt(best.get("value"))),
+            ("trials", f"{best.get('trials')} finished: {best.get('complete')} complete, "
+                       f"{best.get('pruned')} pruned, {best.get('failed')} failed"),
+            ("study", f"{best.get('study')} in {best.get('storage')}")]
+    summary = (_table(rows) + "<h3>Best parameters</h3>"
+               + _table([(f"{k}{' (tuned)' if k in tuned else ''}", _fmt(v))
+                         for k, v in params.items()]))
+    history = page.figure("optimization-history", lambda: plots.optimization_history(
+        trials, metric, direction, title=f"Optimization history — {best.get('model')}"),
+        "Validation value of every complete trial (dots; pruned trials as crosses at their "
+        "last reported epoch) and the best value so far (line).")
+    importance = page.figure("param-importances", lambda: plots.param_importances(
+        importances, title=f"Parameter importances — {best.get('model')}"),
+        "Share of the validation metric's variance explained by each tuned parameter "
+        "(Optuna's fANOVA over the complete trials).")
+    done = trials[trials["state"] == "COMPLETE"].sort_values(
+        "value", ascending=direction == "minimize").head(top)
+    keep = ["number", "value", *[c for c in done.columns if c.startswith("params_")],
+            *[c for c in ("user_attrs_fit_seconds", "user_attrs_epochs_run") if c in done]]
+    table = done[keep].rename(columns=lambda c: c.removeprefix("params_").removeprefix(
+        "user_attrs_"))
+    body = {"summary": summary, "history": history, "importances": importance,
+            "trials": _frame_html(table.round(4))}
+    nav = "".join(f"<a href='#{sid}'>{_e(t)}</a>" for sid, t in TUNING_SECTIONS.items())
+    sections = "".join(f"<section id='{sid}'><h2>{_e(t)}</h2>{body[sid]}</section>"
+                       for sid, t in TUNING_SECTIONS.items())
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"movierec tuning report — {best.get('model')} ({metric})"
+    text = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+            "img-src data:; style-src 'unsafe-inline'\">"
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
+            f"<h1>{_e(title)}</h1><p class='muted'>movierec {_e(__version__)} · generated "
+            f"{stamp}</p><nav>{nav}</nav>{sections}</main></body></html>\n")
+    out = folder / "report.html"
+    atomic_write_text(out, text)
+    return out
+
+
+__all__ = ["SECTIONS", "TUNING_SECTIONS", "build_report", "build_tuning_report",
+           "is_tuning_folder", "load_dataset"]

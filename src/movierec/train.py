@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -271,7 +271,8 @@ class TorchRecommender(Recommender):
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
             progress: bool = True, checkpoint_dir: str | Path | None = None,
-            resume: bool = False) -> Self:
+            resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None
+            ) -> Self:
         """Train the module with `Trainer`; returns self.
 
         Args:
@@ -281,6 +282,8 @@ class TorchRecommender(Recommender):
             progress: show a progress bar (only on terminals).
             checkpoint_dir: write last.safetensors + last.json there after every epoch.
             resume: continue from the checkpoint in `checkpoint_dir` when there is one.
+            on_epoch: called with each epoch's history record (see `Trainer`); an exception it
+                raises stops training and propagates (how `movierec tune` prunes a trial).
         """
         self._setup(train)
         self._prepare(train)
@@ -297,6 +300,7 @@ class TorchRecommender(Recommender):
             progress=progress,
             checkpoint_dir=checkpoint_dir,
             resume=resume,
+            on_epoch=on_epoch,
         )
         trainer.fit(self, train, valid, generator)
         return self
@@ -405,12 +409,16 @@ class Trainer:
             both replaced atomically after every epoch. None: no checkpoints.
         resume: continue from the checkpoint in `checkpoint_dir`, if any; the final weights then
             equal those of an uninterrupted run with the same seed (on CPU).
+        on_epoch: called after every epoch (and its checkpoint) with the epoch's record
+            {epoch, train_loss, valid_metric, metric, seconds}; an exception it raises ends
+            training and propagates.
     """
 
     def __init__(self, *, epochs: int, learning_rate: float = 1e-3, weight_decay: float = 0.0,
                  patience: int | None = None, grad_clip: float | None = None,
                  progress: bool = True, checkpoint_dir: str | Path | None = None,
-                 resume: bool = False) -> None:
+                 resume: bool = False,
+                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
         self.epochs = epochs
@@ -421,6 +429,7 @@ class Trainer:
         self.progress = progress
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.resume = resume
+        self.on_epoch = on_epoch
 
     def fit(self, model: TorchRecommender, train: Dataset, valid: Dataset | None,
             generator: torch.Generator) -> None:
@@ -472,6 +481,8 @@ class Trainer:
                 logger.info("epoch %d: %s", epoch, _postfix(record))
                 if self.checkpoint_dir is not None:
                     _save_checkpoint(self.checkpoint_dir, model, optimizer, generator, run)
+                if self.on_epoch is not None:
+                    self.on_epoch(dict(record))
         finally:
             bar.close()
         if run.best_weights is not None:
@@ -568,14 +579,15 @@ def _save_checkpoint(folder: Path, model: TorchRecommender, optimizer: torch.opt
 def _load_checkpoint(folder: Path, model: TorchRecommender, optimizer: torch.optim.Optimizer,
                      generator: torch.Generator) -> _RunState:
     """Restore module, optimizer and generator from last.safetensors; return the loop state."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = folder / CHECKPOINT
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             meta = json.loads((fh.metadata() or {})["checkpoint"])
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - not a dict
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+    # A damaged file (truncated by a disk fault or a partial copy) raises SafetensorError.
+    except (OSError, KeyError, ValueError, json.JSONDecodeError, SafetensorError) as exc:
         raise MovieRecError(f"{path}: not a movierec checkpoint ({exc})") from None
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("model") != model.name:
         raise MovieRecError(f"{path}: checkpoint of model {meta.get('model')!r} (format "
@@ -591,21 +603,27 @@ def _load_checkpoint(folder: Path, model: TorchRecommender, optimizer: torch.opt
         model.module_.load_state_dict(part("module."))
     except RuntimeError as exc:
         raise MovieRecError(f"{path}: weights do not fit the module ({exc})") from None
-    state: dict[int, dict[str, Any]] = {}
-    for pid, entry in meta["optimizer"].items():
-        state[int(pid)] = {key: tensors[f"optim.{pid}.{key}"] if value == "tensor" else value
-                           for key, value in entry.items()}
-    optimizer.load_state_dict({"state": state,
-                               "param_groups": optimizer.state_dict()["param_groups"]})
-    generator.set_state(tensors["generator"])
-    run = _RunState()
-    run.epoch = int(meta["epoch"])
-    run.history = list(meta["history"])
-    run.best_metric = meta["best_metric"]
-    run.best_epoch = int(meta["best_epoch"])
-    run.bad_epochs = int(meta["bad_epochs"])
-    run.stopped = bool(meta["stopped"])
-    if meta.get("has_best"):
-        device = model.device_
-        run.best_weights = {k: v.to(device) for k, v in part("best.").items()}
+    # A file damaged inside its tensors or metadata (the header still parses) fails here, e.g.
+    # "Invalid mt19937 state" from the generator: a clear error, not a traceback.
+    try:
+        state: dict[int, dict[str, Any]] = {}
+        for pid, entry in meta["optimizer"].items():
+            state[int(pid)] = {key: tensors[f"optim.{pid}.{key}"] if value == "tensor" else value
+                               for key, value in entry.items()}
+        optimizer.load_state_dict({"state": state,
+                                   "param_groups": optimizer.state_dict()["param_groups"]})
+        generator.set_state(tensors["generator"])
+        run = _RunState()
+        run.epoch = int(meta["epoch"])
+        run.history = list(meta["history"])
+        run.best_metric = meta["best_metric"]
+        run.best_epoch = int(meta["best_epoch"])
+        run.bad_epochs = int(meta["bad_epochs"])
+        run.stopped = bool(meta["stopped"])
+        if meta.get("has_best"):
+            device = model.device_
+            run.best_weights = {k: v.to(device) for k, v in part("best.").items()}
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
+        raise MovieRecError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})"
+                            ) from None
     return run

@@ -7,13 +7,15 @@ only, on a free port, and is always terminated.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servekit import SERVE_MAIN, free_port, stop, wait_until_up
+from servekit import SERVE_MAIN, free_port, start_server, stop, wait_until_up
 from typer.testing import CliRunner
 
 from movierec.data.synthetic import write_release
@@ -47,6 +49,11 @@ def itemknn_dir(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture(scope="session")
+def ease_dir(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train(release, tmp_path_factory.mktemp("models") / "ease", "ease")
+
+
+@pytest.fixture(scope="session")
 def mf_dir(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
     return train(release, tmp_path_factory.mktemp("models") / "mf", "mf", "embedding_size=8",
@@ -67,5 +74,34 @@ def server(itemknn_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         wait_until_up(proc, f"{base}/health", log)
         yield base
+    finally:
+        stop(proc)
+
+
+@dataclass
+class LiveServer:
+    """A running `movierec serve`: its URL, the folder it serves, the process and its log."""
+
+    base: str
+    folder: Path
+    proc: subprocess.Popen
+    log: Path
+
+
+# Short read and keep-alive limits, so that the hostile-client tests take about a second each.
+LIVE_OPTIONS = ("--read-timeout", "1", "--keep-alive-timeout", "1", "--request-timeout", "5")
+
+
+@pytest.fixture(scope="session")
+def live(itemknn_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """`movierec serve` on a private copy of the itemknn folder (tests replace or damage the
+    copy to reload it), with the short limits of LIVE_OPTIONS."""
+    root = tmp_path_factory.mktemp("live")
+    folder = root / "model"
+    shutil.copytree(itemknn_dir, folder)
+    log = root / "serve.log"
+    proc, base = start_server(folder, log, *LIVE_OPTIONS)
+    try:
+        yield LiveServer(base, folder, proc, log)
     finally:
         stop(proc)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
+import threading
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +54,58 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def start_server(folder: Path, log: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """`movierec serve folder --host 127.0.0.1 --port <free> *options`, up and answering.
+
+    Returns the process and its base URL; the caller stops it (`stop`). The log is a file, not
+    a pipe: a full pipe would block the server.
+    """
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SERVE_MAIN, "serve", str(folder), "--host", "127.0.0.1",
+             "--port", str(port), *options], stdout=out, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(proc, f"{base}/health", log)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, base
+
+
+# --- in-process apps ------------------------------------------------------------------------
+def make_client(app: Any, host: str = "testclient") -> Any:
+    """A TestClient whose requests come from `host` (not a loopback address by default)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+    return TestClient(app, raise_server_exceptions=False, client=(host, 50000))
+
+
+class Gated:
+    """An engine whose recommendations wait for `release` (model work that takes long)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    def recommend_user(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.entered.set()
+        self.release.wait(30)
+        return self.engine.recommend_user(*args, **kwargs)
+
+
+def app_for(folder: Path, **kwargs: Any) -> Any:
+    """`create_app` over a model folder, with `create_app`'s keyword arguments."""
+    from movierec.artifact import load_catalog, load_model, read_meta
+    from movierec.serve import create_app
+
+    return create_app(load_model(folder), load_catalog(folder), read_meta(folder), **kwargs)

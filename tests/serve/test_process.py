@@ -82,6 +82,8 @@ class _FakeUvicorn:
 @pytest.fixture
 def fake_uvicorn(monkeypatch) -> type[_FakeUvicorn]:  # noqa: ANN001
     """uvicorn.run records its arguments (nothing is bound); thread limits are recorded too."""
+    import movierec.serve.protocol  # noqa: F401  (imports the real uvicorn before the fake)
+
     monkeypatch.setitem(sys.modules, "uvicorn", _FakeUvicorn)
     _FakeUvicorn.calls.clear()
     limits: list[int] = []

@@ -49,7 +49,9 @@ def _friendly_errors(func: F) -> F:
             if _state["debug"]:
                 raise
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            err_console.print(f"[red]error:[/red] {escape(str(msg))}", highlight=False)
+            # soft_wrap: one line however narrow the terminal, so scripts can grep it.
+            err_console.print(f"[red]error:[/red] {escape(str(msg))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

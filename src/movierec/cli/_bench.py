@@ -56,6 +56,9 @@ def benchmark(
                                               "--seed.")] = None,
     param: Annotated[list[str] | None, typer.Option(help="MODEL.KEY=VALUE hyper-parameter, "
                                                     "repeatable, e.g. ease.lambda=500.")] = None,
+    params_file: Annotated[list[Path] | None, typer.Option(
+        help="best.json written by `movierec tune`, repeatable (one per model): its parameters "
+        "are applied to that model; --param overrides them.")] = None,
     min_user_ratings: MinUserOpt = 0,
     min_item_ratings: MinItemOpt = 0,
     kcore: KcoreOpt = 0,
@@ -69,7 +72,9 @@ def benchmark(
 
     ks = parse_int_list(k, "--k")
     names = _model_names(models)
-    params = parse_params(param or [], names)
+    params = _file_params(params_file or [], names)
+    for name, values in parse_params(param or [], names).items():
+        params.setdefault(name, {}).update(values)
     seed_list = parse_int_list(seeds, "--seeds") if seeds else [seed]
     the_split = build_split(dataset=dataset, split=split, test_size=test_size,
                             valid_size=valid_size, train=train, test=test, valid=valid,
@@ -92,3 +97,19 @@ def benchmark(
     if out is not None:
         result.save(out)
         err_console.print(f"wrote {out / 'results.json'} and {out / 'results.csv'}")
+
+
+def _file_params(paths: list[Path], names: list[str]) -> dict[str, dict[str, Any]]:
+    """{model: params} from tune's best.json files; each must name a model of the run."""
+    from movierec.tune import load_params_file
+
+    out: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        model, values = load_params_file(path)
+        if model not in names:
+            raise ValueError(f"--params-file {path}: it is for model {model!r}, which is not "
+                             f"among --models {names}")
+        if model in out:
+            raise ValueError(f"--params-file {path}: a second file for model {model!r}")
+        out[model] = values
+    return out

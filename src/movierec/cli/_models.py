@@ -39,6 +39,7 @@ from movierec.cli._app import (
     parse_params,
 )
 from movierec.errors import MovieRecError, UnknownIdError
+from movierec.models import available
 
 ModelDirArg = Annotated[Path, typer.Argument(help="Model folder written by `movierec train`.")]
 
@@ -46,8 +47,7 @@ ModelDirArg = Annotated[Path, typer.Argument(help="Model folder written by `movi
 @app.command()
 @_friendly_errors
 def train(
-    model: Annotated[str, typer.Option(help="Registry name: mean, bias, pop, userknn, itemknn, "
-                                       "ease, mf, gmf, mlp, neumf, featurenet.")],
+    model: Annotated[str, typer.Option(help="Registry name: " + ", ".join(available()) + ".")],
     out: Annotated[Path, typer.Option(help="Model folder to write (replaced only once the new "
                                       "one is complete).")],
     dataset: DatasetOpt = None,

@@ -21,7 +21,9 @@ EXPLORATION = {"rating-distribution": "rating_distribution",
 @_friendly_errors
 def report(
     folder: Annotated[Path, typer.Argument(help="Benchmark folder written by `movierec "
-                                           "benchmark --out` (results.json, lists/).")],
+                                           "benchmark --out` (results.json, lists/), or a "
+                                           "tuning folder written by `movierec tune --out` "
+                                           "(best.json, trials.csv, study.db).")],
     data_dir: DataDirOpt = None,
     dataset: Annotated[str | None, typer.Option(
         help="Release name or folder to load instead of the dataset named in results.json.")]
@@ -37,9 +39,14 @@ def report(
     graph_items: Annotated[int, typer.Option(help="Movies in the bipartite graph.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the graph's sample.")] = 0,
 ) -> None:
-    """Write FOLDER/report.html: one self-contained page with data, protocol, results, figures."""
-    from movierec.report import build_report
+    """Write FOLDER/report.html: one self-contained page with data, protocol, results, figures
+    (for a tuning folder: best parameters, optimization history, parameter importances)."""
+    from movierec.report import build_report, build_tuning_report, is_tuning_folder
 
+    if is_tuning_folder(folder):
+        out = build_tuning_report(folder)
+        err_console.print(f"wrote {out} (figures in {folder / 'figures'})", highlight=False)
+        return
     if k is not None and k <= 0:
         raise ValueError(f"--k must be positive, got {k}")
     out = build_report(folder, data_dir=data_dir, dataset=dataset, user_id=user, model=model,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
@@ -39,6 +42,36 @@ def limit_native_threads(n: int) -> bool:
     return True
 
 
+def reload_and_report(reloader: Any) -> None:
+    """Reload the served model (SIGHUP) and print the outcome; a failure keeps the old model."""
+    from movierec.serve.reload import ReloadError
+
+    try:
+        done = reloader.reload()
+    except ReloadError as exc:
+        err_console.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False)
+        return
+    err_console.print(f"reloaded {done['model']} from {reloader.folder} in {done['seconds']:.2f} s "
+                      f"(generation {done['generation']})", highlight=False)
+
+
+def install_reload_signal(reloader: Any) -> Callable[[], None]:
+    """Reload on SIGHUP (where the platform has it); returns what restores the old handler.
+
+    The handler only starts a thread: loading a model must not stop the event loop, which runs
+    in this (the main) thread.
+    """
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_hangup(signum: int, frame: object) -> None:
+        threading.Thread(target=reload_and_report, args=(reloader,), name="movierec-reload",
+                         daemon=True).start()
+
+    previous = signal.signal(signal.SIGHUP, on_hangup)
+    return lambda: signal.signal(signal.SIGHUP, previous)
+
+
 def is_loopback(host: str) -> bool:
     """True when `host` names only this machine (127.0.0.0/8, ::1 or localhost)."""
     if host.lower() in LOOPBACK_NAMES:
@@ -66,12 +99,30 @@ def serve(
         help="BLAS/OpenMP threads per process (0: leave as they are). Requests run "
         "concurrently, so one thread each is fastest; needs threadpoolctl, or set "
         "OPENBLAS_NUM_THREADS=1 before starting.", min=0)] = 1,
+    request_timeout: Annotated[float, typer.Option(
+        help="Seconds one request's model work may take, waiting for a worker thread "
+        "included; past it the client gets HTTP 503 (the work finishes in the background).",
+        min=0.001)] = 10.0,
+    read_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a request's headers, and again its body; slower "
+        "clients get HTTP 408 and are disconnected (guards against slowloris).",
+        min=0.001)] = 10.0,
+    keep_alive_timeout: Annotated[float, typer.Option(
+        help="Seconds an idle keep-alive connection stays open.", min=0.001)] = 5.0,
+    max_connections: Annotated[int, typer.Option(
+        help="Most open connections; requests beyond get HTTP 503.", min=1)] = 1000,
 ) -> None:
-    """Serve recommendations over HTTP: JSON API (docs at /docs) and a web page at /."""
+    """Serve recommendations over HTTP: JSON API (docs at /docs) and a web page at /.
+
+    Reload the model without stopping: send SIGHUP, or POST /model/reload from this machine
+    (loopback clients only). The folder is re-read; a broken or tampered one leaves the old
+    model serving, and requests in flight are answered by the old or the new model.
+    """
     try:
         import uvicorn
 
         from movierec.serve import app_from_folder
+        from movierec.serve.protocol import with_header_timeout
     except ImportError as exc:
         error = exc if isinstance(exc, MissingExtraError) else MissingExtraError(
             f"`movierec serve` needs {exc.name or 'fastapi and uvicorn'}: "
@@ -83,7 +134,8 @@ def serve(
         err_console.print(f"[yellow]warning:[/yellow] listening on {host}: the service is "
                           "reachable from other machines and has no authentication",
                           highlight=False)
-    service = app_from_folder(model_dir, max_k=max_k, max_ratings=max_ratings)
+    service = app_from_folder(model_dir, max_k=max_k, max_ratings=max_ratings,
+                              request_timeout=request_timeout, read_timeout=read_timeout)
     preset = any(os.environ.get(var) for var in BLAS_THREAD_VARS)
     if blas_threads and not limit_native_threads(blas_threads) and not preset:
         err_console.print(f"note: cannot limit BLAS threads to {blas_threads} (threadpoolctl "
@@ -93,6 +145,13 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     err_console.print(f"serving {engine.model.name} from {model_dir} "
                       f"({engine.model.n_users:,} users, {engine.model.n_items:,} movies) on "
-                      f"http://{shown}:{port}/ (API docs at /docs); Ctrl+C stops",
+                      f"http://{shown}:{port}/ (API docs at /docs); Ctrl+C stops"
+                      f"{', SIGHUP reloads' if hasattr(signal, 'SIGHUP') else ''}",
                       highlight=False)
-    uvicorn.run(service, host=host, port=port, log_level="warning", access_log=access_log)
+    restore = install_reload_signal(service.state.reloader)
+    try:
+        uvicorn.run(service, host=host, port=port, log_level="warning", access_log=access_log,
+                    http=with_header_timeout(read_timeout), timeout_keep_alive=keep_alive_timeout,
+                    limit_concurrency=max_connections, timeout_graceful_shutdown=10)
+    finally:
+        restore()

@@ -1,9 +1,24 @@
-"""The immutable Dataset: ratings plus whatever side tables a release has."""
+"""The immutable Dataset: ratings plus whatever side tables a release has.
+
+Policies for awkward data, applied once here so that every loader and every frame agree:
+
+- **Duplicated (user, item) pairs** (re-ratings): the latest rating by timestamp is kept (the
+  later row when timestamps tie); the others are dropped with one warning naming two of the
+  rows. Official MovieLens releases have none.
+- **Unknown ids**: ratings may name items (users) that the item (user) table lacks; they are
+  kept, and such items simply have no title, year or genres. Side-table rows with the same id
+  twice keep the first row (with a warning).
+- **Values**: ids are integers that fit int32; ratings are finite numbers inside `rating_scale`
+  when one is given (any finite value otherwise, negative included); timestamps are integer
+  unix seconds before 2100-01-01 (later values are almost always milliseconds).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+import logging
+from collections.abc import Callable
+from dataclasses import InitVar, dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -13,48 +28,162 @@ import scipy.sparse as sp
 from movierec.data.vocab import Vocabulary
 from movierec.errors import DataError
 
+logger = logging.getLogger(__name__)
+
 RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 RATING_DTYPES = {"user_id": np.int32, "item_id": np.int32, "rating": np.float32,
                  "timestamp": np.int64}
+#: 2100-01-01 in unix seconds: a later timestamp is not seconds (milliseconds, microseconds).
+TIMESTAMP_LIMIT = 4_102_444_800
+#: Maps a 0-based row of a ratings frame to where it came from ("ratings.csv:12").
+Locator = Callable[[int], str]
 
 
-def _coerce_ratings(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+def _default_locator(source: str) -> Locator:
+    return lambda row: f"{source}: row {row}"
+
+
+def _first(bad: np.ndarray) -> int:
+    return int(np.flatnonzero(bad)[0])
+
+
+def _check_ids(col: str, values: np.ndarray, where: Locator) -> np.ndarray:
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            row = _first(bad)
+            why = "is not an integer" if np.isfinite(values[row]) else "is empty or not finite"
+            raise DataError(f"{where(row)}: {col} {float(values[row])} {why}")
+    elif values.dtype.kind not in "iu":
+        raise DataError(f"{where(0)}: column {col} must be integer, found {values.dtype}")
+    info = np.iinfo(np.int32)
+    bad = (values < info.min) | (values > info.max)
+    if bad.any():
+        row = _first(bad)
+        raise DataError(f"{where(row)}: {col} {values[row]} does not fit in int32 "
+                        f"({info.min}..{info.max})")
+    return values.astype(np.int32)
+
+
+def _check_ratings(values: np.ndarray, scale: tuple[float, float] | None,
+                   where: Locator) -> np.ndarray:
+    if values.dtype.kind not in "biuf":
+        raise DataError(f"{where(0)}: column rating must be numeric, found {values.dtype}")
+    values = values.astype(np.float64, copy=False)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = _first(bad)
+        raise DataError(f"{where(row)}: rating {float(values[row])} is not a finite number")
+    if scale is not None:
+        bad = (values < scale[0]) | (values > scale[1])
+        if bad.any():
+            row = _first(bad)
+            raise DataError(f"{where(row)}: rating {float(values[row]):g} is outside the rating "
+                            f"scale {scale[0]:g}..{scale[1]:g}")
+    return values.astype(np.float32)
+
+
+def _check_timestamps(values: np.ndarray, where: Locator) -> np.ndarray:
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            row = _first(bad)
+            why = "is not an integer" if np.isfinite(values[row]) else "is empty or not finite"
+            raise DataError(f"{where(row)}: timestamp {float(values[row])} {why}")
+    elif values.dtype.kind not in "iu":
+        raise DataError(f"{where(0)}: column timestamp must be integer unix seconds, found "
+                        f"{values.dtype}")
+    bad = values >= TIMESTAMP_LIMIT
+    if bad.any():
+        row = _first(bad)
+        raise DataError(f"{where(row)}: timestamp {values[row]:.0f} is after 2100-01-01; "
+                        "timestamps must be unix seconds (milliseconds?)")
+    bad = values < -(2**62)  # so far in the past that int64 arithmetic would overflow
+    if bad.any():
+        row = _first(bad)
+        raise DataError(f"{where(row)}: timestamp {values[row]:.0f} is out of range")
+    return values.astype(np.int64)
+
+
+def _coerce_ratings(frame: pd.DataFrame, source: str, scale: tuple[float, float] | None = None,
+                    where: Locator | None = None) -> pd.DataFrame:
     """Check columns and values of a ratings frame and return it with the canonical dtypes."""
     missing = [c for c in ("user_id", "item_id", "rating") if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: ratings lack column(s) {missing}; found {list(frame.columns)}")
+    where = where or _default_locator(source)
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
-    for col in RATING_COLUMNS:
-        if col == "timestamp" and col not in frame.columns:
-            out[col] = np.zeros(len(frame), dtype=np.int64)
-            continue
-        values = frame[col].to_numpy()
-        if col in ("user_id", "item_id", "timestamp"):
-            if values.dtype.kind == "f":
-                bad = ~np.isfinite(values) | (values != np.round(values))
-                if bad.any():
-                    row = int(np.flatnonzero(bad)[0])
-                    raise DataError(f"{source}: row {row}: {col} {values[row]!r} is not an integer")
-            elif values.dtype.kind not in "iu":
-                raise DataError(f"{source}: column {col} must be integer, found {values.dtype}")
-        else:
-            values = values.astype(np.float64, copy=False)
-            bad = ~np.isfinite(values)
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise DataError(f"{source}: row {row}: rating {values[row]!r} is not a finite "
-                                "number")
-        if col in ("user_id", "item_id"):
-            info = np.iinfo(np.int32)
-            if values.size and (values.min() < info.min or values.max() > info.max):
-                raise DataError(f"{source}: column {col} does not fit in int32")
-        out[col] = values.astype(RATING_DTYPES[col])
-    return out
+    for col in ("user_id", "item_id"):
+        out[col] = _check_ids(col, frame[col].to_numpy(), where)
+    out["rating"] = _check_ratings(frame["rating"].to_numpy(), scale, where)
+    out["timestamp"] = (_check_timestamps(frame["timestamp"].to_numpy(), where)
+                        if "timestamp" in frame.columns else np.zeros(len(frame), dtype=np.int64))
+    return _latest_only(out, where)
+
+
+def _latest_only(ratings: pd.DataFrame, where: Locator) -> pd.DataFrame:
+    """Keep one row per (user, item): the latest by timestamp, the later row on ties."""
+    n = len(ratings)
+    if n < 2:
+        return ratings
+    users = ratings["user_id"].to_numpy().astype(np.int64)
+    items = ratings["item_id"].to_numpy().astype(np.int64)
+    du, di = np.diff(users), np.diff(items)
+    if ((du > 0) | ((du == 0) & (di > 0))).all():
+        return ratings  # sorted by (user, item) without repeats, as the releases are: O(n)
+    keys = (users << 32) | (items & 0xFFFFFFFF)
+    if not pd.Index(keys).has_duplicates:
+        return ratings
+    order = np.lexsort((np.arange(n), ratings["timestamp"].to_numpy(), keys))
+    sorted_keys = keys[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = sorted_keys[1:] != sorted_keys[:-1]
+    kept = order[last]
+    dropped = np.sort(order[~last])
+    example = int(dropped[0])
+    winner = int(kept[np.searchsorted(sorted_keys[last], keys[example])])
+    n_pairs = len(np.unique(keys[dropped]))
+    logger.warning(
+        "%d (user_id, item_id) pair(s) are rated more than once; kept the latest rating of each "
+        "(by timestamp, the later row on ties) and dropped %d row(s), e.g. user %d, item %d: "
+        "kept %s, dropped %s", n_pairs, len(dropped), users[example], items[example],
+        where(winner), where(example))
+    return ratings.iloc[np.sort(kept)].reset_index(drop=True)
+
+
+def _unique_ids(table: pd.DataFrame | None, key: str, label: str, name: str
+                ) -> pd.DataFrame | None:
+    """`table` with the first row of each `key` (a warning names how many were dropped)."""
+    if table is None or key not in table.columns:
+        return table
+    dup = table[key].duplicated()
+    if not dup.any():
+        return table
+    logger.warning("%s: the %s table has %d row(s) whose %s occurred before (e.g. %s, row %d); "
+                   "kept the first row of each", name, label, int(dup.sum()), key,
+                   table[key].to_numpy()[_first(dup.to_numpy())], _first(dup.to_numpy()))
+    return table[~dup].reset_index(drop=True)
+
+
+def _check_scale(scale: object, source: str) -> tuple[float, float] | None:
+    if scale is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in scale)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: rating_scale must be (lowest, highest), got {scale!r}"
+                        ) from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise DataError(f"{source}: rating_scale must be finite with lowest <= highest, got "
+                        f"{scale!r}")
+    return (lo, hi)
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Ratings and side information of one release (or one part of it, after a split).
+
+    The module docstring gives the policies for duplicated ratings, unknown ids and values.
 
     Attributes:
         ratings: one row per (user, item) rating: user_id int32, item_id int32, rating float32,
@@ -64,7 +193,13 @@ class Dataset:
         tags: user_id, item_id, tag, timestamp — or None.
         links: item_id, imdb_id, tmdb_id — or None.
         name: release name ("ml-100k") or a label for custom data.
-        rating_scale: (lowest, highest) rating of the release, for clipping and plots.
+        rating_scale: (lowest, highest) rating of the release, for clipping and plots; when
+            given, every rating must lie inside it.
+        locate: (constructor only, not stored) maps a 0-based row of `ratings` to where it was
+            read ("ratings.csv:12"), for messages; loaders pass it. Default "<source>: row N".
+
+    Raises:
+        DataError: a rating row breaks the rules above; the message names where it is.
     """
 
     ratings: pd.DataFrame
@@ -75,13 +210,18 @@ class Dataset:
     name: str = "custom"
     rating_scale: tuple[float, float] | None = None
     source: str = field(default="", repr=False)
+    locate: InitVar[Locator | None] = None
 
-    def __post_init__(self) -> None:
-        ratings = _coerce_ratings(self.ratings, self.source or self.name)
+    def __post_init__(self, locate: Locator | None) -> None:
+        source = self.source or self.name
+        scale = _check_scale(self.rating_scale, source)
+        ratings = _coerce_ratings(self.ratings, source, scale, locate)
         object.__setattr__(self, "ratings", ratings)
-        if self.rating_scale is None and len(ratings):
+        object.__setattr__(self, "items", _unique_ids(self.items, "item_id", "item", self.name))
+        object.__setattr__(self, "users", _unique_ids(self.users, "user_id", "user", self.name))
+        if scale is None and len(ratings):
             scale = (float(ratings["rating"].min()), float(ratings["rating"].max()))
-            object.__setattr__(self, "rating_scale", scale)
+        object.__setattr__(self, "rating_scale", scale)
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, users={self.n_users}, items={self.n_items}, "

@@ -14,11 +14,13 @@ import os
 import re
 import shutil
 import stat
+import struct
 import sys
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from movierec.data.releases import Release, get_release
@@ -33,6 +35,11 @@ MARKER = ".movierec-complete"
 MAX_EXTRACT_BYTES = 8 * 1024**3
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate",
+            zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+#: What reading a damaged member can raise besides BadZipFile (a truncated or corrupt stream).
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError,
+                NotImplementedError, IndexError, struct.error)
 
 
 def default_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -174,6 +181,8 @@ def fetch_published_md5(url: str) -> str:
 def _check_member(info: zipfile.ZipInfo) -> None:
     """Reject a member that could write outside the target folder."""
     name = info.filename
+    if not name.strip("/"):
+        raise DownloadError(f"archive member with an empty name ({name!r})")
     posix = PurePosixPath(name.replace("\\", "/"))
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or posix.is_absolute():
         raise DownloadError(f"unsafe archive member {name!r}: absolute path")
@@ -182,6 +191,25 @@ def _check_member(info: zipfile.ZipInfo) -> None:
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         raise DownloadError(f"unsafe archive member {name!r}: symbolic link")
+    if "\x00" in name:
+        raise DownloadError(f"unsafe archive member {name!r}: NUL in name")
+    if info.flag_bits & 0x1:
+        raise DownloadError(f"archive member {name!r} is encrypted")
+    if info.compress_type not in _METHODS:
+        raise DownloadError(f"archive member {name!r} uses compression method "
+                            f"{info.compress_type}, not one of {sorted(_METHODS.values())}")
+
+
+def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
+    """Write one member, never more bytes than it declares (zipfile stops there too)."""
+    left = info.file_size
+    with zf.open(info) as src, open(target, "wb") as out:
+        while chunk := src.read(min(_CHUNK, left + 1)):
+            left -= len(chunk)
+            if left < 0:
+                raise DownloadError(f"archive member {info.filename!r} is larger than the "
+                                    f"{info.file_size:,} bytes it declares")
+            out.write(chunk)
 
 
 def extract(
@@ -203,13 +231,14 @@ def extract(
         max_bytes: largest total uncompressed size the members may declare, in bytes.
 
     Raises:
-        DownloadError: not a zip, an unsafe member, a declared size over `max_bytes`, or no
-            `folder` inside.
+        DownloadError: not a zip, an unsafe member (absolute path, `..`, link, encrypted, unknown
+            compression), a declared size over `max_bytes`, a truncated or corrupt member, or no
+            `folder` inside. Nothing is left in `dest` then.
     """
     archive, dest = Path(archive), Path(dest)
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _READ_ERRORS as exc:
         raise DownloadError(f"{archive} is not a readable zip archive: {exc}") from exc
     with zf:
         members = zf.infolist()
@@ -230,12 +259,18 @@ def extract(
                 target = (tmp / info.filename).resolve()
                 if not target.is_relative_to(root):
                     raise DownloadError(f"unsafe archive member {info.filename!r}: escapes folder")
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
+                try:
+                    if info.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _copy_member(zf, info, target)
+                except DownloadError:
+                    raise
+                except _READ_ERRORS as exc:
+                    raise DownloadError(f"archive {archive.name}: member {info.filename!r} "
+                                        f"cannot be extracted ({type(exc).__name__}: {exc})"
+                                        ) from exc
             extracted = tmp / folder
             if not extracted.is_dir():
                 raise DownloadError(f"archive {archive.name} has no folder {folder!r}")

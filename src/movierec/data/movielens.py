@@ -12,10 +12,17 @@ Layout families (see `movierec.data.releases`):
   fields, CRLF line ends).
 
 Titles are kept exactly as in the file (with their "(1995)"); `year` is parsed separately.
+
+A malformed file raises `DataError` naming the file and line (wrong separator or field count,
+ids that are not int32 integers, ratings that are not finite or outside the release's rating
+scale, timestamps after 2100, bytes that are not UTF-8 where UTF-8 is required, a ratings.csv
+header other than userId,movieId,rating,timestamp); an empty ratings file is an error too.
+Duplicated ratings and ids unknown to the side tables follow `movierec.data.dataset`'s policy.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import re
@@ -26,7 +33,13 @@ import pandas as pd
 
 from movierec.data.dataset import Dataset
 from movierec.data.download import cached_folder, default_cache_dir, fetch, verify_folder
-from movierec.data.files import load_ratings_file, read_delimited
+from movierec.data.files import (
+    iter_lines,
+    load_ratings_file,
+    read_delimited,
+    row_locator,
+    warn_future,
+)
 from movierec.data.releases import RATINGS_FILE, RELEASES, Release, release_for_folder
 from movierec.errors import DataError
 
@@ -50,6 +63,8 @@ NO_GENRES = "(no genres listed)"
 _TITLE_YEAR = re.compile(r"\((\d{4})[^()]*\)\s*$")
 _RATING_KINDS = ("int", "int", "float", "int")
 _RATING_NAMES = ("user_id", "item_id", "rating", "timestamp")
+_CSV_RATINGS_HEADER = ("userId", "movieId", "rating", "timestamp")
+_INT_RANGE = {32: (-(2**31), 2**31 - 1), 64: (-(2**63), 2**63 - 1)}
 
 
 # --- resolution ----------------------------------------------------------------------------------
@@ -165,8 +180,14 @@ def read_folder(
         raise DataError(f"unknown layout {layout!r}; expected one of {list(readers)}")
     tables = readers[layout](folder)
     ratings = tables.pop("ratings")
-    return Dataset(ratings, **tables, name=name or folder.name, rating_scale=rating_scale,
-                   source=str(folder / RATINGS_FILE[layout]))
+    path = folder / RATINGS_FILE[layout]
+    if len(ratings) == 0:
+        raise DataError(f"{path}: no ratings (only a header or blank lines)")
+    where = row_locator(path, header=layout == "csv")
+    ds = Dataset(ratings, **tables, name=name or folder.name, rating_scale=rating_scale,
+                 source=str(path), locate=where)
+    warn_future(ds, where)
+    return ds
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -197,11 +218,29 @@ def _items_frame(ids: list[int], titles: list[str], years: pd.Series | None,
     return frame
 
 
-def _int(value: str, path: Path, lineno: int, field: str) -> int:
+def _int(value: str, path: Path, lineno: int, field: str, bits: int = 32) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise DataError(f"{path}:{lineno}: {field} {value!r} is not an integer") from None
+    lo, hi = _INT_RANGE[bits]
+    if not lo <= number <= hi:
+        raise DataError(f"{path}:{lineno}: {field} {number} does not fit in int{bits}")
+    return number
+
+
+def _int32_ids(frame: pd.DataFrame, column: str, path: Path, header: bool = False
+               ) -> pd.DataFrame:
+    """`frame` with `column` as int32; a value out of range is an error naming its line."""
+    values = frame[column].to_numpy()
+    lo, hi = _INT_RANGE[32]
+    bad = (values < lo) | (values > hi)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{row_locator(path, header=header)(row)}: {column} {values[row]} does "
+                        "not fit in int32")
+    frame[column] = values.astype(np.int32)
+    return frame
 
 
 def _split_genres(text: str) -> tuple[str, ...]:
@@ -220,7 +259,7 @@ def _read_ml100k(folder: Path) -> dict[str, pd.DataFrame | None]:
         users = read_delimited(folder / "u.user", sep="|",
                                kinds=("int", "int", "str", "str", "str"),
                                names=("user_id", "age", "gender", "occupation", "zip"))
-        users["user_id"] = users["user_id"].astype(np.int32)
+        users = _int32_ids(users, "user_id", folder / "u.user")
     return {"ratings": ratings, "items": items, "users": users}
 
 
@@ -283,9 +322,10 @@ def _read_users_dat(path: Path) -> pd.DataFrame:
     bad = (codes < 0) | (codes >= len(OCCUPATIONS_1M))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}:{row + 1}: occupation code {codes[row]} is not in 0-20")
+        raise DataError(f"{row_locator(path, header=False)(row)}: occupation code {codes[row]} "
+                        "is not in 0-20")
     users["occupation"] = np.asarray(OCCUPATIONS_1M, dtype=object)[codes]
-    users["user_id"] = users["user_id"].astype(np.int32)
+    users = _int32_ids(users, "user_id", path)
     return users[["user_id", "age", "gender", "occupation", "zip"]]
 
 
@@ -302,7 +342,7 @@ def _read_tags_dat(path: Path) -> pd.DataFrame:
         users.append(_int(parts[0], path, lineno, "user id"))
         items.append(_int(parts[1], path, lineno, "movie id"))
         tags.append(tag)
-        stamps.append(_int(stamp, path, lineno, "timestamp"))
+        stamps.append(_int(stamp, path, lineno, "timestamp", bits=64))
     return pd.DataFrame({"user_id": np.asarray(users, dtype=np.int32),
                          "item_id": np.asarray(items, dtype=np.int32),
                          "tag": pd.Series(tags, dtype="str"),
@@ -315,15 +355,62 @@ def _read_csv_frame(path: Path, dtype: dict[str, object], columns: dict[str, str
         frame = pd.read_csv(path, dtype=dtype, keep_default_na=False,  # type: ignore[arg-type]
                             na_values={c: [""] for c, t in dtype.items() if t == "Int64"},
                             encoding="utf-8")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+        # pandas names neither the line nor the value: find them.
+        _locate_csv_error(path, dtype)
         raise DataError(f"{path}: could not be parsed: {exc}") from exc
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: header lacks {missing}; found {list(frame.columns)}")
+        raise DataError(f"{path}:1: header lacks {missing}; found {list(frame.columns)}")
     return frame[list(columns)].rename(columns=columns)
 
 
+def _locate_csv_error(path: Path, dtype: dict[str, object]) -> None:
+    """Raise DataError naming the first line of a CSV side table that pandas cannot read."""
+    for lineno, raw in iter_lines(path):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}:{lineno}: not valid utf-8 text: {raw[:80]!r}") from None
+    bits = {"int32": 32, "int64": 64, "Int64": 64}
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader, None)
+            if not header:
+                raise DataError(f"{path}: the file is empty")
+            checks = [(j, name, str(dtype[name])) for j, name in enumerate(header)
+                      if str(dtype.get(name)) in bits]
+            end = reader.line_num
+            for record in reader:
+                # A quoted field may span lines: name the line where the record starts.
+                start, end = end + 1, reader.line_num
+                if not record:
+                    continue
+                if len(record) != len(header):
+                    raise DataError(f"{path}:{start}: expected {len(header)} fields, found "
+                                    f"{len(record)}" + (" (an unclosed quote?)" if end > start
+                                                        else ""))
+                for j, name, kind in checks:
+                    value = record[j]
+                    if kind == "Int64" and value == "":
+                        continue
+                    _int(value, path, start, name, bits[kind])
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num}: {exc}") from None
+
+
+def _check_csv_header(path: Path, expected: tuple[str, ...]) -> None:
+    first = next((raw for _, raw in iter_lines(path)), b"")
+    found = tuple(f.strip() for f in first.decode("utf-8", errors="replace").lstrip("\ufeff")
+                  .split(","))
+    if found != expected:
+        raise DataError(f"{path}:1: header {','.join(found)[:120]!r} is not "
+                        f"{','.join(expected)!r}")
+
+
 def _read_csv(folder: Path) -> dict[str, pd.DataFrame | None]:
+    _check_csv_header(folder / "ratings.csv", _CSV_RATINGS_HEADER)
     ratings = read_delimited(folder / "ratings.csv", sep=",", kinds=_RATING_KINDS,
                              names=_RATING_NAMES, header=True)
     items = tags = links = None

@@ -34,6 +34,9 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "ngcf": ("movierec.models.graph:NGCF", "torch"),
     "lightgcn": ("movierec.models.graph:LightGCN", "torch"),
     "attngraphrec": ("movierec.models.graph:AttnGraphRec", "torch"),
+    "svdpp": ("movierec.models.svdpp:SVDpp", "torch"),
+    "autorec": ("movierec.models.autorec:AutoRec", "torch"),
+    "blend": ("movierec.models.blend:Blend", None),
 }
 
 # extra -> the module whose presence means the extra is installed

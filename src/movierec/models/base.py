@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from movierec.data.dataset import Dataset
 from movierec.data.vocab import Vocabulary
 from movierec.errors import ArtifactError, MovieRecError, NotFittedError
+from movierec.models.space import SearchSpace
 from movierec.random import RNGLike
 
 ARTIFACT_FORMAT = 1
@@ -92,6 +93,8 @@ class Recommender:
     uses_features: ClassVar[bool] = False
     uses_sequence: ClassVar[bool] = False
     supports_fold_in: ClassVar[bool] = False
+    # Parameters `movierec tune` searches (see movierec.models.space); empty: nothing to tune.
+    search_space: ClassVar[SearchSpace] = {}
 
     # Learned state common to every model, set by `_setup`.
     user_vocab_: Vocabulary

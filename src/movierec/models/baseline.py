@@ -8,6 +8,7 @@ import numpy as np
 
 from movierec.data.dataset import Dataset
 from movierec.models.base import Recommender, check_param, is_int, is_number
+from movierec.models.space import Float, SearchSpace
 from movierec.random import RNGLike
 
 __all__ = ["Bias", "GlobalMean", "Popularity", "fit_biases", "item_popularity"]
@@ -149,6 +150,10 @@ class Bias(Recommender):
     """
 
     name: ClassVar[str] = "bias"
+    search_space: ClassVar[SearchSpace] = {
+        "reg_user": Float(0.1, 100.0, log=True),
+        "reg_item": Float(0.1, 100.0, log=True),
+    }
     predicts_ratings: ClassVar[bool] = True
     supports_fold_in: ClassVar[bool] = True
 

@@ -11,6 +11,7 @@ import scipy.linalg
 from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
 from movierec.models.base import Recommender, check_param
+from movierec.models.space import Float, SearchSpace
 from movierec.random import RNGLike
 
 __all__ = ["EASE"]
@@ -36,6 +37,9 @@ class EASE(Recommender):
     """
 
     name: ClassVar[str] = "ease"
+    search_space: ClassVar[SearchSpace] = {
+        "lambda_": Float(1.0, 1e4, log=True),
+    }
     supports_fold_in: ClassVar[bool] = True
 
     def __init__(self, *, lambda_: float = 500.0, max_memory_gb: float = 4.0) -> None:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from movierec.data.dataset import Dataset
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
+from movierec.models.space import Float, Int, SearchSpace
 from movierec.train import (
     LOSSES,
     NegativeSampler,
@@ -409,6 +410,14 @@ class FeatureNet(TorchRecommender):
     """
 
     name: ClassVar[str] = "featurenet"
+    search_space: ClassVar[SearchSpace] = {
+        "embedding_size": Int(8, 128, log=True),
+        "hidden_size": Int(32, 512, log=True),
+        "dropout": Float(0.0, 0.6),
+        "learning_rate": Float(1e-4, 3e-2, log=True),
+        "weight_decay": Float(1e-7, 1e-2, log=True),
+        "reg": Float(1e-4, 0.3, log=True),
+    }
     predicts_ratings: ClassVar[bool] = True
     uses_features: ClassVar[bool] = True
     #: Hidden values materialized at once when scoring blocks (2²⁴ floats = 64 MiB).

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from movierec.data.dataset import Dataset
 from movierec.models.base import Recommender, check_param
 from movierec.models.baseline import baseline_predict, clip_to_scale, fit_biases
+from movierec.models.space import Float, Int, SearchSpace
 from movierec.random import RNGLike
 
 __all__ = ["ItemKNN", "UserKNN", "similarity_matrix"]
@@ -264,6 +265,10 @@ class ItemKNN(_KNN):
     """
 
     name: ClassVar[str] = "itemknn"
+    search_space: ClassVar[SearchSpace] = {
+        "k": Int(5, 500, log=True),
+        "shrinkage": Float(0.0, 100.0),
+    }
     _item_based: ClassVar[bool] = True
 
     def __init__(
@@ -317,6 +322,10 @@ class UserKNN(_KNN):
     """
 
     name: ClassVar[str] = "userknn"
+    search_space: ClassVar[SearchSpace] = {
+        "k": Int(5, 500, log=True),
+        "shrinkage": Float(0.0, 100.0),
+    }
     _item_based: ClassVar[bool] = False
 
     def __init__(

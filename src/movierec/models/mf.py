@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from movierec.data.dataset import Dataset
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
+from movierec.models.space import Float, Int, SearchSpace
 from movierec.train import (
     LOSSES,
     NegativeSampler,
@@ -137,6 +138,13 @@ class MF(TorchRecommender):
     """
 
     name: ClassVar[str] = "mf"
+    search_space: ClassVar[SearchSpace] = {
+        "embedding_size": Int(8, 256, log=True),
+        "learning_rate": Float(1e-4, 3e-2, log=True),
+        "weight_decay": Float(1e-7, 1e-2, log=True),
+        "reg": Float(1e-3, 1.0, log=True),
+        "dropout": Float(0.0, 0.5),
+    }
     predicts_ratings: ClassVar[bool] = True
     supports_fold_in: ClassVar[bool] = True
 

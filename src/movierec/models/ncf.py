@@ -41,7 +41,7 @@ data, pass about 6 epochs for NeuMF on ratings.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -52,6 +52,7 @@ from torch import Tensor, nn
 from movierec.data.dataset import Dataset
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
+from movierec.models.space import Choice, Float, Int, SearchSpace
 from movierec.random import RNGLike, as_generator, derive_seed
 from movierec.train import (
     LOSSES,
@@ -440,6 +441,12 @@ class GMF(_NCF):
     """
 
     name: ClassVar[str] = "gmf"
+    search_space: ClassVar[SearchSpace] = {
+        "embedding_size": Int(8, 128, log=True),
+        "learning_rate": Float(1e-4, 3e-2, log=True),
+        "weight_decay": Float(1e-7, 1e-2, log=True),
+        "dropout": Float(0.0, 0.5),
+    }
 
     def __init__(self, *, embedding_size: int = 64, dropout: float = 0.0, epochs: int = 20,
                  batch_size: int = 1024, learning_rate: float = 1e-3,
@@ -483,6 +490,13 @@ class MLP(_NCF):
     """
 
     name: ClassVar[str] = "mlp"
+    search_space: ClassVar[SearchSpace] = {
+        "embedding_size": Int(8, 128, log=True),
+        "layers": Choice([(64, 32, 16), (128, 64, 32), (256, 128, 64), (64, 32)]),
+        "learning_rate": Float(1e-4, 3e-2, log=True),
+        "weight_decay": Float(1e-7, 1e-2, log=True),
+        "dropout": Float(0.0, 0.5),
+    }
     _has_gmf: ClassVar[bool] = False
     _has_mlp: ClassVar[bool] = True
 
@@ -540,6 +554,13 @@ class NeuMF(_NCF):
     """
 
     name: ClassVar[str] = "neumf"
+    search_space: ClassVar[SearchSpace] = {
+        "embedding_size": Int(8, 128, log=True),
+        "layers": Choice([(64, 32, 16), (128, 64, 32), (256, 128, 64), (64, 32)]),
+        "learning_rate": Float(1e-4, 3e-2, log=True),
+        "weight_decay": Float(1e-7, 1e-2, log=True),
+        "dropout": Float(0.0, 0.5),
+    }
     _has_mlp: ClassVar[bool] = True
 
     pretrain: bool
@@ -557,7 +578,8 @@ class NeuMF(_NCF):
 
     def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
             progress: bool = True, checkpoint_dir: str | Path | None = None,
-            resume: bool = False) -> Self:
+            resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None
+            ) -> Self:
         """Train NeuMF (after fitting its GMF and MLP branches when `pretrain`); returns self.
 
         Args:
@@ -567,10 +589,11 @@ class NeuMF(_NCF):
             progress: show progress bars (only on terminals).
             checkpoint_dir: write last.safetensors + last.json there after every NeuMF epoch.
             resume: continue from the checkpoint in `checkpoint_dir` when there is one.
+            on_epoch: called with each NeuMF (fine-tuning) epoch's record; see `Trainer`.
         """
         if not self.pretrain:
             return super().fit(train, valid, rng=rng, progress=progress,
-                               checkpoint_dir=checkpoint_dir, resume=resume)
+                               checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
         gen = as_generator(rng)
         seeds = [derive_seed(gen) for _ in range(3)]
         shared = {k: v for k, v in self.params().items()
@@ -597,7 +620,7 @@ class NeuMF(_NCF):
         trainer = Trainer(epochs=self.epochs, learning_rate=self.finetune_learning_rate,
                           weight_decay=self.weight_decay, patience=self.patience,
                           grad_clip=self.grad_clip, progress=progress,
-                          checkpoint_dir=checkpoint_dir, resume=resume)
+                          checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
         trainer.fit(self, train, valid, generator)
         return self
 

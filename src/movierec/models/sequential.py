@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from movierec.data.dataset import Dataset
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
+from movierec.models.space import Choice, Float, Int, SearchSpace
 from movierec.train import (
     NegativeSampler,
     TorchRecommender,
@@ -391,6 +392,14 @@ class LSTMRec(_Sequential):
     """
 
     name: ClassVar[str] = "lstm"
+    search_space: ClassVar[SearchSpace] = {
+        "embedding_size": Int(16, 128, log=True),
+        "hidden_size": Int(32, 256, log=True),
+        "dropout": Float(0.0, 0.5),
+        "max_len": Int(10, 200, log=True),
+        "learning_rate": Float(1e-4, 3e-2, log=True),
+        "weight_decay": Float(1e-7, 1e-2, log=True),
+    }
     predicts_ratings: ClassVar[bool] = True
 
     def __init__(self, *, embedding_size: int = 64, hidden_size: int = 128,
@@ -462,6 +471,14 @@ class SASRec(_Sequential):
     """
 
     name: ClassVar[str] = "sasrec"
+    search_space: ClassVar[SearchSpace] = {
+        "embedding_size": Choice([32, 64, 128]),
+        "n_layers": Int(1, 3),
+        "dropout": Float(0.0, 0.5),
+        "max_len": Int(10, 200, log=True),
+        "learning_rate": Float(1e-4, 3e-2, log=True),
+        "weight_decay": Float(1e-7, 1e-2, log=True),
+    }
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 2, n_heads: int = 1,
                  dropout: float = 0.2, max_len: int = 50, loss: str = "bce",

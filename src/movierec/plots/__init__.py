@@ -12,6 +12,9 @@ Exploration (take a Dataset): `rating_distribution`, `ratings_over_time`, `top_g
 Results (take a BenchmarkResult, or the training part of the split and the top-k lists from
 `movierec.analysis.model_lists`): `model_comparison`, `training_curves`, `genre_distribution`,
 `genre_overlap`, `popularity_bias`, `user_card`.
+
+Tuning (take a tuning folder's trials and importances): `optimization_history`,
+`param_importances`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from movierec.plots._results import (
     training_curves,
     user_card,
 )
+from movierec.plots._tuning import optimization_history, param_importances
 
 __all__ = [
     "bipartite_graph",
@@ -45,6 +49,8 @@ __all__ = [
     "genre_overlap",
     "long_tail",
     "model_comparison",
+    "optimization_history",
+    "param_importances",
     "popularity_bias",
     "rating_distribution",
     "ratings_over_time",

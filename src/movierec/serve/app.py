@@ -10,20 +10,29 @@ app (its bounds are the served model's rating scale and the server's limits).
 """
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
+import anyio.to_thread
 import pandas as pd
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from movierec import __version__
 from movierec.errors import MovieRecError, UnknownIdError
 from movierec.models.base import Recommender
 from movierec.serve.engine import Engine, InvalidRequestError
+from movierec.serve.guard import BodyLimits, ModelTimeoutError, run_model_work
+from movierec.serve.reload import (
+    Reloader,
+    ReloadError,
+    ReloadForbiddenError,
+    is_loopback_address,
+)
 from movierec.serve.schemas import (
     ID_MAX,
     ID_MIN,
@@ -32,6 +41,7 @@ from movierec.serve.schemas import (
     ModelInfo,
     NewUserRecommendations,
     NewUserRequest,
+    ReloadResponse,
     SearchResponse,
     SimilarResponse,
     UserHistory,
@@ -40,23 +50,46 @@ from movierec.serve.schemas import (
     new_user_request_model,
 )
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "app_from_folder", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_READ_TIMEOUT", "DEFAULT_REQUEST_TIMEOUT",
+           "app_from_folder", "create_app"]
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = FsPath(__file__).parent / "static"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_REQUEST_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 10.0
 
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+_INVALID = {422: _error("Invalid parameters or body.")}
+_BUSY = {503: _error("The model did not answer within the server's time limit (overloaded or "
+                     "too costly a request); try again later.")}
+_WORK_ERRORS: dict[int | str, dict[str, Any]] = {**_INVALID, **_BUSY}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "Unknown user or movie id."},
-    422: {"model": ErrorResponse, "description": "Invalid parameters or body."},
-}
+    404: _error("Unknown user or movie id."), **_WORK_ERRORS}
 _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ERRORS, 413: {"model": ErrorResponse, "description": "Request body too large."}}
+    **_ERRORS,
+    400: _error("The body could not be read (e.g. not UTF-8)."),
+    408: _error("The body did not arrive within the server's read time limit."),
+    413: _error("Request body too large."),
+}
+_RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: _error("Only clients on the server's own machine (loopback) may reload."),
+    409: _error("Nothing reloaded, the previous model is still served: the folder is broken, "
+                "tampered or incompatible, a reload is already running, or the app has no "
+                "model folder."),
+}
 
 
 def create_app(model: Recommender, catalog: pd.DataFrame | None = None,
                meta: dict[str, Any] | None = None, *, max_k: int = 100,
-               max_ratings: int = 500, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+               max_ratings: int = 500, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+               read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+               model_dir: str | FsPath | None = None) -> FastAPI:
     """Build the service for one fitted model.
 
     Args:
@@ -66,10 +99,20 @@ def create_app(model: Recommender, catalog: pd.DataFrame | None = None,
         max_k: largest k a request may ask for (default 100).
         max_ratings: most ratings a new-user request may post (default 500).
         max_body_bytes: largest request body in bytes (default 64 KiB); larger gets HTTP 413.
+        request_timeout: seconds one request's model work may take, waiting for a worker
+            thread included (default 10); past it HTTP 503. None: no limit.
+        read_timeout: seconds a client has to send the request body (default 10); past it
+            HTTP 408. None: no limit.
+        model_dir: the folder `POST /model/reload` re-reads (`app_from_folder` sets it); None:
+            reload answers HTTP 409.
 
     Returns:
-        The FastAPI app; the engine (with every derived array computed) is `app.state.engine`.
+        The FastAPI app. The served engine (every derived array computed) is
+        `app.state.engine`; a reload replaces it. The reloader is `app.state.reloader`.
     """
+    for name, value in (("request_timeout", request_timeout), ("read_timeout", read_timeout)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be > 0 seconds or None, got {value!r}")
     engine = Engine(model, catalog, meta, max_k=max_k, max_ratings=max_ratings)
     scale = engine.rating_scale
     body_model = new_user_request_model(
@@ -78,15 +121,17 @@ def create_app(model: Recommender, catalog: pd.DataFrame | None = None,
     app = FastAPI(
         title="movierec",
         version=__version__,
-        summary=f"Movie recommendations from a {model.name} model",
+        summary="Movie recommendations from one saved model (GET /model says which)",
         description="Top-k movies for known users, for new users from a few ratings (fold-in, "
         "no retraining), similar movies and title search. Errors are JSON: "
         '`{"detail": "..."}`.',
     )
     app.state.engine = engine
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.state.reloader = None if model_dir is None else Reloader(
+        app.state, model_dir, rating_scale=scale, max_k=max_k, max_ratings=max_ratings)
+    app.add_middleware(BodyLimits, max_bytes=max_body_bytes, timeout=read_timeout)
     _add_error_handlers(app)
-    _add_routes(app, engine, body_model)
+    _add_routes(app, body_model, request_timeout)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -96,11 +141,13 @@ def app_from_folder(path: str | FsPath, **kwargs: Any) -> FastAPI:
 
     Args:
         path: the model folder.
-        **kwargs: max_k, max_ratings, max_body_bytes (see `create_app`).
+        **kwargs: max_k, max_ratings, max_body_bytes, request_timeout, read_timeout (see
+            `create_app`).
     """
     from movierec.artifact import load_catalog, load_model, read_meta
 
-    return create_app(load_model(path), load_catalog(path), read_meta(path), **kwargs)
+    return create_app(load_model(path), load_catalog(path), read_meta(path), model_dir=path,
+                      **kwargs)
 
 
 # --- routes ---------------------------------------------------------------------------------
@@ -109,8 +156,9 @@ def _split_genres(genres: str | None) -> list[str] | None:
     return names or None
 
 
-def _add_routes(app: FastAPI, engine: Engine, body_model: type[NewUserRequest]) -> None:
-    max_k = engine.max_k
+def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
+                request_timeout: float | None) -> None:
+    max_k = app.state.engine.max_k  # a server setting: the same for every reloaded engine
     KParam = Annotated[int, Query(ge=1, le=max_k, description=f"List length, 1 to {max_k}.")]
     UserId = Annotated[int, Path(ge=ID_MIN, le=ID_MAX, description="Original user id.")]
     ItemId = Annotated[int, Path(ge=ID_MIN, le=ID_MAX, description="Original movie id.")]
@@ -118,65 +166,93 @@ def _add_routes(app: FastAPI, engine: Engine, body_model: type[NewUserRequest]) 
         max_length=1000, description="Comma-separated genres; only movies of any of them "
         "(e.g. Comedy,Drama). GET /model lists the genres.")]
 
+    async def work(job: Callable[[Engine], dict[str, Any]]) -> dict[str, Any]:
+        # The engine is read once: a reload during this request never changes which model
+        # answers it.
+        engine: Engine = app.state.engine
+        return await run_model_work(partial(job, engine), request_timeout)
+
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     @app.get("/health", response_model=Health, tags=["service"])
-    def health() -> dict[str, Any]:
-        """The server is up and has a model loaded."""
-        return engine.health()
+    async def health() -> dict[str, Any]:
+        """The server is up and has a model loaded (answered without a worker thread)."""
+        return app.state.engine.health()
 
     @app.get("/model", response_model=ModelInfo, tags=["service"])
-    def model_info() -> dict[str, Any]:
-        """Model name, hyper-parameters, dataset, metrics, training time and request limits."""
-        return engine.info()
+    async def model_info() -> dict[str, Any]:
+        """Model name, hyper-parameters, dataset, metrics, training time, request limits, and
+        which load this is (generation, loaded_at)."""
+        return app.state.engine.info()
 
-    @app.get("/users", response_model=UserList, tags=["users"])
-    def users(offset: Annotated[int, Query(ge=0)] = 0,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    @app.post("/model/reload", response_model=ReloadResponse, responses=_RELOAD_ERRORS,
+              tags=["service"])
+    async def reload_model(request: Request) -> dict[str, Any]:
+        """Re-read the model folder and serve it; only for clients on this machine.
+
+        Requests in flight finish on the model they started with. A broken, tampered or
+        incompatible folder changes nothing: the answer is 409 with the reason, and the
+        previous model is still served. `movierec serve` also reloads on SIGHUP."""
+        client = request.client.host if request.client else None
+        if not is_loopback_address(client):
+            raise ReloadForbiddenError(
+                f"only clients on the server's machine may reload the model (this request "
+                f"came from {client or 'an unknown address'}); or send SIGHUP to the server")
+        reloader: Reloader | None = app.state.reloader
+        if reloader is None:
+            raise ReloadError("this app was built from a model object, not a folder: "
+                              "there is nothing to reload")
+        return await anyio.to_thread.run_sync(reloader.reload)
+
+    @app.get("/users", response_model=UserList, responses=_WORK_ERRORS, tags=["users"])
+    async def users(offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         """A page of the ids of users in the training data."""
-        return engine.users(offset, limit)
+        return await work(lambda e: e.users(offset, limit))
 
     @app.get("/users/{user_id}", response_model=UserHistory, responses=_ERRORS, tags=["users"])
-    def user_history(user_id: UserId,
-                     limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
+    async def user_history(user_id: UserId,
+                           limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+                           ) -> dict[str, Any]:
         """The movies a training user rated (most popular first)."""
-        return engine.user_history(user_id, limit)
+        return await work(lambda e: e.user_history(user_id, limit))
 
     @app.get("/users/{user_id}/recommendations", response_model=UserRecommendations,
              responses=_ERRORS, tags=["recommendations"])
-    def recommend_user(user_id: UserId, k: KParam = 10,
-                       exclude_seen: Annotated[bool, Query(
-                           description="Leave out movies the user rated in training.")] = True,
-                       genres: Genres = None) -> dict[str, Any]:
+    async def recommend_user(user_id: UserId, k: KParam = 10,
+                             exclude_seen: Annotated[bool, Query(
+                                 description="Leave out movies the user rated in training."
+                             )] = True, genres: Genres = None) -> dict[str, Any]:
         """Top-k movies for a user of the training data, with "because you liked"."""
-        return engine.recommend_user(user_id, k, exclude_seen=exclude_seen,
-                                     genres=_split_genres(genres))
+        return await work(lambda e: e.recommend_user(
+            user_id, k, exclude_seen=exclude_seen, genres=_split_genres(genres)))
 
     @app.post("/recommendations", response_model=NewUserRecommendations,
               responses=_BODY_ERRORS, tags=["recommendations"])
-    def recommend_new(body: body_model) -> dict[str, Any]:  # pyright: ignore[reportInvalidTypeForm]
+    async def recommend_new(
+            body: body_model) -> dict[str, Any]:  # pyright: ignore[reportInvalidTypeForm]
         """Top-k movies for a new user from posted ratings, folded into the model (no
         retraining); popularity when no posted movie is known to the model."""
         ratings = body.ratings
-        return engine.recommend_new([r.item for r in ratings], [r.rating for r in ratings],
-                                    body.k, exclude_rated=body.exclude_rated,
-                                    genres=body.genres)
+        items, values = [r.item for r in ratings], [r.rating for r in ratings]
+        return await work(lambda e: e.recommend_new(
+            items, values, body.k, exclude_rated=body.exclude_rated, genres=body.genres))
 
-    @app.get("/movies/search", response_model=SearchResponse, responses=_ERRORS,
+    @app.get("/movies/search", response_model=SearchResponse, responses=_WORK_ERRORS,
              tags=["movies"])
-    def search(q: Annotated[str, Query(min_length=1, max_length=200,
-                                       description="Part of a title, e.g. toy.")],
-               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
+    async def search(q: Annotated[str, Query(min_length=1, max_length=200,
+                                             description="Part of a title, e.g. toy.")],
+                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
         """Movies whose title contains `q` (case- and accent-insensitive)."""
-        return engine.search(q, limit)
+        return await work(lambda e: e.search(q, limit))
 
     @app.get("/movies/{item_id}/similar", response_model=SimilarResponse, responses=_ERRORS,
              tags=["movies"])
-    def similar(item_id: ItemId, k: KParam = 10) -> dict[str, Any]:
+    async def similar(item_id: ItemId, k: KParam = 10) -> dict[str, Any]:
         """The k movies most similar to a movie in the model's item space."""
-        return engine.similar(item_id, k)
+        return await work(lambda e: e.similar(item_id, k))
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -209,6 +285,18 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def impossible(request: Request, exc: InvalidRequestError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.exception_handler(ModelTimeoutError)
+    async def too_slow(request: Request, exc: ModelTimeoutError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"retry-after": "1"})
+
+    @app.exception_handler(ReloadForbiddenError)
+    async def forbidden(request: Request, exc: ReloadForbiddenError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
+    @app.exception_handler(ReloadError)
+    async def not_reloaded(request: Request, exc: ReloadError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
     @app.exception_handler(MovieRecError)
     async def refused(request: Request, exc: MovieRecError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
@@ -218,66 +306,3 @@ def _add_error_handlers(app: FastAPI) -> None:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error (see the server log)"},
                             status_code=500)
-
-
-class BodySizeLimit:
-    """ASGI middleware: HTTP 413 with a JSON message for bodies over `max_bytes`.
-
-    A declared Content-Length is checked before the app runs; a body without one (chunked) is
-    read here up to the limit and handed on whole.
-
-    Args:
-        app: the wrapped ASGI app.
-        max_bytes: the largest accepted body.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def _refuse(self, send: Send) -> None:
-        response = JSONResponse(
-            {"detail": f"request body too large: at most {self.max_bytes} bytes"},
-            status_code=413)
-        await response({"type": "http"}, _no_receive, send)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None:
-            if not declared.isdigit() or int(declared) > self.max_bytes:
-                await self._refuse(send)
-                return
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        await self.app(scope, replay, send)
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}
-

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -50,15 +51,22 @@ class Engine:
         max_k: largest list length a request may ask for.
         max_ratings: most ratings a new-user request may post.
         n_explanations: supporting history movies per recommendation.
+        generation: 1 for the model loaded at start, one more per successful reload.
+
+    An engine is never changed after it is built: a reload builds a new one and the app swaps
+    its reference, so a request keeps the engine it started with.
     """
 
     def __init__(self, model: Recommender, catalog: pd.DataFrame | None = None,
                  meta: dict[str, Any] | None = None, *, max_k: int = 100,
-                 max_ratings: int = 500, n_explanations: int = 3) -> None:
+                 max_ratings: int = 500, n_explanations: int = 3, generation: int = 1) -> None:
         model._check_fitted()
-        if max_k < 1 or max_ratings < 1 or n_explanations < 0:
-            raise ValueError("max_k and max_ratings must be ≥ 1, n_explanations ≥ 0")
+        if max_k < 1 or max_ratings < 1 or n_explanations < 0 or generation < 1:
+            raise ValueError("max_k, max_ratings and generation must be ≥ 1, "
+                             "n_explanations ≥ 0")
         self.model = model
+        self.generation = generation
+        self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.meta = dict(meta or {})
         self.max_k = max_k
         self.max_ratings = max_ratings
@@ -151,6 +159,8 @@ class Engine:
             "genres": self.genre_names,
             "max_k": self.max_k,
             "max_ratings": self.max_ratings,
+            "generation": self.generation,
+            "loaded_at": self.loaded_at,
         }
 
     # --- lookups --------------------------------------------------------------------------------

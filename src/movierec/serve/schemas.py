@@ -7,9 +7,9 @@ the request class for one app, so the OpenAPI schema at /docs shows the real lim
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 
 __all__ = [
     "ID_MAX",
@@ -22,6 +22,7 @@ __all__ = [
     "NewUserRequest",
     "RatingIn",
     "Recommendation",
+    "ReloadResponse",
     "SearchHit",
     "SearchResponse",
     "SimilarMovie",
@@ -34,9 +35,20 @@ __all__ = [
 ]
 
 # Original ids are stored as int64; anything outside is unknown by construction, and refusing
-# it up front keeps numpy from overflowing.
+# it up front keeps numpy from overflowing. The top is the largest float64 below 2**63: the
+# OpenAPI schema writes these bounds as floats, and 2**63 - 1 would be printed as 2**63.
 ID_MIN = -(2**63)
-ID_MAX = 2**63 - 1
+ID_MAX = 2**63 - 1024
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax mode reads JSON true/false as 1/0; the schema says number, so refuse them.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+NotBool = BeforeValidator(_not_bool)
 
 
 class ErrorResponse(BaseModel):
@@ -68,13 +80,30 @@ class ModelInfo(BaseModel):
     movierec_version: str | None
     n_users: int
     n_items: int
-    rating_scale: tuple[float, float] | None
+    # A list, not a tuple: a tuple becomes `prefixItems`, which some OpenAPI tools (schemathesis
+    # 4's response validator among them) misread.
+    rating_scale: list[float] | None = Field(min_length=2, max_length=2,
+                                             description="[lowest, highest] training rating.")
     predicts_ratings: bool
     fold_in: str = Field(description="How a new user is scored: 'model' (the model's own "
                          "fold-in rule) or 'item-similarity' (generic item-space fallback).")
     genres: list[str]
     max_k: int
     max_ratings: int
+    generation: int = Field(description="1 for the model loaded at start, one more per "
+                            "successful reload (POST /model/reload or SIGHUP).")
+    loaded_at: str = Field(description="When the served model was loaded (UTC, ISO 8601).")
+
+
+class ReloadResponse(BaseModel):
+    """A successful reload: what is served now and what was before."""
+
+    status: str = "reloaded"
+    model: str
+    generation: int
+    previous_model: str
+    previous_generation: int
+    seconds: float = Field(description="Time to load the folder and build the new engine.")
 
 
 class Movie(BaseModel):
@@ -132,8 +161,9 @@ class RatingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    item: int = Field(ge=ID_MIN, le=ID_MAX, description="Original item id.")
-    rating: float = Field(allow_inf_nan=False, description="Rating on the model's scale.")
+    item: Annotated[int, NotBool] = Field(ge=ID_MIN, le=ID_MAX, description="Original item id.")
+    rating: Annotated[float, NotBool] = Field(allow_inf_nan=False,
+                                              description="Rating on the model's scale.")
 
 
 class NewUserRequest(BaseModel):
@@ -143,8 +173,9 @@ class NewUserRequest(BaseModel):
 
     ratings: list[RatingIn] = Field(description="The user's ratings; items unknown to the model "
                                     "are ignored (and listed in the answer).")
-    k: int = Field(10, ge=1, description="Number of recommendations.")
-    exclude_rated: bool = Field(True, description="Leave out the movies just rated.")
+    k: Annotated[int, NotBool] = Field(10, ge=1, description="Number of recommendations.")
+    exclude_rated: bool = Field(True, strict=True,
+                                description="Leave out the movies just rated (true or false).")
     genres: list[str] | None = Field(None, description="Only movies of any of these genres.")
 
     @field_validator("ratings")
@@ -171,8 +202,9 @@ def new_user_request_model(*, rating_min: float | None, rating_max: float | None
     bounded_rating = create_model(
         "RatingIn",
         __base__=RatingIn,
-        rating=(float, Field(ge=rating_min, le=rating_max, allow_inf_nan=False,
-                             description=_rating_help(rating_min, rating_max))),
+        rating=(Annotated[float, NotBool], Field(
+            ge=rating_min, le=rating_max, allow_inf_nan=False,
+            description=_rating_help(rating_min, rating_max))),
     )
     return create_model(
         "NewUserRequest",
@@ -181,7 +213,8 @@ def new_user_request_model(*, rating_min: float | None, rating_max: float | None
                                              description=f"At most {max_ratings} ratings; items "
                                              "unknown to the model are ignored (and listed in "
                                              "the answer).")),
-        k=(int, Field(10, ge=1, le=max_k, description=f"Number of recommendations (1-{max_k}).")),
+        k=(Annotated[int, NotBool], Field(10, ge=1, le=max_k,
+                                          description=f"Number of recommendations (1-{max_k}).")),
     )
 
 

@@ -1,0 +1,347 @@
+"""Blend: a stacked ensemble of rating models whose weights a ridge regression learns.
+
+Stacking in the manner of the Netflix Prize blends (Töscher, Jahrer & Bell, "The BigChaos
+Solution to the Netflix Grand Prize", 2009; Sill et al., "Feature-Weighted Linear Stacking",
+2009): the members are fit on most of the training data, a linear model learns how to combine
+their predictions on the rest, and the members are then refit on all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from movierec.data.dataset import Dataset
+from movierec.models.base import Recommender, check_param, is_number, user_blocks
+from movierec.models.baseline import clip_to_scale
+from movierec.models.space import Choice, Float, SearchSpace
+from movierec.random import RNGLike, as_generator, derive_seed
+
+__all__ = ["Blend", "ridge_weights"]
+
+logger = logging.getLogger(__name__)
+
+Member = tuple[str, dict[str, Any]]
+
+# Cheap rating models that need no extra: ALS baselines and the two neighbourhood models in
+# Koren's rating-prediction setting (explicit ratings, residual similarities, shrunk).
+_KNN_RATING = {"k": 40, "similarity": "pearson_baseline", "shrinkage": 100.0,
+               "feedback": "explicit"}
+DEFAULT_MEMBERS: tuple[Member, ...] = (
+    ("bias", {}),
+    ("itemknn", dict(_KNN_RATING)),
+    ("userknn", dict(_KNN_RATING)),
+)
+USER_COUNT = "log_user_count"
+ITEM_COUNT = "log_item_count"
+MEMBER_PREFIX = "members."
+_PAIRS_PER_BLOCK = 1 << 18
+
+
+def ridge_weights(x: np.ndarray, y: np.ndarray, alpha: float, prior: np.ndarray
+                  ) -> tuple[np.ndarray, float]:
+    """Ridge regression shrunk towards `prior`, with an unpenalized intercept.
+
+    Solves min over (w, b) of ‖y − b − x w‖² + α ‖s ⊙ (w − prior)‖², with s the columns'
+    standard deviations (so the penalty acts on standardized features and α is comparable to a
+    number of rows). Constant columns keep their prior weight. With no rows, returns (prior, 0).
+
+    Args:
+        x: features float [n, p].
+        y: targets float [n].
+        alpha: penalty strength α (> 0).
+        prior: weights float [p] that the solution is shrunk towards.
+
+    Returns:
+        (weights float64 [p], intercept).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    prior = np.asarray(prior, dtype=np.float64)
+    if len(y) == 0:
+        return prior.copy(), 0.0
+    residual = y - x @ prior
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-12] = 1.0  # a constant column centres to 0 and so keeps its prior weight
+    z = (x - mean) / scale
+    gram = z.T @ z + alpha * np.eye(x.shape[1])
+    delta = np.linalg.solve(gram, z.T @ (residual - residual.mean())) / scale
+    return prior + delta, float(residual.mean() - mean @ delta)
+
+
+def _as_tuples(value: Any) -> Any:
+    """Lists (as JSON and the command line give them) back to tuples, recursively."""
+    if isinstance(value, list | tuple):
+        return tuple(_as_tuples(v) for v in value)
+    return value
+
+
+def normalize_members(members: Any) -> tuple[Member, ...]:
+    """Check `members` and return it as a tuple of (registered name, params dict) pairs.
+
+    A bare name stands for (name, {}); lists (from JSON or the command line) become tuples, both
+    around the pairs and inside member parameters, so a saved blend loads with equal params.
+
+    Raises:
+        ValueError: naming `members` (and the entry) when an entry is malformed, names no
+            registered model, names a model that does not predict ratings, or is a blend.
+    """
+    from movierec.models import REGISTRY, get_class
+
+    expected = "a non-empty sequence of (model name, {params}) pairs, e.g. (('bias', {}),)"
+    check_param("members", members,
+                isinstance(members, list | tuple) and len(members) > 0, expected)
+    out: list[Member] = []
+    for n, entry in enumerate(members):
+        where = f"members[{n}]"
+        if isinstance(entry, str):
+            entry = (entry, {})
+        check_param(where, entry, isinstance(entry, list | tuple) and len(entry) == 2
+                    and isinstance(entry[0], str) and isinstance(entry[1], Mapping)
+                    and all(isinstance(k, str) for k in entry[1]),
+                    "a model name or a (model name, {params}) pair")
+        name, params = entry[0], {k: _as_tuples(v) for k, v in entry[1].items()}
+        check_param(where, name, name in REGISTRY, f"a registered model ({', '.join(REGISTRY)})")
+        check_param(where, name, name != "blend", "a model other than blend")
+        cls = get_class(name)
+        check_param(where, name, cls.predicts_ratings,
+                    "a model that predicts ratings (a blend fits ratings by least squares)")
+        unknown = sorted(set(params) - set(cls.param_names()))
+        check_param(f"{where} ({name})", params, not unknown,
+                    f"parameters of {name!r} ({cls.param_names()}); unknown: {unknown}")
+        try:
+            cls(**params)
+        except ValueError as exc:
+            raise ValueError(f"{where} ({name}): {exc}") from None
+        out.append((name, params))
+    return tuple(out)
+
+
+class Blend(Recommender):
+    """Stacked ensemble: r̂_ui = b + Σ_m (w_m + v_m·ℓ_u + t_m·ℓ_i) r̂ᵐ_ui + c·ℓ_u + d·ℓ_i.
+
+    r̂ᵐ are the members' rating predictions and ℓ_u = log(1 + n_u), ℓ_i = log(1 + n_i) the
+    user's and item's training rating counts (the meta-features of feature-weighted linear
+    stacking, Sill et al. 2009: how much each member is trusted may depend on how much data a
+    user or item has). With `meta_features=False` only b and the w_m are used.
+
+    Fitting (`fit`): a per-user random `holdout` share of the training ratings is carved out
+    (seeded; `movierec.split.user_random_split`); the members are fit on the rest and predict
+    the held-out ratings; `ridge_weights` learns (b, w, v, t, c, d) on those predictions,
+    shrunk towards the plain average (w_m = 1/M, everything else 0); finally every member is
+    refit on all the training ratings. When the carve-out is empty (users with very few
+    ratings), the weights are the plain average. Predictions are clipped to the rating scale;
+    the ranking score (`_score`) is the unclipped blend over all items.
+
+    Learned state: `members_` (the refit members; saved inside the blend's artifact as prefixed
+    tensors and JSON, never pickled), `coef_` and `feature_names_` (read them together as the
+    dict `weights_`), `intercept_`, `holdout_rmse_` (each member's and the blend's RMSE on the
+    carve-out, the blend's in-sample), `n_holdout_` and `fit_seconds_` (each member's, both
+    stages together).
+
+    Args:
+        members: the member models as (registered name, {params}) pairs, or bare names; only
+            models that predict ratings (default: bias, and item- and user-kNN with explicit
+            pearson_baseline similarities, k=40, shrinkage 100: cheap and torch-free).
+        holdout: per-user share of the training ratings the weights are learned on (default
+            0.1, in (0, 1)).
+        alpha: ridge penalty α on the standardized features, towards the plain average; about
+            the number of held-out ratings the prior is worth (default 10.0, > 0).
+        meta_features: add the log-count features and their products with the members'
+            predictions (default True).
+    """
+
+    name: ClassVar[str] = "blend"
+    search_space: ClassVar[SearchSpace] = {
+        "alpha": Float(0.01, 1e4, log=True),
+        "holdout": Float(0.05, 0.3),
+        "meta_features": Choice([True, False]),
+    }
+    predicts_ratings: ClassVar[bool] = True
+
+    members_: list[Recommender]
+    coef_: np.ndarray
+    intercept_: float
+    feature_names_: list[str]
+
+    def __init__(self, *, members: Sequence[Any] = DEFAULT_MEMBERS, holdout: float = 0.1,
+                 alpha: float = 10.0, meta_features: bool = True) -> None:
+        # Stored in canonical form (pairs, tuples for lists) so that params survive JSON.
+        self.members = normalize_members(members)
+        check_param("holdout", holdout, is_number(holdout) and 0 < holdout < 1,
+                    "a number in (0, 1)")
+        check_param("alpha", alpha, is_number(alpha) and alpha > 0, "a number > 0")
+        check_param("meta_features", meta_features, isinstance(meta_features, bool), "a bool")
+        self.holdout = holdout
+        self.alpha = alpha
+        self.meta_features = meta_features
+
+    # --- fitting -------------------------------------------------------------------------------
+    def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
+            progress: bool = True) -> Self:
+        """Fit the members on a carve-out of `train`, the weights on the rest, then refit.
+
+        Args:
+            train: training data; the ridge's holdout is always carved from it.
+            valid: optional validation data, handed to every member's `fit` in both stages
+                (early stopping of the neural members); the blend's weights never see it.
+            rng: seed or Generator; seeds the carve-out and each member (the same member seed
+                in both stages).
+            progress: passed on to the members.
+        """
+        from movierec.split import user_random_split
+
+        self._setup(train)
+        gen = as_generator(rng)
+        holdout_seed = derive_seed(gen)
+        seeds = [derive_seed(gen) for _ in self.members]
+        labels = self._member_labels()
+        self.feature_names_ = self._feature_names(labels)
+        prior = np.zeros(len(self.feature_names_))
+        prior[: len(labels)] = 1.0 / len(labels)
+        if train.n_ratings >= 2:
+            split = user_random_split(train, test_size=self.holdout, rng=holdout_seed)
+            inner, held = split.train, split.test
+        else:
+            inner, held = train, train.with_ratings(train.ratings.iloc[:0])
+        self.n_holdout_ = held.n_ratings
+        self.holdout_rmse_: dict[str, float] = {}
+        self.fit_seconds_: dict[str, float] = {}
+        if held.n_ratings:
+            logger.info("blend: fitting %d members on %d ratings, weights on %d", len(labels),
+                        inner.n_ratings, held.n_ratings)
+            models = self._fit_members(inner, valid, seeds, progress)
+            users = held.ratings["user_id"].to_numpy()
+            items = held.ratings["item_id"].to_numpy()
+            u = inner.user_vocab.codes(users, missing="negative")
+            i = inner.item_vocab.codes(items, missing="negative")
+            preds = np.stack([m._predict(u, i) for m in models]).astype(np.float64)
+            x = self._design(preds, *self._log_counts(inner.matrix("binary"), u, i))
+            y = held.ratings["rating"].to_numpy(np.float64)
+            self.coef_, self.intercept_ = ridge_weights(x, y, float(self.alpha), prior)
+            blended = clip_to_scale(x @ self.coef_ + self.intercept_, self.rating_scale_)
+            for label, p in zip([*labels, "blend"], [*preds, blended], strict=True):
+                self.holdout_rmse_[label] = float(np.sqrt(np.mean((p - y) ** 2)))
+        else:
+            logger.info("blend: the %.2f carve-out is empty; using the plain average",
+                        self.holdout)
+            self.coef_, self.intercept_ = prior, 0.0
+        self.members_ = self._fit_members(train, valid, seeds, progress)
+        return self
+
+    def _fit_members(self, train: Dataset, valid: Dataset | None, seeds: list[int],
+                     progress: bool) -> list[Recommender]:
+        from movierec.models import get
+
+        fitted = []
+        for label, (name, params), seed in zip(self._member_labels(), self.members, seeds,
+                                               strict=True):
+            start = time.perf_counter()
+            fitted.append(get(name, **params).fit(train, valid, rng=seed, progress=progress))
+            seconds = time.perf_counter() - start
+            self.fit_seconds_[label] = self.fit_seconds_.get(label, 0.0) + seconds
+        return fitted
+
+    def _member_labels(self) -> list[str]:
+        names = [name for name, _ in self.members]
+        return [name if names.count(name) == 1 else f"{name}[{n}]"
+                for n, name in enumerate(names)]
+
+    def _feature_names(self, labels: list[str]) -> list[str]:
+        if not self.meta_features:
+            return list(labels)
+        return [*labels, *(f"{m}*{USER_COUNT}" for m in labels),
+                *(f"{m}*{ITEM_COUNT}" for m in labels), USER_COUNT, ITEM_COUNT]
+
+    def _design(self, preds: np.ndarray, log_users: np.ndarray, log_items: np.ndarray
+                ) -> np.ndarray:
+        """Features float64 [n, p] in `feature_names_` order from member predictions [M, n]."""
+        if not self.meta_features:
+            return preds.T
+        return np.column_stack([preds.T, (preds * log_users).T, (preds * log_items).T,
+                                log_users, log_items])
+
+    @staticmethod
+    def _log_counts(seen: Any, u: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log(1 + training ratings) of each pair's user and item (0 for codes of −1)."""
+        n_user = np.diff(seen.indptr)
+        n_item = np.bincount(seen.indices, minlength=seen.shape[1])
+        lu = np.where(u >= 0, np.log1p(n_user[np.maximum(u, 0)]), 0.0)
+        li = np.where(i >= 0, np.log1p(n_item[np.maximum(i, 0)]), 0.0)
+        return lu, li
+
+    # --- scoring -------------------------------------------------------------------------------
+    @property
+    def weights_(self) -> dict[str, float]:
+        """The learned weights by feature name, plus "intercept"."""
+        self._check_fitted()
+        return {**dict(zip(self.feature_names_, self.coef_.tolist(), strict=True)),
+                "intercept": float(self.intercept_)}
+
+    def _blend(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
+        """Unclipped blended predictions float64 [n] for code pairs."""
+        preds = np.stack([m._predict(user_codes, item_codes) for m in self.members_])
+        x = self._design(preds.astype(np.float64), *self._log_counts(self.seen_, user_codes,
+                                                                      item_codes))
+        return x @ self.coef_ + self.intercept_
+
+    def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        u = np.asarray(user_codes, dtype=np.int64)
+        i = np.asarray(item_codes, dtype=np.int64)
+        out = np.empty(len(u), dtype=np.float32)
+        for blk in user_blocks(len(u), _PAIRS_PER_BLOCK):
+            out[blk] = clip_to_scale(self._blend(u[blk], i[blk]), self.rating_scale_)
+        return out
+
+    def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
+        self._check_fitted()
+        items = (np.arange(self.n_items) if item_codes is None
+                 else np.asarray(item_codes)).astype(np.int64)
+        users = np.asarray(user_codes, dtype=np.int64)
+        out = np.empty((len(users), len(items)), dtype=np.float32)
+        if out.size == 0:
+            return out
+        for blk in user_blocks(len(users), max(1, _PAIRS_PER_BLOCK // max(1, len(items)))):
+            u = np.repeat(users[blk], len(items))
+            i = np.tile(items, len(users[blk]))
+            out[blk] = self._blend(u, i).reshape(-1, len(items))
+        return out
+
+    # --- persistence ---------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        """Own state plus each member's, keyed "members.<n>.<key>" (tensors and JSON, no pickle)."""
+        state = super()._state()
+        members = state.pop("members_")
+        for n, member in enumerate(members):
+            for key, value in member._state().items():
+                state[f"{MEMBER_PREFIX}{n}.{key}"] = value
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        from movierec.models import get
+
+        super()._restore({k: v for k, v in state.items() if not k.startswith(MEMBER_PREFIX)})
+        self.members_ = []
+        for n, (name, params) in enumerate(self.members):
+            prefix = f"{MEMBER_PREFIX}{n}."
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if isinstance(sub.get("rating_scale_"), list):  # JSON has no tuples
+                sub["rating_scale_"] = tuple(sub["rating_scale_"])
+            member = get(name, **params)
+            member._restore(sub)
+            # The blend feeds its own codes to the members: their vocabularies must be its own.
+            vocabs = (getattr(member, "user_vocab_", None), getattr(member, "item_vocab_", None))
+            if vocabs[0] is None or vocabs[1] is None or (len(vocabs[0]), len(vocabs[1])) != (
+                    len(self.user_vocab_), len(self.item_vocab_)):
+                raise ValueError(f"member {n} ({name}): saved state lacks vocabularies of "
+                                 f"{len(self.user_vocab_)} users x {len(self.item_vocab_)} items")
+            self.members_.append(member)
+        if len(np.ravel(self.coef_)) != len(self.feature_names_):
+            raise ValueError(f"coef_ has {len(np.ravel(self.coef_))} weights for "
+                             f"{len(self.feature_names_)} features")
