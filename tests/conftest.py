@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from movierec.data.dataset import Dataset
 
@@ -16,6 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 # pytest-xdist workers export COLUMNS=80 and the CLI honours COLUMNS (tables fold to fit), so
 # tests that read whole tables from the CLI's output would depend on how pytest was started.
 os.environ.pop("COLUMNS", None)
+
+# Property and fuzz tests run the same examples on every run, so CI is reproducible; set
+# HYPOTHESIS_PROFILE=explore to draw fresh examples (benchmarks/fuzz_loaders.py explores too).
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def shared_data_dir() -> Path | None:

@@ -82,7 +82,8 @@ def _join_state(arrays: dict[str, np.ndarray], spec: dict[str, Any], where: Path
                 raise ArtifactError(f"{where}: unknown state type {kind!r} for {name!r}")
     except KeyError as exc:
         raise ArtifactError(f"{where}: weights file lacks tensor {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:  # e.g. a CSR shape that does not fit its arrays
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. a CSR shape that does not fit
+        # its arrays, or a shape too large for any index type
         raise ArtifactError(f"{where}: state {name!r} is inconsistent ({exc})") from None
     return state
 

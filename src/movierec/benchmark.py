@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # Column order of the printed table: rating, ranking @k, beyond accuracy @k.
 RANKING = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")
 BEYOND = ("coverage", "diversity", "novelty", "arp", "personalization")
+# Keys of the rated-items protocol and of scaled errors (experiment files), when present.
+RATED = ("mse", "rmse_scaled", "precision_rated", "recall_rated", "f1_rated")
 
 
 @dataclass
@@ -53,7 +55,8 @@ class BenchmarkResult:
         if frame.empty:
             return frame
         k = k if k is not None else _default_k(self.protocol.get("k", [10]))
-        cols = ["rmse", "mae", *(f"{m}@{k}" for m in RANKING), *(f"{m}@{k}" for m in BEYOND),
+        cols = ["rmse", "mae", *RATED, *(f"{m}@{k}" for m in RANKING),
+                *(f"sampled_{m}@{k}" for m in ("hit", "ndcg")), *(f"{m}@{k}" for m in BEYOND),
                 "fit_seconds", "recommend_seconds"]
         cols = [c for c in cols if c in frame.columns]
         grouped = frame.groupby("model", sort=False)[cols]

@@ -18,6 +18,15 @@ knows is ranked against `n_negatives` items drawn uniformly without replacement 
 items the user never interacted with (in train or test). Ties count against the held-out item.
 Keys are prefixed ("sampled_hit@10", "sampled_ndcg@10") so they are never confused with full
 ranking; with leave-one-out and `relevance=0` this is the paper's HR@10 / NDCG@10.
+
+Rated-items protocol (`evaluate_rated_items`, common in course projects): no ranking and no k.
+Only the user's *rated* test items are looked at; an item is "recommended" when the predicted
+rating is >= `threshold` and "relevant" when the true rating is. Keys `precision_rated`,
+`recall_rated`, `f1_rated` (per-user values averaged over users, see
+`metrics.rated_precision_recall` for the empty-set conventions) and `rmse_scaled` (RMSE with both
+ratings mapped linearly from the rating scale to [0, 1]). It only measures how well predicted
+ratings separate liked from disliked items the user chose to watch; it says nothing about finding
+them among thousands of unwatched ones, which is what the full protocol measures.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -33,6 +42,7 @@ import scipy.sparse as sp
 
 from movierec import __version__
 from movierec import metrics as M
+from movierec.errors import MovieRecError
 from movierec.models.base import Recommender, mask_rows, user_blocks
 from movierec.random import RNGLike, as_generator
 from movierec.results import Results
@@ -120,6 +130,81 @@ def evaluate(
             "version": __version__}
     return Results(summary=summary, per_user=per_user, counts=counts, protocol=proto,
                    timings=timings, lists=lists, meta=meta)
+
+
+@overload
+def evaluate_rated_items(model: Recommender, split: Split, threshold: float = ..., *,
+                         with_counts: Literal[False] = ...) -> dict[str, float]: ...
+@overload
+def evaluate_rated_items(model: Recommender, split: Split, threshold: float = ..., *,
+                         with_counts: Literal[True]) -> tuple[dict[str, float], dict[str, int]]: ...
+def evaluate_rated_items(model: Recommender, split: Split, threshold: float = 4.0, *,
+                         with_counts: bool = False
+                         ) -> dict[str, float] | tuple[dict[str, float], dict[str, int]]:
+    """Precision / recall / F1 over each user's rated test items, and RMSE on a [0, 1] scale.
+
+    Every row of `split.test` is predicted (unknown users or items get the model's fallback, as
+    for RMSE). Per user u: recommended_u = rated test items with predicted rating >= threshold,
+    relevant_u = those with true rating >= threshold. precision_rated is the mean of precision_u
+    over the users with at least one recommended item, recall_rated the mean of recall_u over the
+    users with at least one relevant item, f1_rated the mean of F1_u over the users where both are
+    defined (F1_u = 0 when precision_u + recall_u = 0). A key is NaN when no user qualifies.
+    rmse_scaled = RMSE after mapping true and predicted ratings by (r - lo) / (hi - lo), where
+    (lo, hi) is the training data's rating scale (else its min and max rating); predictions are
+    not clipped, so it equals RMSE / (hi - lo).
+
+    Args:
+        model: a fitted model with `predicts_ratings`.
+        split: the split the model was trained on.
+        threshold: rating at or above which an item is recommended / relevant (default 4.0).
+        with_counts: also return the counts of users behind each average.
+
+    Returns:
+        {"precision_rated", "recall_rated", "f1_rated", "rmse_scaled"}, and with `with_counts`
+        a second dict (rated_users, rated_users_with_recommended, rated_users_with_relevant,
+        rated_users_f1, rated_rows).
+
+    Raises:
+        MovieRecError: the model does not predict ratings.
+    """
+    model._check_fitted()
+    if not model.predicts_ratings:
+        raise MovieRecError(f"{type(model).__name__} does not predict ratings: the rated-items "
+                            "protocol needs predicted ratings")
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite rating, got {threshold!r}")
+    test = split.test.ratings
+    y = test["rating"].to_numpy(np.float64)
+    yhat = model.predict(test["user_id"].to_numpy(), test["item_id"].to_numpy()).astype(np.float64)
+    _, users = np.unique(test["user_id"].to_numpy(), return_inverse=True)
+    n_users = int(users.max()) + 1 if len(users) else 0
+    p, r, f = M.rated_precision_recall(users, yhat >= threshold, y >= threshold, n_users)
+    lo, hi = _rating_scale(split)
+
+    def mean(v: np.ndarray) -> float:
+        return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+    out = {"precision_rated": mean(p), "recall_rated": mean(r), "f1_rated": mean(f),
+           "rmse_scaled": M.rmse((y - lo) / (hi - lo), (yhat - lo) / (hi - lo))}
+    if not with_counts:
+        return out
+    counts = {"rated_rows": len(test), "rated_users": n_users,
+              "rated_users_with_recommended": int(np.isfinite(p).sum()),
+              "rated_users_with_relevant": int(np.isfinite(r).sum()),
+              "rated_users_f1": int(np.isfinite(f).sum())}
+    return out, counts
+
+
+def _rating_scale(split: Split) -> tuple[float, float]:
+    """(lowest, highest) rating of the training data: its declared scale, else min and max."""
+    scale = split.train.rating_scale
+    if scale is None:
+        ratings = split.train.ratings["rating"].to_numpy(np.float64)
+        scale = (float(ratings.min()), float(ratings.max())) if len(ratings) else (0.0, 0.0)
+    lo, hi = float(scale[0]), float(scale[1])
+    if not hi > lo:
+        raise ValueError(f"rmse_scaled needs a rating scale with highest > lowest, got {scale}")
+    return lo, hi
 
 
 def _check_args(ks: Sequence[int] | int, protocol: str, block_size: int,
@@ -332,4 +417,4 @@ def _sampled(model: Recommender, ks: list[int], t_users: np.ndarray, t_items: np
     return pd.DataFrame(per_user), summary
 
 
-__all__ = ["Protocol", "evaluate"]
+__all__ = ["Protocol", "evaluate", "evaluate_rated_items"]

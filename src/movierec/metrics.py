@@ -37,6 +37,12 @@ METRICS: dict[str, Direction] = {
     "arp": "lower",
     "personalization": "higher",
     "gini": "lower",
+    # Rated-items protocol (`movierec.evaluate.evaluate_rated_items`) and derived rating keys.
+    "precision_rated": "higher",
+    "recall_rated": "higher",
+    "f1_rated": "higher",
+    "rmse_scaled": "lower",
+    "mse": "lower",
 }
 
 
@@ -139,6 +145,44 @@ def mae(y: np.ndarray, yhat: np.ndarray) -> float:
     if y.shape != yhat.shape:
         raise ValueError(f"y {y.shape} and yhat {yhat.shape} differ in shape")
     return float(np.mean(np.abs(y - yhat))) if y.size else float("nan")
+
+
+def rated_precision_recall(
+    users: np.ndarray, recommended: np.ndarray, relevant: np.ndarray, n_users: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-user precision, recall and F1 over the items each user rated (no ranking, no k).
+
+    Every row is one rated (user, item) pair; an item is "recommended" when the model's predicted
+    rating clears a threshold, "relevant" when the true one does. For user u, with TP_u the rows
+    both recommended and relevant: precision_u = TP_u / |recommended_u|, recall_u = TP_u /
+    |relevant_u|, F1_u = 2 P R / (P + R). Empty sets: precision is NaN for a user with nothing
+    recommended, recall NaN for a user with nothing relevant (undefined, not 0, so that averages
+    over users skip them); F1 is NaN where either is NaN and 0 where P + R = 0.
+
+    Args:
+        users: user index of each row, in [0, n_users).
+        recommended: bool per row, predicted rating >= threshold.
+        relevant: bool per row, true rating >= threshold.
+        n_users: number of users (length of the outputs).
+
+    Returns:
+        (precision, recall, f1), each float64[n_users]; users without rows get NaN everywhere.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    rec = np.asarray(recommended, dtype=bool)
+    rel = np.asarray(relevant, dtype=bool)
+    if not (users.shape == rec.shape == rel.shape) or users.ndim != 1:
+        raise ValueError(f"users {users.shape}, recommended {rec.shape} and relevant {rel.shape} "
+                         "must be 1-d arrays of one length")
+    n_rec = np.bincount(users, weights=rec, minlength=n_users)
+    n_rel = np.bincount(users, weights=rel, minlength=n_users)
+    tp = np.bincount(users, weights=rec & rel, minlength=n_users)
+    precision = np.where(n_rec > 0, _safe_div(tp, n_rec), np.nan)
+    recall = np.where(n_rel > 0, _safe_div(tp, n_rel), np.nan)
+    f1 = np.where(np.isnan(precision) | np.isnan(recall), np.nan,
+                  _safe_div(2 * np.nan_to_num(precision) * np.nan_to_num(recall),
+                            np.nan_to_num(precision) + np.nan_to_num(recall)))
+    return precision, recall, f1
 
 
 # --- beyond accuracy ---------------------------------------------------------------------------
@@ -262,5 +306,5 @@ def gini(lists: np.ndarray, n_items: int) -> float:
 __all__ = [
     "METRICS", "Direction", "arp", "average_precision", "coverage", "direction", "discounts",
     "f1", "gini", "hit_rate", "intra_list_diversity", "item_counts", "mae", "ndcg", "novelty",
-    "personalization", "precision", "recall", "reciprocal_rank", "rmse",
+    "personalization", "precision", "rated_precision_recall", "recall", "reciprocal_rank", "rmse",
 ]

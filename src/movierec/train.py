@@ -16,6 +16,9 @@ the best weights restored, per-epoch checkpoints (safetensors + JSON, atomic) an
 Randomness: one CPU `torch.Generator` derived from `rng` drives initialisation, shuffling,
 negative sampling and dropout. Modules use the global torch RNG (e.g. `nn.Dropout`), so it is
 seeded from that generator only inside `torch.random.fork_rng`, which restores the caller's state.
+
+Data-parallel: under torchrun the Trainer splits every global batch across processes and sums
+their gradients by hand (`movierec.distributed`); see `Trainer`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from movierec import distributed
 from movierec import metrics as M
 from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
@@ -275,6 +279,10 @@ class TorchRecommender(Recommender):
             ) -> Self:
         """Train the module with `Trainer`; returns self.
 
+        Launched by torchrun (`WORLD_SIZE` > 1) or inside a caller's process group, every process
+        joins the group and trains data-parallel (see `Trainer` and `movierec.distributed`): same
+        seed on every rank, `batch_size` is the global batch, rank 0 writes the checkpoints.
+
         Args:
             train: training data.
             valid: optional validation data for early stopping (best weights are restored).
@@ -287,7 +295,10 @@ class TorchRecommender(Recommender):
         """
         self._setup(train)
         self._prepare(train)
-        self.device_ = resolve_device(str(getattr(self, "device", "auto")))
+        # Under torchrun every process joins the group here; each uses its own GPU (LOCAL_RANK).
+        distributed.init()
+        self.device_ = distributed.local_device(
+            resolve_device(str(getattr(self, "device", "auto"))))
         generator = torch.Generator().manual_seed(derive_seed(rng))
         with seeded_torch(generator, self.device_):
             self.module_ = self.build_module().to(self.device_)
@@ -367,14 +378,31 @@ def validation_metric(model: TorchRecommender, valid: Dataset) -> tuple[str, flo
 
     NDCG@10 ranks every training item outside the user's training history (full ranking) for the
     validation users known to the model; every validation item is relevant (relevance 0).
+
+    Data-parallel (`movierec.distributed`): each process scores the users whose code is its rank
+    modulo the world size, and the sums behind the mean are all-reduced, so every process gets
+    the same value (and takes the same early-stopping decision).
     """
     users = model.user_vocab_.codes(valid.ratings["user_id"].to_numpy(), missing="negative")
     items = model.item_vocab_.codes(valid.ratings["item_id"].to_numpy(), missing="negative")
+    world = distributed.world_size()
     if model.objective == "rating":
-        yhat = model._predict(users, items)
-        return "rmse", M.rmse(valid.ratings["rating"].to_numpy(), yhat)
+        if world == 1:
+            yhat = model._predict(users, items)
+            return "rmse", M.rmse(valid.ratings["rating"].to_numpy(), yhat)
+        # Unknown users (code -1) fall to rank world-1: the shards still partition the rows.
+        mine = users % world == distributed.rank()
+        yhat = model._predict(users[mine], items[mine]).astype(np.float64)
+        err = valid.ratings["rating"].to_numpy(np.float64)[mine] - yhat
+        total = distributed.all_reduce_sum(
+            torch.tensor([float(np.sum(err**2)), float(mine.sum())], dtype=torch.float64))
+        n = float(total[1])
+        return "rmse", math.sqrt(float(total[0]) / n) if n else float("nan")
     known = users >= 0
     block_users, n_relevant = np.unique(users[known], return_counts=True)
+    if world > 1:
+        mine = block_users % world == distributed.rank()
+        block_users, n_relevant = block_users[mine], n_relevant[mine]
     keys = np.sort(users[known & (items >= 0)].astype(np.int64) * model.n_items
                    + items[known & (items >= 0)])
     values = []
@@ -384,6 +412,12 @@ def validation_metric(model: TorchRecommender, valid: Dataset) -> tuple[str, flo
         pos = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
         hits = (cols >= 0) & (keys[pos] == query) if len(keys) else np.zeros_like(cols, bool)
         values.append(M.ndcg(hits, n_relevant[blk]))
+    if world > 1:
+        flat = np.concatenate(values) if values else np.zeros(0)
+        total = distributed.all_reduce_sum(
+            torch.tensor([float(flat.sum()), float(len(flat))], dtype=torch.float64))
+        n = float(total[1])
+        return "ndcg@10", float(total[0]) / n if n else 0.0
     return "ndcg@10", float(np.concatenate(values).mean()) if values else 0.0
 
 
@@ -412,6 +446,16 @@ class Trainer:
         on_epoch: called after every epoch (and its checkpoint) with the epoch's record
             {epoch, train_loss, valid_metric, metric, seconds}; an exception it raises ends
             training and propagates.
+
+    Data-parallel (several processes, see `movierec.distributed`): every process draws the same
+    global batches from the shared seed (same permutation, same negatives), computes the loss on
+    its contiguous 1/world slice of each, and the gradients are summed across processes weighted
+    by slice size — the gradient of the global batch's mean loss, so `batch_size` is the global
+    batch. Gradients are all-reduced by hand rather than by wrapping the module in
+    DistributedDataParallel, because models compute losses through module methods other than
+    `forward` (`user_terms`, `item_terms`...), which DDP's reducer does not see. Validation is
+    sharded by users, every process takes the same early-stopping decision, and only rank 0
+    writes checkpoints and shows progress; `on_epoch` runs on every process.
     """
 
     def __init__(self, *, epochs: int, learning_rate: float = 1e-3, weight_decay: float = 0.0,
@@ -443,14 +487,16 @@ class Trainer:
         n_batches = math.ceil(len(next(iter(data.values()))) / int(getattr(model, "batch_size", 1)))
         run = _RunState()
         if self.resume and self.checkpoint_dir is not None:
-            if (self.checkpoint_dir / CHECKPOINT).is_file():
+            if _found_everywhere(self.checkpoint_dir / CHECKPOINT):
                 run = _load_checkpoint(self.checkpoint_dir, model, optimizer, generator)
                 logger.info("resuming %s after epoch %d", type(model).__name__, run.epoch)
             else:
                 logger.info("no checkpoint in %s: training from scratch", self.checkpoint_dir)
+        _broadcast_module(module)
         higher = model.objective == "ranking"
+        show = self.progress and distributed.is_main()
         bar = tqdm(total=self.epochs, initial=min(run.epoch, self.epochs), unit="epoch",
-                   desc=type(model).__name__, disable=None if self.progress else True,
+                   desc=type(model).__name__, disable=None if show else True,
                    leave=False)
         try:
             for epoch in range(run.epoch + 1, self.epochs + 1):
@@ -479,7 +525,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(_postfix(record), refresh=False)
                 logger.info("epoch %d: %s", epoch, _postfix(record))
-                if self.checkpoint_dir is not None:
+                if self.checkpoint_dir is not None and distributed.is_main():
                     _save_checkpoint(self.checkpoint_dir, model, optimizer, generator, run)
                 if self.on_epoch is not None:
                     self.on_epoch(dict(record))
@@ -495,6 +541,9 @@ class Trainer:
                generator: torch.Generator, device: torch.device, bar: Any, n_batches: int
                ) -> float:
         module.train()
+        if distributed.is_distributed():
+            return self._parallel_epoch(model, module, optimizer, data, generator, device, bar,
+                                        n_batches)
         total, count = 0.0, 0
         with seeded_torch(generator, device):
             for b, batch in enumerate(model.batches(data, generator)):
@@ -514,6 +563,94 @@ class Trainer:
                 if b % 25 == 0 and not bar.disable:
                     bar.set_postfix(loss=f"{total / count:.4f}", batch=f"{b + 1}/{n_batches}")
         return total / max(count, 1)
+
+    def _parallel_epoch(self, model: TorchRecommender, module: torch.nn.Module,
+                        optimizer: torch.optim.Optimizer, data: dict[str, Tensor],
+                        generator: torch.Generator, device: torch.device, bar: Any,
+                        n_batches: int) -> float:
+        """`_epoch` when data-parallel: this rank's slice of every global batch, summed grads."""
+        world, rank = distributed.world_size(), distributed.rank()
+        params = [p for p in module.parameters() if p.requires_grad]
+        total, count = 0.0, 0
+        with seeded_torch(generator, device):
+            # Dropout masks differ by rank, as they would across the rows of one big batch.
+            torch.manual_seed(torch.initial_seed() + rank)
+            for b, batch in enumerate(model.batches(data, generator)):
+                batch, n_global = _shard(model, batch, rank, world)
+                n_local = len(next(iter(batch.values())))
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                optimizer.zero_grad(set_to_none=True)
+                local = 0.0
+                if n_local:
+                    loss = model.batch_loss(module, batch)
+                    local = float(loss.detach())
+                    # Backward on the weighted loss: the sum below is then the global mean's grad.
+                    (loss * (n_local / n_global)).backward()
+                value = _sum_gradients(params, local * n_local / n_global, device)
+                if not math.isfinite(value):
+                    raise MovieRecError(f"{type(model).__name__}: training loss is {value} in "
+                                        f"batch {b}; lower learning_rate or set grad_clip")
+                if self.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
+                optimizer.step()
+                total, count = total + value * n_global, count + n_global
+                if b % 25 == 0 and not bar.disable:
+                    bar.set_postfix(loss=f"{total / count:.4f}", batch=f"{b + 1}/{n_batches}")
+        return total / max(count, 1)
+
+
+def _shard(model: TorchRecommender, batch: dict[str, Tensor], rank: int, world: int
+           ) -> tuple[dict[str, Tensor], int]:
+    """This rank's contiguous slice of a global batch, and the global batch's size."""
+    sizes = {k: len(v) for k, v in batch.items()}
+    n = next(iter(sizes.values()))
+    if any(size != n for size in sizes.values()):
+        raise MovieRecError(f"{type(model).__name__} cannot be trained data-parallel: its batches "
+                            f"hold tensors of different lengths {sizes}, so they cannot be split "
+                            "by rows; run it in one process")
+    lo, hi = n * rank // world, n * (rank + 1) // world
+    return {k: v[lo:hi] for k, v in batch.items()}, n
+
+
+def _sum_gradients(params: list[Tensor], loss: float, device: torch.device) -> float:
+    """All-reduce the (pre-weighted) gradients of `params` and the loss; return the global loss.
+
+    A parameter without a gradient on every rank keeps `grad = None`, so Adam skips it exactly as
+    in one process; sparse gradients are summed densely.
+    """
+    grads = [p.grad for p in params]
+    flat = torch.cat([torch.zeros(p.numel(), dtype=p.dtype, device=p.device) if g is None
+                      else (g.to_dense() if g.is_sparse else g).reshape(-1) for p, g in
+                      zip(params, grads, strict=True)]) if params else torch.zeros(0)
+    meta = torch.tensor([loss] + [float(g is not None) for g in grads], dtype=torch.float64)
+    distributed.all_reduce_sum(flat)
+    distributed.all_reduce_sum(meta)
+    offset = 0
+    for p, has in zip(params, meta[1:].tolist(), strict=True):
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).clone() if has else None
+        offset += n
+    return float(meta[0])
+
+
+def _broadcast_module(module: torch.nn.Module) -> None:
+    """Make every rank start from rank 0's weights (they already agree when seeded alike)."""
+    if distributed.is_distributed():
+        for tensor in module.state_dict().values():
+            distributed.broadcast(tensor)
+
+
+def _found_everywhere(path: Path) -> bool:
+    """Whether `path` exists; data-parallel, refuse when only some ranks can see it."""
+    found = path.is_file()
+    if not distributed.is_distributed():
+        return found
+    count = int(distributed.all_reduce_sum(torch.tensor([float(found)]))[0])
+    if 0 < count < distributed.world_size():
+        raise MovieRecError(f"{path}: checkpoint visible to {count} of "
+                            f"{distributed.world_size()} processes; resuming data-parallel "
+                            "needs the checkpoint folder on a filesystem every node shares")
+    return count > 0
 
 
 def _postfix(record: dict[str, Any]) -> dict[str, str]:

@@ -55,6 +55,8 @@ STUDY_DB = "study.db"
 # Metrics where lower is better; every other metric (ranking, coverage...) is maximised.
 LOWER_IS_BETTER = {"rmse", "mae"}
 RANKING_METRICS = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")
+# What SQL storages say when two workers create one new database at once (retried).
+_SCHEMA_RACE = ("already exists", "UNIQUE constraint failed", "database is locked")
 
 
 class TuneError(MovieRecError):
@@ -260,7 +262,7 @@ def tune(
             break
         except Exception as exc:  # optuna raises many storage-specific types
             # Two workers creating one new database race on its schema: try again shortly.
-            if "already exists" in str(exc) and attempt < 3:
+            if any(m in str(exc) for m in _SCHEMA_RACE) and attempt < 3:
                 time.sleep(0.5 * (attempt + 1))
                 continue
             raise TuneError(f"cannot open the study {study_name!r} in storage {storage!r}: "

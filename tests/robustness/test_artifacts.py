@@ -65,6 +65,9 @@ def _state(meta: dict[str, Any], name: str, value: Any) -> None:
     (lambda m: _state(m, "seen_", {"type": "pickle"}), "unknown state type 'pickle'"),
     (lambda m: _state(m, "seen_", {"type": "csr", "shape": [-1, 2]}), "'seen_' is inconsistent"),
     (lambda m: _state(m, "seen_", {"type": "csr", "shape": "x"}), "'seen_' is inconsistent"),
+    # found by the fuzz test: a shape too large for any index dtype (OverflowError in scipy)
+    (lambda m: _state(m, "seen_", {"type": "csr", "shape": [2**70, 3]}),
+     "'seen_' is inconsistent"),
     (lambda m: _state(m, "user_vocab_", {"type": "array"}), "lacks the user and item vocab"),
     (lambda m: _state(m, "seen_", {"type": "array"}), "weights file lacks tensor 'seen_'"),
 ])

@@ -40,7 +40,7 @@ def _quiet() -> None:
 def test_no_damaged_input_crashes(workdir: Path, name: str) -> None:
     target: Target = TARGETS[name]
 
-    @settings(max_examples=EXAMPLES.get(name, 30), deadline=None, derandomize=False,
+    @settings(max_examples=EXAMPLES.get(name, 30), deadline=None,
               suppress_health_check=[HealthCheck.too_slow])
     @given(seed=st.integers(0, 2**32 - 1))
     def case(seed: int) -> None:

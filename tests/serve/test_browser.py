@@ -116,5 +116,7 @@ def test_unknown_user_shows_the_error(page: Any) -> None:
     page.goto("/")
     page.get_by_test_id("user-id").fill("987654")
     page.get_by_test_id("show-user").click()
-    page.wait_for_function("document.querySelector('#status').textContent.includes('987654')")
-    assert "not in the training data" in page.get_by_test_id("status").inner_text()
+    # The status reads "loading user 987654…" until the answer arrives: wait for the answer.
+    page.wait_for_function("document.querySelector('#status').textContent"
+                           ".includes('not in the training data')")
+    assert "987654" in page.get_by_test_id("status").inner_text()

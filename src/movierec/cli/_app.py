@@ -133,7 +133,8 @@ def print_table(table: Any, title: str) -> None:
     Means over seeds, with ±std where several seeds ran; '-' where a model cannot compute a metric.
     """
     metrics = [c for c in table.columns if not c.endswith("_std")]
-    accuracy = [c for c in metrics if c in ("rmse", "mae") or c.split("@")[0] in
+    accuracy = [c for c in metrics if c in ("rmse", "mae", "mse", "rmse_scaled")
+                or c.endswith("_rated") or c.split("@")[0].removeprefix("sampled_") in
                 ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")]
     rest = [c for c in metrics if c not in accuracy]
     for cols, part in ((accuracy, "accuracy"), (rest, "beyond accuracy and seconds")):
@@ -149,7 +150,9 @@ def print_table(table: Any, title: str) -> None:
 _SHORT = {"precision": "P", "recall": "R", "f1": "F1", "ndcg": "NDCG", "map": "MAP",
           "mrr": "MRR", "hit": "HR", "coverage": "cov", "diversity": "div", "novelty": "nov",
           "arp": "ARP", "personalization": "pers", "fit_seconds": "fit s",
-          "recommend_seconds": "rec s", "rmse": "RMSE", "mae": "MAE"}
+          "recommend_seconds": "rec s", "rmse": "RMSE", "mae": "MAE", "mse": "MSE",
+          "rmse_scaled": "RMSE[0,1]", "precision_rated": "P_rated", "recall_rated": "R_rated",
+          "f1_rated": "F1_rated", "sampled_hit": "sHR", "sampled_ndcg": "sNDCG"}
 
 
 def _short(col: str) -> str:

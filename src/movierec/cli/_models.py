@@ -76,7 +76,30 @@ def train(
     data_dir: DataDirOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
-    """Train one model, evaluate it on the test part, and save it with its item table."""
+    """Train one model, evaluate it on the test part, and save it with its item table.
+
+    Under `torchrun --nproc_per_node=N -m movierec train ...` neural models train data-parallel;
+    rank 0 alone evaluates, prints and writes the checkpoints and the model folder.
+    """
+    from movierec import distributed
+
+    distributed.init()
+    try:
+        _train(model=model, out=out, dataset=dataset, split=split, test_size=test_size,
+               valid_size=valid_size, train=train, test=test, valid=valid, param=param,
+               seed=seed, k=k, relevance=relevance, min_user_ratings=min_user_ratings,
+               min_item_ratings=min_item_ratings, kcore=kcore, device=device,
+               checkpoint_dir=checkpoint_dir, resume=resume, data_dir=data_dir,
+               progress=progress, main=distributed.is_main())
+    finally:
+        distributed.shutdown()
+
+
+def _train(*, model: str, out: Path, dataset: str | None, split: str, test_size: float,
+           valid_size: float, train: Path | None, test: Path | None, valid: Path | None,
+           param: list[str] | None, seed: int, k: str, relevance: float, min_user_ratings: int,
+           min_item_ratings: int, kcore: int, device: str | None, checkpoint_dir: Path | None,
+           resume: bool, data_dir: Path | None, progress: bool, main: bool) -> None:
     from movierec.evaluate import evaluate
     from movierec.models import get, get_class
 
@@ -92,7 +115,8 @@ def train(
                             valid_size=valid_size, train=train, test=test, valid=valid,
                             seed=seed, min_user_ratings=min_user_ratings,
                             min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir)
-    announce_split(the_split, seed)
+    if main:
+        announce_split(the_split, seed)
     recommender = get(model, **params)
     fit_kwargs: dict[str, Any] = {}
     if _is_neural(recommender):
@@ -104,6 +128,8 @@ def train(
     recommender.fit(the_split.train, the_split.valid, rng=seed,
                     progress=progress and sys.stderr.isatty(), **fit_kwargs)
     fit_seconds = time.perf_counter() - t0
+    if not main:
+        return  # every rank holds the same weights; rank 0 evaluates and writes them
     results = evaluate(recommender, the_split, ks=ks, relevance=relevance)
     extra = {
         "dataset": the_split.train.name,

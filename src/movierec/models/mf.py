@@ -228,8 +228,7 @@ class MF(TorchRecommender):
 
     def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
                     ) -> Tensor:
-        assert isinstance(module, MFModule)
-        return module.block(user_codes, item_codes)
+        return module.block(user_codes, item_codes)  # MFModule, or a subclass's module
 
     def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
         return module(user_codes, item_codes)

@@ -10,18 +10,12 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
-from movierec.data.dataset import Dataset
-from movierec.models.base import check_param, is_int, is_number
-from movierec.models.baseline import clip_to_scale
+from movierec.models.base import check_param, is_number
+from movierec.models.mf import MF
 from movierec.models.space import Choice, Float, Int, SearchSpace
 from movierec.train import (
-    LOSSES,
-    NegativeSampler,
-    TorchRecommender,
     bce_loss,
     bpr_loss,
-    is_device,
-    iterate_batches,
     mse_loss,
 )
 
@@ -143,7 +137,7 @@ class SVDppModule(nn.Module):
         return self.offset + b_u[:, None] + b_i[None, :] + z @ q.T
 
 
-class SVDpp(TorchRecommender):
+class SVDpp(MF):
     """SVD++: r̂_ui = μ + b_u + b_i + q_i · (p_u + |N(u)|^-½ Σ_{j ∈ N(u)} y_j) (Koren, "Factorization
     meets the neighborhood", KDD 2008), trained by mini-batch Adam on the shared `Trainer`.
 
@@ -197,57 +191,20 @@ class SVDpp(TorchRecommender):
                  reg_implicit: float = 1.0, loss: str = "mse", n_negatives: int = 1,
                  patience: int | None = 3, grad_clip: float | None = None,
                  fold_in_reg: float = 1.0, device: str = "auto") -> None:
-        check_param("embedding_size", embedding_size, is_int(embedding_size, 1), "an integer ≥ 1")
-        check_param("epochs", epochs, is_int(epochs, 1), "an integer ≥ 1")
-        check_param("batch_size", batch_size, is_int(batch_size, 1), "an integer ≥ 1")
-        check_param("learning_rate", learning_rate, is_number(learning_rate) and learning_rate > 0,
-                    "a number > 0")
-        check_param("weight_decay", weight_decay, is_number(weight_decay) and weight_decay >= 0,
-                    "a number ≥ 0")
-        check_param("reg", reg, is_number(reg) and reg >= 0, "a number ≥ 0")
+        # MF validates and stores the shared parameters (SVD++ has no dropout or sigmoid).
+        super().__init__(embedding_size=embedding_size, epochs=epochs, batch_size=batch_size,
+                         learning_rate=learning_rate, weight_decay=weight_decay, reg=reg,
+                         loss=loss, n_negatives=n_negatives, patience=patience,
+                         grad_clip=grad_clip, fold_in_reg=fold_in_reg, device=device)
         check_param("reg_implicit", reg_implicit, is_number(reg_implicit) and reg_implicit >= 0,
                     "a number ≥ 0")
-        check_param("loss", loss, loss in LOSSES, f"one of {list(LOSSES)}")
-        check_param("n_negatives", n_negatives, is_int(n_negatives, 1), "an integer ≥ 1")
-        check_param("patience", patience, patience is None or is_int(patience, 1),
-                    "an integer ≥ 1 or None")
-        check_param("grad_clip", grad_clip,
-                    grad_clip is None or (is_number(grad_clip) and grad_clip > 0),
-                    "a number > 0 or None")
-        check_param("fold_in_reg", fold_in_reg, is_number(fold_in_reg) and fold_in_reg > 0,
-                    "a number > 0")
-        check_param("device", device, isinstance(device, str) and is_device(device),
-                    '"auto", "cpu", "cuda" or "cuda:<n>"')
-        self.embedding_size = embedding_size
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.reg = reg
         self.reg_implicit = reg_implicit
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.patience = patience
-        self.grad_clip = grad_clip
-        self.fold_in_reg = fold_in_reg
-        self.device = device
 
-    # --- TorchRecommender hooks ----------------------------------------------------------------
-    def _prepare(self, train: Dataset) -> None:
-        super()._prepare(train)
-        if self.loss != "mse":
-            self._sampler = NegativeSampler(self.seen_)
-
+    # --- TorchRecommender hooks (batches, scoring, clipping, item_vectors: as MF) --------------
     def build_module(self) -> SVDppModule:
         # seen_ is restored before build_module on load, so N(u) needs no tensors of its own.
         return SVDppModule(self.n_users_, self.n_items_, self.embedding_size, self.global_mean_,
                            self.seen_)
-
-    def batches(self, data: dict[str, Tensor], generator: torch.Generator):  # noqa: ANN201
-        for batch in iterate_batches(data, self.batch_size, generator):
-            if self.loss != "mse":
-                batch["negative"] = self._sampler(batch["user"], self.n_negatives, generator)
-            yield batch
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         assert isinstance(module, SVDppModule)
@@ -268,23 +225,6 @@ class SVDpp(TorchRecommender):
         if y_sq is not None:
             loss = loss + self.reg_implicit * y_sq
         return loss
-
-    def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
-                    ) -> Tensor:
-        assert isinstance(module, SVDppModule)
-        return module.block(user_codes, item_codes)
-
-    def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
-        return module(user_codes, item_codes)
-
-    def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
-        pred = super()._predict(user_codes, item_codes)
-        return clip_to_scale(pred, self.rating_scale_).astype(np.float32)
-
-    def item_vectors(self) -> np.ndarray:
-        """Item factors q_i [n_items, embedding_size]: similar movies are compared in this space."""
-        self._check_fitted()
-        return self.module_.item_factors.weight.detach().cpu().numpy()
 
     # --- fold-in -------------------------------------------------------------------------------
     def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:

@@ -7,10 +7,15 @@ All three propagate embeddings over the symmetric-normalized bipartite adjacency
 where R is the binary user × item matrix of the *training* interactions and D the diagonal degree
 matrix of A (a node without edges keeps a zero row). Â is built once per fit (and again on load)
 from `seen_`, vectorized, as a coalesced `torch.sparse_coo_tensor`; it is a non-persistent buffer
-of the module, so it never enters the saved weights. Training recomputes the full-graph
-propagation at every mini-batch (as LightGCN and NGCF do); scoring propagates once and caches
-the final embeddings in the module (keyed on the parameters' versions, so any weight update or
-`load_state_dict` invalidates it), then scores a user block against the item matrix.
+of the module, so it never enters the saved weights. With `sampling="full"` (default),
+training recomputes the full-graph propagation at every mini-batch (as LightGCN and NGCF do);
+with `sampling="neighbor"` each mini-batch propagates only over the `n_layers`-hop subgraph
+sampled around its users, positives and negatives (`NeighborSampler`: up to `num_neighbors`
+neighbours per node and hop, weights Â_wv · d_w / s_w so that a sampled layer is an unbiased
+estimate of the full one; PyG's LinkNeighborLoader in plain torch, since its sampling backends
+pyg-lib / torch-sparse are not assumed). Scoring always uses the full graph: it propagates
+once and caches the final embeddings in the module (keyed on the parameters' versions, so any
+weight update or `load_state_dict` invalidates it), then scores a user block against the items.
 
 Models:
 
@@ -25,15 +30,20 @@ Models:
 from __future__ import annotations
 
 from movierec.models.graph._graph import (
+    NeighborSampler,
     PopularityNegativeSampler,
+    SampledGraph,
     drop_edges,
     normalized_adjacency,
     propagate,
+    propagate_sampled,
+    sampled_adjacency,
     sparse_adjacency,
 )
 from movierec.models.graph._models import NGCF, AttnGraphRec, LightGCN
 from movierec.models.graph._modules import AttnGraphRecModule, LightGCNModule, NGCFModule
 
 __all__ = ["NGCF", "AttnGraphRec", "AttnGraphRecModule", "LightGCN", "LightGCNModule",
-           "NGCFModule", "PopularityNegativeSampler", "drop_edges", "normalized_adjacency",
-           "propagate", "sparse_adjacency"]
+           "NGCFModule", "NeighborSampler", "PopularityNegativeSampler", "SampledGraph",
+           "drop_edges", "normalized_adjacency", "propagate", "propagate_sampled",
+           "sampled_adjacency", "sparse_adjacency"]

@@ -12,7 +12,11 @@ from torch import Tensor, nn
 from movierec.data.dataset import Dataset
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
-from movierec.models.graph._graph import PopularityNegativeSampler, sparse_adjacency
+from movierec.models.graph._graph import (
+    NeighborSampler,
+    PopularityNegativeSampler,
+    sparse_adjacency,
+)
 from movierec.models.graph._modules import (
     AttnGraphRecModule,
     LightGCNModule,
@@ -20,6 +24,7 @@ from movierec.models.graph._modules import (
     _GraphModule,
     _lookup,
 )
+from movierec.models.space import Float, Int, SearchSpace
 from movierec.train import (
     NegativeSampler,
     TorchRecommender,
@@ -29,7 +34,9 @@ from movierec.train import (
     mse_loss,
 )
 
-__all__ = ["NGCF", "AttnGraphRec", "LightGCN"]
+__all__ = ["NGCF", "SAMPLING", "AttnGraphRec", "LightGCN"]
+
+SAMPLING = ("full", "neighbor")
 
 
 # --- the recommenders --------------------------------------------------------------------------
@@ -52,19 +59,38 @@ def _check_common(embedding_size: object, n_layers: object, layer_range: tuple[i
                 '"auto", "cpu", "cuda" or "cuda:<n>"')
 
 
+def _check_sampling(sampling: object, num_neighbors: object, negatives: object) -> None:
+    check_param("sampling", sampling, sampling in SAMPLING, '"full" or "neighbor"')
+    check_param("num_neighbors", num_neighbors, is_int(num_neighbors, 1), "an integer ≥ 1")
+    check_param("negatives", negatives, negatives in ("uniform", "popularity"),
+                '"uniform" or "popularity"')
+
+
 class _GraphRecommender(TorchRecommender):
-    """Shared hooks: adjacency from `seen_`, BPR negatives, cached scoring."""
+    """Shared hooks: adjacency from `seen_`, BPR negatives, neighbour sampling, cached scoring.
+
+    With `sampling="full"` every step propagates over the whole training graph; with
+    `sampling="neighbor"` `batches` samples the `n_layers`-hop neighbourhood of the batch's
+    users, positives and negatives (`NeighborSampler`, fanout `num_neighbors`, driven by the
+    trainer's generator) and the loss propagates over that subgraph only. Scoring, validation
+    and `predict` always use the full graph.
+    """
 
     loss: str = "bpr"
     negatives: str = "uniform"
     n_negatives: int = 1
     batch_size: int = 2048
+    n_layers: int = 1
+    sampling: str = "full"
+    num_neighbors: int = 10
 
     def _prepare(self, train: Dataset) -> None:
         super()._prepare(train)
         if self.loss != "mse":
             self._sampler = (PopularityNegativeSampler(self.seen_)
                              if self.negatives == "popularity" else NegativeSampler(self.seen_))
+        self._neighbors = (NeighborSampler(self.seen_, self.num_neighbors, self.n_layers)
+                           if self.sampling == "neighbor" else None)
 
     def adjacency(self) -> Tensor:
         """Â of the training graph (rebuilt from `seen_`, which is saved with the model)."""
@@ -73,15 +99,33 @@ class _GraphRecommender(TorchRecommender):
     def batches(self, data: dict[str, Tensor], generator: torch.Generator
                 ) -> Iterator[dict[str, Tensor]]:
         for batch in iterate_batches(data, self.batch_size, generator):
+            items = batch["item"]
             if self.loss != "mse":
                 batch["negative"] = self._sampler(batch["user"], self.n_negatives, generator)
+                items = torch.cat([items[:, None], batch["negative"]], dim=1)
+            if self._neighbors is not None:
+                batch.update(self._neighbors(batch["user"], items, generator))
             yield batch
+
+    def _seed_vectors(self, module: _GraphModule, batch: dict[str, Tensor]
+                      ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Representations of the batch's users, positives and negatives (None for MSE): from
+        the sampled subgraph when the batch carries one, else from full-graph propagation."""
+        if "sub_nodes" in batch:
+            rep = module.sampled(batch["sub_nodes"], batch["sub_dst"], batch["sub_src"],
+                                 batch["sub_weight"])
+            eu, items = rep[batch["sub_user"]], rep[batch["sub_item"]]
+            if self.loss == "mse":
+                return eu, items, None
+            return eu, items[:, 0], items[:, 1:]
+        users, all_items = module.final()  # type: ignore[misc]
+        eu, ei = users[batch["user"]], all_items[batch["item"]]
+        return eu, ei, None if self.loss == "mse" else all_items[batch["negative"]]
 
     def _dot_loss(self, module: _GraphModule, batch: dict[str, Tensor]) -> Tensor:
         """BPR on ŷ = e_uᵀ e_i (+ MSE variant for NGCF) plus λ/2 · ‖E^(0)_batch‖² / batch."""
-        users, items = module.final()  # type: ignore[misc]
         u, i = batch["user"], batch["item"]
-        eu, ei = users[u], items[i]
+        eu, ei, ej = self._seed_vectors(module, batch)
         ego_u, ego_i = module.user_emb(u), module.item_emb(i)
         penalty = ego_u.pow(2).sum() + ego_i.pow(2).sum()
         if self.loss == "mse":
@@ -89,9 +133,10 @@ class _GraphRecommender(TorchRecommender):
                     + module.item_bias(i).squeeze(-1))
             fit = mse_loss(pred, batch["rating"])
         else:
+            assert ej is not None
             j = batch["negative"]
             pos = (eu * ei).sum(-1)
-            neg = (eu[:, None, :] * items[j]).sum(-1)
+            neg = (eu[:, None, :] * ej).sum(-1)
             fit = bpr_loss(pos, neg)
             penalty = penalty + module.item_emb(j).pow(2).sum()
         return fit + self.reg * penalty / (2 * len(u))
@@ -133,18 +178,31 @@ class LightGCN(_GraphRecommender):
             ML-100K, where 2048-rating batches give few steps per epoch).
         reg: λ of the L2 penalty on the batch's ego embeddings (default 1e-4).
         n_negatives: sampled unseen items per positive (default 1).
+        negatives: "uniform" (default) or "popularity" (P ∝ count^0.75 among unseen items).
+        sampling: "full" (default: every step propagates over the whole graph) or "neighbor"
+            (mini-batches on `n_layers`-hop neighbour-sampled subgraphs, see `NeighborSampler`).
+        num_neighbors: fanout per node and hop with sampling="neighbor" (default 10).
         patience: epochs without validation improvement before stopping (default 10; None).
         device: "auto", "cpu", "cuda"… (default "auto").
     """
 
     name: ClassVar[str] = "lightgcn"
+    search_space: ClassVar[SearchSpace] = {
+        "embedding_size": Int(16, 128, log=True),
+        "n_layers": Int(1, 4),
+        "learning_rate": Float(1e-4, 3e-2, log=True),
+        "reg": Float(1e-6, 1e-2, log=True),
+    }
     predicts_ratings: ClassVar[bool] = False
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 3, epochs: int = 200,
                  batch_size: int = 2048, learning_rate: float = 5e-3, reg: float = 1e-4,
-                 n_negatives: int = 1, patience: int | None = 10, device: str = "auto") -> None:
+                 n_negatives: int = 1, negatives: str = "uniform", sampling: str = "full",
+                 num_neighbors: int = 10, patience: int | None = 10,
+                 device: str = "auto") -> None:
         _check_common(embedding_size, n_layers, (0, 8), epochs, batch_size, learning_rate, reg,
                       n_negatives, patience, device)
+        _check_sampling(sampling, num_neighbors, negatives)
         self.embedding_size = embedding_size
         self.n_layers = n_layers
         self.epochs = epochs
@@ -152,6 +210,9 @@ class LightGCN(_GraphRecommender):
         self.learning_rate = learning_rate
         self.reg = reg
         self.n_negatives = n_negatives
+        self.negatives = negatives
+        self.sampling = sampling
+        self.num_neighbors = num_neighbors
         self.patience = patience
         self.device = device
 
@@ -187,6 +248,9 @@ class NGCF(_GraphRecommender):
         message_dropout: dropout on each layer's messages (default 0.1, in [0, 1)).
         loss: "bpr" (default) or "mse".
         negatives: "uniform" (default) or "popularity" (P ∝ count^0.75 among unseen items).
+        sampling: "full" (default) or "neighbor" (neighbour-sampled subgraphs; node dropout then
+            drops sampled edges).
+        num_neighbors: fanout per node and hop with sampling="neighbor" (default 10).
         epochs: maximum epochs (default 200).
         batch_size: default 2048.
         learning_rate: default 1e-3.
@@ -197,13 +261,21 @@ class NGCF(_GraphRecommender):
     """
 
     name: ClassVar[str] = "ngcf"
+    search_space: ClassVar[SearchSpace] = {
+        "embedding_size": Int(16, 128, log=True),
+        "n_layers": Int(1, 4),
+        "node_dropout": Float(0.0, 0.5),
+        "message_dropout": Float(0.0, 0.5),
+        "learning_rate": Float(1e-4, 3e-2, log=True),
+        "reg": Float(1e-6, 1e-2, log=True),
+    }
     predicts_ratings: ClassVar[bool] = True
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 3, node_dropout: float = 0.1,
                  message_dropout: float = 0.1, loss: str = "bpr", negatives: str = "uniform",
-                 epochs: int = 200, batch_size: int = 2048, learning_rate: float = 1e-3,
-                 reg: float = 1e-5, n_negatives: int = 1, patience: int | None = 10,
-                 device: str = "auto") -> None:
+                 sampling: str = "full", num_neighbors: int = 10, epochs: int = 200,
+                 batch_size: int = 2048, learning_rate: float = 1e-3, reg: float = 1e-5,
+                 n_negatives: int = 1, patience: int | None = 10, device: str = "auto") -> None:
         _check_common(embedding_size, n_layers, (1, 4), epochs, batch_size, learning_rate, reg,
                       n_negatives, patience, device)
         check_param("node_dropout", node_dropout, is_number(node_dropout) and 0 <= node_dropout < 1,
@@ -211,14 +283,15 @@ class NGCF(_GraphRecommender):
         check_param("message_dropout", message_dropout,
                     is_number(message_dropout) and 0 <= message_dropout < 1, "a number in [0, 1)")
         check_param("loss", loss, loss in ("bpr", "mse"), '"bpr" or "mse"')
-        check_param("negatives", negatives, negatives in ("uniform", "popularity"),
-                    '"uniform" or "popularity"')
+        _check_sampling(sampling, num_neighbors, negatives)
         self.embedding_size = embedding_size
         self.n_layers = n_layers
         self.node_dropout = node_dropout
         self.message_dropout = message_dropout
         self.loss = loss
         self.negatives = negatives
+        self.sampling = sampling
+        self.num_neighbors = num_neighbors
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -277,18 +350,31 @@ class AttnGraphRec(_GraphRecommender):
         hidden_size: first MLP layer width (default 64; the second is half).
         dropout: dropout in the MLP (default 0.1, in [0, 1)).
         loss: "mse" (default) or "bpr".
+        negatives: "uniform" (default) or "popularity" (BPR only).
+        sampling: "full" (default) or "neighbor" (neighbour-sampled subgraphs).
+        num_neighbors: fanout per node and hop with sampling="neighbor" (default 10).
         epochs: default 50. batch_size: default 2048. learning_rate: default 1e-3.
         reg: λ on the batch's ego embeddings (default 1e-4).
         n_negatives: default 1. patience: default 5. device: default "auto".
     """
 
     name: ClassVar[str] = "attngraphrec"
+    search_space: ClassVar[SearchSpace] = {
+        "embedding_size": Int(16, 128, log=True),
+        "n_layers": Int(1, 4),
+        "attention_size": Int(8, 64, log=True),
+        "hidden_size": Int(16, 256, log=True),
+        "dropout": Float(0.0, 0.5),
+        "learning_rate": Float(1e-4, 3e-2, log=True),
+        "reg": Float(1e-6, 1e-2, log=True),
+    }
     predicts_ratings: ClassVar[bool] = True
     score_block_size: ClassVar[int] = 256
     pair_chunk: ClassVar[int] = 1 << 15
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 2, attention_size: int = 32,
                  hidden_size: int = 64, dropout: float = 0.1, loss: str = "mse",
+                 negatives: str = "uniform", sampling: str = "full", num_neighbors: int = 10,
                  epochs: int = 50, batch_size: int = 2048, learning_rate: float = 1e-3,
                  reg: float = 1e-4, n_negatives: int = 1, patience: int | None = 5,
                  device: str = "auto") -> None:
@@ -299,12 +385,16 @@ class AttnGraphRec(_GraphRecommender):
         check_param("dropout", dropout, is_number(dropout) and 0 <= dropout < 1,
                     "a number in [0, 1)")
         check_param("loss", loss, loss in ("bpr", "mse"), '"bpr" or "mse"')
+        _check_sampling(sampling, num_neighbors, negatives)
         self.embedding_size = embedding_size
         self.n_layers = n_layers
         self.attention_size = attention_size
         self.hidden_size = hidden_size
         self.dropout = dropout
         self.loss = loss
+        self.negatives = negatives
+        self.sampling = sampling
+        self.num_neighbors = num_neighbors
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -321,16 +411,16 @@ class AttnGraphRec(_GraphRecommender):
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         assert isinstance(module, AttnGraphRecModule)
-        users, items = module.final()  # type: ignore[misc]
         u, i = batch["user"], batch["item"]
-        lu = users[u]
-        pos = module.pair(lu, items[i])
+        lu, li, lj = self._seed_vectors(module, batch)
+        pos = module.pair(lu, li)
         penalty = module.user_emb(u).pow(2).sum() + module.item_emb(i).pow(2).sum()
         if self.loss == "mse":
             fit = mse_loss(pos, batch["rating"])
         else:
+            assert lj is not None
             j = batch["negative"]
-            neg = module.pair(lu[:, None], items[j])
+            neg = module.pair(lu[:, None], lj)
             fit = bpr_loss(pos, neg)
             penalty = penalty + module.item_emb(j).pow(2).sum()
         return fit + self.reg * penalty / (2 * len(u))

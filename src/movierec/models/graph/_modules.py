@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from movierec.models.graph._graph import drop_edges, propagate, to_csr
+from movierec.models.graph._graph import (
+    drop_edges,
+    propagate,
+    propagate_sampled,
+    sampled_adjacency,
+    to_csr,
+)
 
 __all__ = ["AttnGraphRecModule", "LightGCNModule", "NGCFModule"]
 
 
 # --- modules -----------------------------------------------------------------------------------
+Propagation = Callable[[Tensor], Tensor]
+
+
 class _GraphModule(nn.Module):
-    """Embedding tables, the adjacency buffer and an eval-mode cache of the propagation."""
+    """Embedding tables, the adjacency buffer and an eval-mode cache of the propagation.
+
+    A subclass gives `represent(prop, e0)`: the final representation rows of the nodes whose
+    ego embeddings are `e0`, with `prop(x)` one propagation step (Â x over the full graph, or
+    M x over a sampled subgraph). `final()` runs it on the full graph, `sampled(...)` on a
+    neighbour-sampled subgraph (training only).
+    """
 
     def __init__(self, n_users: int, n_items: int, embedding_size: int, adj: Tensor,
                  global_mean: float = 0.0) -> None:
@@ -30,8 +47,35 @@ class _GraphModule(nn.Module):
         """E^(0) = [user embeddings; item embeddings]."""
         return torch.cat([self.user_emb.weight, self.item_emb.weight])
 
-    def _compute(self) -> object:
+    def ego_of(self, nodes: Tensor) -> Tensor:
+        """E^(0) rows of global node ids (users 0..|U|−1, items |U|..)."""
+        is_user = (nodes < self.n_users).unsqueeze(-1)
+        u = self.user_emb(nodes.clamp(max=self.n_users - 1))
+        i = self.item_emb((nodes - self.n_users).clamp(min=0))
+        return torch.where(is_user, u, i)
+
+    def represent(self, prop: Propagation, e: Tensor) -> Tensor:
+        """Final representations [n, …] of the nodes with ego embeddings e [n, d]."""
         raise NotImplementedError
+
+    def full_propagation(self) -> Propagation:
+        """x ↦ Â x over the full training graph."""
+        return lambda x: propagate(self.adj_csr, x)
+
+    def sampled_edges(self, dst: Tensor, src: Tensor, weight: Tensor
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+        """The sampled edges used for messages (NGCF drops some in training)."""
+        return dst, src, weight
+
+    def sampled(self, nodes: Tensor, dst: Tensor, src: Tensor, weight: Tensor) -> Tensor:
+        """Representations of a sampled subgraph's nodes (rows follow `nodes`), propagated over
+        the sampled edges only (see `NeighborSampler`); differentiable."""
+        adj = sampled_adjacency(len(nodes), *self.sampled_edges(dst, src, weight))
+        return self.represent(lambda x: propagate_sampled(adj, x), self.ego_of(nodes))
+
+    def _compute(self) -> tuple[Tensor, Tensor]:
+        rep = self.represent(self.full_propagation(), self.ego())
+        return rep[:self.n_users], rep[self.n_users:]
 
     def final(self) -> object:
         """The propagated representations: recomputed in train mode, cached in eval mode."""
@@ -58,18 +102,18 @@ class LightGCNModule(_GraphModule):
         nn.init.normal_(self.user_emb.weight, std=0.1)
         nn.init.normal_(self.item_emb.weight, std=0.1)
 
-    def layers(self) -> list[Tensor]:
-        """[E^(0), …, E^(K)], each [n_users + n_items, d]."""
-        e = self.ego()
+    def layers(self, prop: Propagation | None = None, e: Tensor | None = None) -> list[Tensor]:
+        """[E^(0), …, E^(K)] (default: the full graph, each [n_users + n_items, d])."""
+        prop = self.full_propagation() if prop is None else prop
+        e = self.ego() if e is None else e
         out = [e]
         for _ in range(self.n_layers):
-            e = propagate(self.adj_csr, e)
+            e = prop(e)
             out.append(e)
         return out
 
-    def _compute(self) -> tuple[Tensor, Tensor]:
-        e = torch.stack(self.layers()).mean(0)
-        return e[:self.n_users], e[self.n_users:]
+    def represent(self, prop: Propagation, e: Tensor) -> Tensor:
+        return torch.stack(self.layers(prop, e)).mean(0)
 
 
 class NGCFModule(_GraphModule):
@@ -112,18 +156,30 @@ class NGCFModule(_GraphModule):
 
     def layer(self, k: int, adj: Tensor, e: Tensor) -> Tensor:
         """One propagation layer (before message dropout and normalization)."""
-        side = propagate(adj, e)
+        return self._combine(k, propagate(adj, e), e)
+
+    def _combine(self, k: int, side: Tensor, e: Tensor) -> Tensor:
         return F.leaky_relu(self.w1[k](side + e) + self.w2[k](side * e), 0.2)
 
-    def _compute(self) -> tuple[Tensor, Tensor]:
-        adj = self.graph_csr()
-        e = self.ego()
+    def full_propagation(self) -> Propagation:
+        adj = self.graph_csr()  # one node-dropout draw per forward pass, shared by the layers
+        return lambda x: propagate(adj, x)
+
+    def sampled_edges(self, dst: Tensor, src: Tensor, weight: Tensor
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+        """Node dropout on the sampled edges in training (as `drop_edges` on the full Â)."""
+        p = self.node_dropout
+        if not self.training or p <= 0:
+            return dst, src, weight
+        keep = torch.rand(len(weight), device=weight.device) >= p
+        return dst[keep], src[keep], weight[keep] / (1 - p)
+
+    def represent(self, prop: Propagation, e: Tensor) -> Tensor:
         out = [e]
         for k in range(len(self.w1)):
-            e = self.message_dropout(self.layer(k, adj, e))
+            e = self.message_dropout(self._combine(k, prop(e), e))
             out.append(F.normalize(e, p=2, dim=1))
-        full = torch.cat(out, dim=1)
-        return full[:self.n_users], full[self.n_users:]
+        return torch.cat(out, dim=1)
 
 
 class AttnGraphRecModule(_GraphModule):
@@ -152,14 +208,12 @@ class AttnGraphRecModule(_GraphModule):
         nn.init.normal_(self.user_emb.weight, std=0.1)
         nn.init.normal_(self.item_emb.weight, std=0.1)
 
-    def _compute(self) -> tuple[Tensor, Tensor]:
-        e = self.ego()
+    def represent(self, prop: Propagation, e: Tensor) -> Tensor:
         out = [e]
         for _ in range(self.n_layers):
-            e = propagate(self.adj_csr, e)
+            e = prop(e)
             out.append(e)
-        stack = torch.stack(out, dim=1)  # [nodes, K+1, d]
-        return stack[:self.n_users], stack[self.n_users:]
+        return torch.stack(out, dim=1)  # [nodes, K+1, d]
 
     def attention(self, lu: Tensor, li: Tensor) -> Tensor:
         """Weights [..., K+1, 2] (softmax over layers; [..., 0] user side, [..., 1] item side)

@@ -1,0 +1,206 @@
+"""Typed experiments: the dataclasses a file parses into, and which metrics each protocol gives."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from movierec.errors import MovieRecError
+
+PROTOCOLS = ("full", "sampled", "rated-items")
+RATING = ("rmse", "mae", "mse")
+RANKING = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")
+BEYOND = ("coverage", "diversity", "novelty", "arp", "personalization", "gini")
+SAMPLED = ("sampled_hit", "sampled_ndcg")
+RATED = ("precision_rated", "recall_rated", "f1_rated", "rmse_scaled")
+FILTERS = {"min_user_ratings": "int", "min_item_ratings": "int", "kcore": "int",
+           "min_rating": "float", "require_genres": "bool", "min_year": "int", "max_year": "int"}
+DEFAULT_QUICK = {"epochs": 1}
+TOP_LEVEL = ("experiment", "dataset", "split", "splits", "evaluation", "models", "quick", "output")
+_SAFE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_MISSING: Any = object()
+
+
+class ExperimentError(MovieRecError, ValueError):
+    """An experiment file is malformed; the message names the file, line and key."""
+
+
+# --- typed experiment ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where the ratings come from, and the filters applied before splitting."""
+
+    release: str | None = None
+    path: Path | None = None
+    train: Path | None = None
+    test: Path | None = None
+    valid: Path | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """Protocols, list lengths, relevance threshold and the metrics to keep."""
+
+    protocols: tuple[str, ...] = ("full",)
+    k: tuple[int, ...] = (5, 10, 20)
+    relevance: float = 4.0
+    rated_threshold: float = 4.0
+    n_negatives: int = 100
+    metrics: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """One split: `name` is its folder under DIR when the file has several."""
+
+    name: str
+    kind: str
+    test_size: float = 0.2
+    valid_size: float = 0.0
+    seed: int = 42
+    options: dict[str, Any] = field(default_factory=dict)
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    models: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A labelled model: fixed parameters, a grid to expand and --quick overrides."""
+
+    label: str
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    quick: dict[str, Any] = field(default_factory=dict)
+    included: bool = False
+
+    def combinations(self) -> list[tuple[str, dict[str, Any]]]:
+        """(run name, parameters) of every grid combination (one when there is no grid)."""
+        if not self.grid:
+            return [(self.label, dict(self.params))]
+        out = []
+        for values in itertools.product(*self.grid.values()):
+            combo = dict(zip(self.grid, values, strict=True))
+            name = self.label + "[" + ",".join(f"{k}={_show(v)}" for k, v in combo.items()) + "]"
+            out.append((name, {**self.params, **combo}))
+        return out
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (model, parameters, seed) run after grid expansion and --quick overrides."""
+
+    name: str
+    label: str
+    model: str
+    params: dict[str, Any]
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A parsed, validated experiment file."""
+
+    name: str
+    dataset: DatasetSpec
+    splits: tuple[SplitSpec, ...]
+    models: tuple[ModelSpec, ...]
+    description: str = ""
+    seeds: tuple[int, ...] = (42,)
+    checkpoints: bool = False
+    quick_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_QUICK))
+    lists: bool = True
+    recommend: tuple[int, int] | None = None  # (user_id, k)
+    source: str = "<string>"
+
+    @property
+    def multi_split(self) -> bool:
+        return len(self.splits) > 1 or self.splits[0].name != "split"
+
+    def runs(self, split: SplitSpec, *, quick: bool = False) -> list[RunSpec]:
+        """The runs of one split: models in file order, grid combinations, then seeds."""
+        from movierec.models import get_class
+
+        out: list[RunSpec] = []
+        seeds = self.seeds[:1] if quick else self.seeds
+        for spec in self.models:
+            if split.models is not None and spec.label not in split.models:
+                continue
+            if not _produces(get_class(spec.model), split.evaluation):
+                continue
+            names = get_class(spec.model).param_names()
+            for name, params in spec.combinations():
+                if quick:
+                    params = {**params, **{k: v for k, v in self.quick_params.items()
+                                           if k in names}, **spec.quick}
+                out += [RunSpec(name, spec.label, spec.model, params, s) for s in seeds]
+        return out
+
+    def skipped(self, split: SplitSpec) -> list[str]:
+        """Included models left out of `split` because they give none of its metrics."""
+        from movierec.models import get_class
+
+        return [m.label for m in self.models if m.included
+                and (split.models is None or m.label in split.models)
+                and not _produces(get_class(m.model), split.evaluation)]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "(" + ",".join(_show(v) for v in value) + ")"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}={_show(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+# --- metrics and capability ----------------------------------------------------------------------
+def _metric_keys(name: str, protocols: Sequence[str]) -> set[str]:
+    """Base metric keys (before '@') that the metric name selects under these protocols."""
+    out: set[str] = set()
+    if name in RATING:
+        out.add(name)
+    if "full" in protocols and name in (*RANKING, *BEYOND):
+        out.add(name)
+    if "sampled" in protocols and (name in ("hit", "ndcg") or name in SAMPLED):
+        out.add(name if name in SAMPLED else f"sampled_{name}")
+    if "rated-items" in protocols:
+        if name in ("precision", "recall", "f1"):
+            out.add(f"{name}_rated")
+        elif name in RATED:
+            out.add(name)
+        elif name == "rmse":
+            out.add("rmse_scaled")
+    return out
+
+
+def _rating_only(keys: set[str]) -> bool:
+    return all(k in (*RATING, *RATED) for k in keys)
+
+
+def _selected(ev: EvaluationSpec) -> set[str] | None:
+    if ev.metrics is None:
+        return None
+    return set().union(*(_metric_keys(m, ev.protocols) for m in ev.metrics))
+
+
+def _produces(cls: Any, ev: EvaluationSpec) -> bool:
+    """Whether a model class gives at least one selected metric under `ev`."""
+    if cls.predicts_ratings:
+        return True
+    keys = _selected(ev)
+    if keys is None:
+        return bool({"full", "sampled"} & set(ev.protocols))
+    return not _rating_only(keys)
+
+
