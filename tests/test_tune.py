@@ -310,3 +310,13 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
     numbers = {int(n) for i in range(2) for n in pd.read_csv(tmp_path / f"w{i}" / "trials.csv")
                ["number"]}
     assert len(numbers) == len(finished)
+
+
+def test_first_trial_is_the_defaults(parts, tmp_path: Path) -> None:
+    """A new study starts from the documented defaults, so the best is never worse than them."""
+    train, valid = parts
+    res = T.tune("bias", train, valid, trials=3, seed=0, out=tmp_path, progress=False)
+    first = pd.read_csv(tmp_path / "trials.csv").iloc[0]
+    assert first["params_reg_user"] == 15.0 and first["params_reg_item"] == 10.0
+    default = get("bias").fit(train, rng=0, progress=False)
+    assert res.value <= T.validation_value(default, train, valid, "rmse", 0.0) + 1e-12

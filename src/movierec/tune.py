@@ -7,7 +7,8 @@ with the one evaluator. The test part of a split is never read here: callers pas
 data when no validation file is given).
 
 - Sampler: TPE seeded from `seed` (and the number of trials already in the study, so a resumed
-  study does not replay its first suggestions).
+  study does not replay its first suggestions). A new study's first trial is the model's
+  documented defaults, so tuning never reports worse than the defaults on validation.
 - Pruning: neural models report their per-epoch validation metric through the training loop's
   `on_epoch`; a median pruner stops trials that are worse than the median of earlier trials at the
   same epoch. Only when the training loop's own metric is the tuned one (RMSE for rating models,
@@ -272,6 +273,10 @@ def tune(
                         f"{study.direction.name.lower()}, but {metric} needs {direction}")
     study.set_user_attr("model", model)
     study.set_user_attr("metric", metric)
+    if not study.trials:  # a new study starts from the documented defaults
+        defaults = _defaults_in_space(cls, space, fixed)
+        if defaults:
+            study.enqueue_trial(defaults)
 
     def objective(trial: optuna.Trial) -> float:
         params = {**fixed, **{k: _suggest(trial, k, d) for k, d in space.items()}}
@@ -343,6 +348,25 @@ def tune(
     if out_dir is not None:
         write_outputs(study, result, out_dir)
     return result
+
+
+def _defaults_in_space(cls: type, space: Mapping[str, Float | Int | Choice],
+                       fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor defaults of the searched parameters, as Optuna values (those in range).
+
+    Enqueued as a new study's first trial, so a study never reports a best value worse than the
+    defaults' on the validation data.
+    """
+    import inspect
+
+    sig = inspect.signature(cls.__init__).parameters
+    out: dict[str, Any] = {}
+    for name, dist in space.items():
+        default = sig[name].default if name in sig else inspect.Parameter.empty
+        if default is inspect.Parameter.empty or not dist.contains(default):
+            continue
+        out[name] = _label(default) if isinstance(dist, Choice) else default
+    return out
 
 
 def _finished(optuna: Any, storage: str, study_name: str) -> int:
