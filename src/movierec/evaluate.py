@@ -116,7 +116,7 @@ def evaluate(
                                      n_negatives, as_generator(rng), progress)
     timings = {"ranking": time.perf_counter() - t0}
 
-    if model.predicts_ratings:
+    if model.rates:
         t0 = time.perf_counter()
         yhat = model.predict(test["user_id"].to_numpy(), test["item_id"].to_numpy())
         y = test["rating"].to_numpy()
@@ -154,7 +154,7 @@ def evaluate_rated_items(model: Recommender, split: Split, threshold: float = 4.
     not clipped, so it equals RMSE / (hi - lo).
 
     Args:
-        model: a fitted model with `predicts_ratings`.
+        model: a fitted model that `rates` (predicts ratings, trained on them).
         split: the split the model was trained on.
         threshold: rating at or above which an item is recommended / relevant (default 4.0).
         with_counts: also return the counts of users behind each average.
@@ -168,7 +168,7 @@ def evaluate_rated_items(model: Recommender, split: Split, threshold: float = 4.
         MovieRecError: the model does not predict ratings.
     """
     model._check_fitted()
-    if not model.predicts_ratings:
+    if not model.rates:
         raise MovieRecError(f"{type(model).__name__} does not predict ratings: the rated-items "
                             "protocol needs predicted ratings")
     if not np.isfinite(threshold):

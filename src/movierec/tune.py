@@ -136,7 +136,7 @@ def validation_value(model: Recommender, train: Dataset, valid: Dataset, metric:
     from movierec.evaluate import evaluate
 
     name, k = check_metric(metric)
-    if name in LOWER_IS_BETTER and not model.predicts_ratings:
+    if name in LOWER_IS_BETTER and not model.rates:
         raise TuneError(f"model {model.name!r} does not predict ratings, so {metric} cannot "
                         "be tuned; choose a ranking metric such as ndcg@10")
     res = evaluate(model, Split(train=train, test=valid, name="tune"), ks=[k or 10],

@@ -206,7 +206,7 @@ def recommend(
         raise UnknownIdError(f"user {user} is not in the training data of {model_dir}") from None
     items = recs["item_id"].to_numpy()
     predicted = (recommender.predict(np.full(len(items), user), items)
-                 if recommender.predicts_ratings else None)
+                 if recommender.rates else None)
     why = recommender.explain(user, items, n=2) if explain else {}
     rows = []
     for r, row in enumerate(recs.itertuples(index=False)):

@@ -451,7 +451,8 @@ def _check_models(exp: Experiment, ctx: _Ctx, check_params: bool) -> None:
         for split in exp.splits:
             if split.models is not None and spec.label not in split.models:
                 continue
-            if not spec.included and not _produces(cls, split.evaluation):
+            if not spec.included and not _produces(cls, split.evaluation,
+                                                   [p for _, p in spec.combinations()]):
                 where = f" in split {split.name!r}" if exp.multi_split else ""
                 raise ctx.error(("models", spec.label), f"{spec.model} does not predict ratings,"
                                 f" and only rating metrics are asked for{where}")

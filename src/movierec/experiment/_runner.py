@@ -263,12 +263,12 @@ def evaluate_run(model: Any, split: Any, ev: EvaluationSpec, *, seed: int = 42,
                        n_negatives=ev.n_negatives, rng=seed)
         metrics.update(res.summary)
         counts.update({f"sampled_{k}": v for k, v in res.counts.items() if k not in counts})
-    if model.predicts_ratings and "rmse" not in metrics and asked(*RATING, "rmse_scaled"):
+    if model.rates and "rmse" not in metrics and asked(*RATING, "rmse_scaled"):
         test = split.test.ratings
         yhat = model.predict(test["user_id"].to_numpy(), test["item_id"].to_numpy())
         y = test["rating"].to_numpy()
         metrics.update(rmse=M.rmse(y, yhat), mae=M.mae(y, yhat))
-    if "rated-items" in ev.protocols and model.predicts_ratings and asked(*RATED):
+    if "rated-items" in ev.protocols and model.rates and asked(*RATED):
         rated, rated_counts = evaluate_rated_items(model, split, ev.rated_threshold,
                                                    with_counts=True)
         metrics.update(rated)

@@ -135,7 +135,8 @@ class Experiment:
         for spec in self.models:
             if split.models is not None and spec.label not in split.models:
                 continue
-            if not _produces(get_class(spec.model), split.evaluation):
+            if not _produces(get_class(spec.model), split.evaluation,
+                             [p for _, p in spec.combinations()]):
                 continue
             names = get_class(spec.model).param_names()
             for name, params in spec.combinations():
@@ -151,7 +152,8 @@ class Experiment:
 
         return [m.label for m in self.models if m.included
                 and (split.models is None or m.label in split.models)
-                and not _produces(get_class(m.model), split.evaluation)]
+                and not _produces(get_class(m.model), split.evaluation,
+                                  [p for _, p in m.combinations()])]
 
 
 def _show(value: Any) -> str:
@@ -194,9 +196,22 @@ def _selected(ev: EvaluationSpec) -> set[str] | None:
     return set().union(*(_metric_keys(m, ev.protocols) for m in ev.metrics))
 
 
-def _produces(cls: Any, ev: EvaluationSpec) -> bool:
-    """Whether a model class gives at least one selected metric under `ev`."""
-    if cls.predicts_ratings:
+def _rates(cls: Any, params: dict[str, Any]) -> bool:
+    """Whether the model built from `params` predicts ratings (see `Recommender.rates`)."""
+    import inspect
+
+    if not cls.predicts_ratings:
+        return False
+    if "loss" not in cls.param_names():
+        return True
+    loss = params.get("loss", inspect.signature(cls.__init__).parameters["loss"].default)
+    return loss == "mse"
+
+
+def _produces(cls: Any, ev: EvaluationSpec, params: Sequence[dict[str, Any]] = ({},)) -> bool:
+    """Whether a model class, with any of `params`, gives at least one selected metric under
+    `ev` (a model trained with a ranking loss gives no rating metric)."""
+    if any(_rates(cls, p) for p in params):
         return True
     keys = _selected(ev)
     if keys is None:

@@ -101,6 +101,14 @@ class Recommender:
     item_vocab_: Vocabulary
     seen_: sp.csr_matrix
 
+    @property
+    def rates(self) -> bool:
+        """True when this instance's `predict` estimates ratings: the class can
+        (`predicts_ratings`) and, where the model has a `loss`, it was trained on ratings
+        ("mse"). A model trained with BPR/BCE still predicts, but only a ranking score, so the
+        evaluator reports no RMSE/MAE for it and the service shows no predicted rating."""
+        return self.predicts_ratings and getattr(self, "loss", "mse") == "mse"
+
     # --- hyper-parameters ----------------------------------------------------------------------
     @classmethod
     def param_names(cls) -> list[str]:

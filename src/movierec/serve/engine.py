@@ -118,7 +118,7 @@ class Engine:
             module.eval()
         first = np.zeros(1, dtype=np.int64)
         self.model._score(first)
-        if self.model.predicts_ratings:
+        if self.model.rates:
             self.model._predict(first, first)
         item_similarity(self.model, first)
         fold_in(self.model, self.item_ids[:1], [(self.rating_scale or (1.0, 1.0))[1]])
@@ -154,7 +154,7 @@ class Engine:
             "n_users": self.model.n_users,
             "n_items": self.model.n_items,
             "rating_scale": self.rating_scale,
-            "predicts_ratings": self.model.predicts_ratings,
+            "predicts_ratings": self.model.rates,
             "fold_in": fold_in_method(self.model),
             "genres": self.genre_names,
             "max_k": self.max_k,
@@ -253,7 +253,7 @@ class Engine:
         history = self.history_codes(code)
         top = self.top(raw.copy(), k, exclude=history if exclude_seen else None, mask=mask)
         predicted = None
-        if self.model.predicts_ratings and len(top):
+        if self.model.rates and len(top):
             predicted = self.model._predict(np.full(len(top), code, dtype=np.int64), top)
         return {"user_id": user_id, "model": self.model.name, "k": k,
                 "exclude_seen": exclude_seen, "genres": genres or None,
