@@ -212,3 +212,25 @@ def test_mf_fold_in_survives_save_and_load(data: Dataset, tmp_path) -> None:  # 
     loaded = load_model(model.save(tmp_path / "mf"))
     np.testing.assert_allclose(score_new_user(loaded, ids, r), score_new_user(model, ids, r),
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lstm", "sasrec"])
+def test_sequential_fold_in_of_a_training_history_equals_its_fitted_scores(data: Dataset,
+                                                                          name: str) -> None:
+    """The new user's items, given in time order, are the context a training user has."""
+    pytest.importorskip("torch")
+    from movierec.models import get
+
+    model = get(name, embedding_size=8, max_len=10, epochs=2, batch_size=64,
+                device="cpu").fit(data, rng=0, progress=False)
+    ratings = data.ratings
+    for user in (0, 7):
+        uid = int(model.user_vocab_.ids(np.array([user]))[0])
+        mine = ratings[ratings["user_id"] == uid].sort_values("timestamp", kind="stable")
+        folded = fold_in(model, mine["item_id"].to_numpy(), mine["rating"].to_numpy())
+        assert folded.method == "model"
+        np.testing.assert_allclose(folded.scores, model._score(np.array([user]))[0], rtol=1e-5,
+                                   atol=1e-5)
+    # A different order is a different context: the scores change.
+    shuffled = fold_in(model, mine["item_id"].to_numpy()[::-1], mine["rating"].to_numpy()[::-1])
+    assert not np.allclose(shuffled.scores, folded.scores)

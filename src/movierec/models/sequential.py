@@ -252,6 +252,7 @@ class _Sequential(TorchRecommender):
     """
 
     uses_sequence: ClassVar[bool] = True
+    supports_fold_in: ClassVar[bool] = True
     score_block_size: ClassVar[int] = 512
 
     max_len: int
@@ -335,6 +336,30 @@ class _Sequential(TorchRecommender):
     def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
         pred = super()._predict(user_codes, item_codes)
         return clip_to_scale(pred, self.rating_scale_).astype(np.float32)
+
+    # --- fold-in -------------------------------------------------------------------------------
+    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Scores float32 [n_items] of a new user from the items they rated, in the order given.
+
+        The given order is the user's time order: its last `max_len` known items (codes of −1
+        are ignored) form the context row exactly as a training user's history does, and the
+        encoder's output at the last position scores every item. With `user_embedding=True` the
+        new user's own embedding is zero, as for any unknown user. A training user's own history
+        folded in gets exactly that user's fitted scores (without a user embedding).
+        """
+        self._check_fitted()
+        codes = np.asarray(item_codes, dtype=np.int64)
+        codes = codes[codes >= 0][-self.max_len:]
+        row = np.full((1, self.max_len), self.n_items_, dtype=np.int64)
+        if len(codes):
+            row[0, -len(codes):] = codes
+        with self._eval() as module:
+            q = module(torch.from_numpy(row).to(self.device_),
+                       torch.full((1,), -1, dtype=torch.long, device=self.device_))[:, -1]
+            e, b = module.all_items()
+            offset = module.offset if self.loss == "mse" else 0.0
+            scores = offset + q @ e.T + b[None, :]
+        return scores[0].float().cpu().numpy()
 
 
 def _check_common(max_len: int, dropout: float, epochs: int, batch_size: int,
