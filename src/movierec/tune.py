@@ -240,7 +240,7 @@ def tune(
     if not space:
         raise TuneError(f"model {model!r} has no search space to tune"
                         + (" (every parameter in it is fixed)" if cls.search_space else ""))
-    if metric in LOWER_IS_BETTER and not cls.predicts_ratings:
+    if metric in LOWER_IS_BETTER and not cls.rates_with(fixed):
         raise TuneError(f"model {model!r} does not predict ratings, so {metric} cannot be "
                         "tuned; choose a ranking metric such as ndcg@10")
     out_dir = None if out is None else Path(out)
@@ -255,11 +255,8 @@ def tune(
               if prune else optuna.pruners.NopPruner())
     for attempt in range(4):
         try:
-            existing = _finished(optuna, storage, study_name) if storage else 0
-            sampler = optuna.samplers.TPESampler(seed=child_seed(seed, existing))
             study = optuna.create_study(storage=storage, study_name=study_name,
-                                        direction=direction, sampler=sampler, pruner=pruner,
-                                        load_if_exists=True)
+                                        direction=direction, pruner=pruner, load_if_exists=True)
             break
         except Exception as exc:  # optuna raises many storage-specific types
             # Two workers creating one new database race on its schema: try again shortly.
@@ -268,6 +265,8 @@ def tune(
                 continue
             raise TuneError(f"cannot open the study {study_name!r} in storage {storage!r}: "
                             f"{type(exc).__name__}: {exc}") from exc
+    # Seeded with the number of finished trials, so a resumed study does not replay its start.
+    study.sampler = optuna.samplers.TPESampler(seed=child_seed(seed, _count(study, optuna)))
     if study.direction.name.lower() != direction:
         raise TuneError(f"study {study_name!r} in {storage} was created to "
                         f"{study.direction.name.lower()}, but {metric} needs {direction}")
@@ -367,15 +366,6 @@ def _defaults_in_space(cls: type, space: Mapping[str, Float | Int | Choice],
             continue
         out[name] = _label(default) if isinstance(dist, Choice) else default
     return out
-
-
-def _finished(optuna: Any, storage: str, study_name: str) -> int:
-    """Finished trials already in a stored study (0 when it does not exist yet)."""
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        return 0
-    return _count(study, optuna)
 
 
 def _count(study: Any, optuna: Any) -> int:

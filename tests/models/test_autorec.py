@@ -184,3 +184,20 @@ def test_save_load_round_trip(fitted: AutoRec, low_rank: Dataset, tmp_path: Path
 def test_invalid_params_name_the_field(param: str, value: object) -> None:
     with pytest.raises(ValueError, match=param):
         AutoRec(**{param: value})
+
+
+def test_hidden_codes_are_reused_until_the_encoder_changes(low_rank: Dataset) -> None:
+    model = AutoRec(hidden_size=8, epochs=2, batch_size=16, device="cpu").fit(
+        low_rank, rng=0, progress=False)
+    users = np.arange(5)
+    first = model._score(users)
+    with model._eval() as module:
+        h1 = model.hidden_codes(module)
+        assert model.hidden_codes(module) is h1  # cached: no second encode
+        module.encoder.weight.mul_(0.5)  # an in-place change, as an optimizer step makes
+        h2 = model.hidden_codes(module)
+    assert h2 is not h1 and not torch.allclose(h1, h2)
+    assert not np.allclose(model._score(users), first)
+    # Refitting starts from fresh codes: the same seed gives the first scores again.
+    model.fit(low_rank, rng=0, progress=False)
+    np.testing.assert_allclose(model._score(users), first, rtol=1e-6)

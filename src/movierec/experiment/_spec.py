@@ -196,22 +196,10 @@ def _selected(ev: EvaluationSpec) -> set[str] | None:
     return set().union(*(_metric_keys(m, ev.protocols) for m in ev.metrics))
 
 
-def _rates(cls: Any, params: dict[str, Any]) -> bool:
-    """Whether the model built from `params` predicts ratings (see `Recommender.rates`)."""
-    import inspect
-
-    if not cls.predicts_ratings:
-        return False
-    if "loss" not in cls.param_names():
-        return True
-    loss = params.get("loss", inspect.signature(cls.__init__).parameters["loss"].default)
-    return loss == "mse"
-
-
 def _produces(cls: Any, ev: EvaluationSpec, params: Sequence[dict[str, Any]] = ({},)) -> bool:
     """Whether a model class, with any of `params`, gives at least one selected metric under
     `ev` (a model trained with a ranking loss gives no rating metric)."""
-    if any(_rates(cls, p) for p in params):
+    if any(cls.rates_with(p) for p in params):
         return True
     keys = _selected(ev)
     if keys is None:

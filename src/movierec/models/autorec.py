@@ -181,6 +181,7 @@ class AutoRec(TorchRecommender):
     # --- TorchRecommender hooks ----------------------------------------------------------------
     def _prepare(self, train: Dataset) -> None:
         super()._prepare(train)
+        self._hidden_cache = None  # codes of an earlier fit's weights and ratings
         r = train.matrix("rating")
         self.item_ratings_ = sp.csr_matrix(r.T, dtype=np.float32)
         self.item_ratings_.sort_indices()
@@ -213,7 +214,25 @@ class AutoRec(TorchRecommender):
         return fit + self.reg / (2 * self.n_ratings_) * module.penalty()
 
     def hidden_codes(self, module: AutoRecModule) -> Tensor:
-        """H = g(R V^T + μ) [n_items, k] on the module's device, from the training ratings."""
+        """H = g(R V^T + μ) [n_items, k] on the module's device, from the training ratings.
+
+        Computed once per set of encoder weights: scoring (every user block of `recommend`,
+        every fold-in request of the service) reuses it until an optimizer step or a weight load
+        changes the encoder (tensor version counters), and it is never cached while gradients
+        are recorded or the module is in training mode (dropout).
+        """
+        enc = module.encoder
+        key = (id(module), enc.weight._version, enc.bias._version, enc.weight.device)
+        cacheable = not (module.training or torch.is_grad_enabled())
+        cached = getattr(self, "_hidden_cache", None)
+        if cacheable and cached is not None and cached[0] == key:
+            return cached[1]
+        h = self._encode_training_ratings(module)
+        if cacheable:
+            self._hidden_cache = (key, h)
+        return h
+
+    def _encode_training_ratings(self, module: AutoRecModule) -> Tensor:
         m = self.item_ratings_.tocoo()
         weight = module.encoder.weight
         index = torch.from_numpy(np.vstack([m.row, m.col]).astype(np.int64))

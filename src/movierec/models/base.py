@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -101,13 +101,23 @@ class Recommender:
     item_vocab_: Vocabulary
     seen_: sp.csr_matrix
 
+    @classmethod
+    def rates_with(cls, params: Mapping[str, Any]) -> bool:
+        """Whether a model built with `params` estimates ratings: the class can
+        (`predicts_ratings`) and, where the model has a `loss`, it is trained on ratings ("mse",
+        the given value or the constructor's default). A model trained with BPR/BCE still
+        predicts, but only a ranking score: the evaluator reports no RMSE/MAE for it, the
+        service shows no predicted rating, and rating studies (tune, experiments) skip or
+        refuse it."""
+        if not cls.predicts_ratings:
+            return False
+        loss = inspect.signature(cls.__init__).parameters.get("loss")
+        return loss is None or params.get("loss", loss.default) == "mse"
+
     @property
     def rates(self) -> bool:
-        """True when this instance's `predict` estimates ratings: the class can
-        (`predicts_ratings`) and, where the model has a `loss`, it was trained on ratings
-        ("mse"). A model trained with BPR/BCE still predicts, but only a ranking score, so the
-        evaluator reports no RMSE/MAE for it and the service shows no predicted rating."""
-        return self.predicts_ratings and getattr(self, "loss", "mse") == "mse"
+        """`rates_with(self.params())`: this instance's `predict` estimates ratings."""
+        return self.rates_with(self.params())
 
     # --- hyper-parameters ----------------------------------------------------------------------
     @classmethod

@@ -109,6 +109,8 @@ def normalize_members(members: Any) -> tuple[Member, ...]:
         check_param(where, name, name in REGISTRY, f"a registered model ({', '.join(REGISTRY)})")
         check_param(where, name, name != "blend", "a model other than blend")
         cls = get_class(name)
+        # A member's prediction is a feature of the ridge: a BPR-trained member's score is
+        # allowed (the ridge weighs it), a model with no `predict` at all is not.
         check_param(where, name, cls.predicts_ratings,
                     "a model that predicts ratings (a blend fits ratings by least squares)")
         unknown = sorted(set(params) - set(cls.param_names()))
