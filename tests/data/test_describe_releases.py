@@ -68,3 +68,14 @@ def test_release_table():
     assert len(get_release("ml-100k").files_sha256) == 21
     with pytest.raises(DataError, match="known releases"):
         get_release("ml-2m")
+
+
+def test_release_list_survives_the_submodule_of_the_same_name() -> None:
+    """`movierec.data.releases` stays the function after the table module is imported."""
+    import importlib
+
+    import movierec.data as data
+
+    first = data.releases()
+    importlib.import_module("movierec.data.releases")
+    assert callable(data.releases) and data.releases() == first

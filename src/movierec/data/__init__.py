@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from movierec.data import releases as _releases_table  # noqa: F401  (see `releases` below)
 from movierec.data.dataset import Dataset
 from movierec.data.vocab import Vocabulary
 
@@ -22,8 +23,9 @@ def load_file(path, **kwargs):  # noqa: ANN001, ANN201
     return load_ratings_file(path, **kwargs)
 
 
+# The submodule `movierec.data.releases` is imported above, before this function takes its name:
+# importing a submodule for the first time rebinds the package attribute of the same name, so
+# a lazy import here used to replace this function by the module after its first call.
 def releases() -> list[str]:
     """Names of the supported MovieLens releases."""
-    from movierec.data.releases import RELEASES
-
-    return list(RELEASES)
+    return list(_releases_table.RELEASES)

@@ -47,14 +47,19 @@ def _first(bad: np.ndarray) -> int:
     return int(np.flatnonzero(bad)[0])
 
 
-def _check_ids(col: str, values: np.ndarray, where: Locator) -> np.ndarray:
+def _check_whole(col: str, values: np.ndarray, where: Locator) -> None:
+    """DataError at the first float value of `values` that is not a finite whole number."""
     if values.dtype.kind == "f":
         bad = ~np.isfinite(values) | (values != np.round(values))
         if bad.any():
             row = _first(bad)
             why = "is not an integer" if np.isfinite(values[row]) else "is empty or not finite"
             raise DataError(f"{where(row)}: {col} {float(values[row])} {why}")
-    elif values.dtype.kind not in "iu":
+
+
+def _check_ids(col: str, values: np.ndarray, where: Locator) -> np.ndarray:
+    _check_whole(col, values, where)
+    if values.dtype.kind not in "iuf":
         raise DataError(f"{where(0)}: column {col} must be integer, found {values.dtype}")
     info = np.iinfo(np.int32)
     bad = (values < info.min) | (values > info.max)
@@ -84,13 +89,8 @@ def _check_ratings(values: np.ndarray, scale: tuple[float, float] | None,
 
 
 def _check_timestamps(values: np.ndarray, where: Locator) -> np.ndarray:
-    if values.dtype.kind == "f":
-        bad = ~np.isfinite(values) | (values != np.round(values))
-        if bad.any():
-            row = _first(bad)
-            why = "is not an integer" if np.isfinite(values[row]) else "is empty or not finite"
-            raise DataError(f"{where(row)}: timestamp {float(values[row])} {why}")
-    elif values.dtype.kind not in "iu":
+    _check_whole("timestamp", values, where)
+    if values.dtype.kind not in "iuf":
         raise DataError(f"{where(0)}: column timestamp must be integer unix seconds, found "
                         f"{values.dtype}")
     bad = values >= TIMESTAMP_LIMIT

@@ -267,6 +267,23 @@ def _where(loc: tuple[Any, ...] | list[Any]) -> str:
     return f"{name} ({source})" if source and name else (name or str(source))
 
 
+_ERROR_STATUS: tuple[tuple[type[Exception], int, dict[str, str] | None], ...] = (
+    (UnknownIdError, 404, None),
+    (InvalidRequestError, 422, None),
+    (ModelTimeoutError, 503, {"retry-after": "1"}),
+    (ReloadForbiddenError, 403, None),
+    (ReloadError, 409, None),
+    (MovieRecError, 400, None),
+)
+
+
+def _json_error(status: int, headers: dict[str, str] | None) -> Any:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+    return handler
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -277,29 +294,9 @@ def _add_error_handlers(app: FastAPI) -> None:
             f"{_where(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
         return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
 
-    @app.exception_handler(UnknownIdError)
-    async def unknown(request: Request, exc: UnknownIdError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(InvalidRequestError)
-    async def impossible(request: Request, exc: InvalidRequestError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(ModelTimeoutError)
-    async def too_slow(request: Request, exc: ModelTimeoutError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"retry-after": "1"})
-
-    @app.exception_handler(ReloadForbiddenError)
-    async def forbidden(request: Request, exc: ReloadForbiddenError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=403)
-
-    @app.exception_handler(ReloadError)
-    async def not_reloaded(request: Request, exc: ReloadError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.exception_handler(MovieRecError)
-    async def refused(request: Request, exc: MovieRecError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+    # Library errors → status (Starlette picks the most specific class along the MRO).
+    for exc_type, status, headers in _ERROR_STATUS:
+        app.add_exception_handler(exc_type, _json_error(status, headers))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
