@@ -74,6 +74,8 @@ CHECKERBOARD_EXCEPTIONS: dict[str, str] = {
     "mean": "not personalized: every item gets the global mean",
     "pop": "not personalized, and every checkerboard item has the same count",
     "bias": "all checkerboard ratings are 5, so every bias is 0 and all items tie",
+    "svd": "SGD on ratings only (MSE): every checkerboard rating is 5, so the biases absorb them "
+           "and the factors learn no order among unseen items",
     "autorec": "I-AutoRec fits ratings only (MSE, as in the paper): every checkerboard rating is "
                "5, so it reconstructs about 5 everywhere and unseen items tie up to noise",
 }

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -29,15 +28,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def low_rank() -> Dataset:
-    """120 users x 50 items, ratings 1-5 from a rank-2 model plus noise, 40% observed."""
-    gen = np.random.default_rng(0)
-    p, q = gen.normal(size=(120, 2)), gen.normal(size=(50, 2))
-    u, i = np.nonzero(gen.random((120, 50)) < 0.4)
-    r = np.clip(np.round(3 + (p[u] * q[i]).sum(1) + gen.normal(0, 0.3, len(u))), 1, 5)
-    frame = pd.DataFrame({"user_id": u + 1, "item_id": i + 1, "rating": r,
-                          "timestamp": np.arange(len(u))})
-    return Dataset(frame, name="low-rank", rating_scale=(1.0, 5.0))
+def low_rank(low_rank_factory) -> Dataset:
+    """120 users x 50 items of rank-2 ratings."""
+    return low_rank_factory(120, 50)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 pytest.importorskip("torch")
@@ -15,18 +14,6 @@ from movierec.models.mf import MF  # noqa: E402
 
 QUICK = {"embedding_size": 4, "epochs": 30, "batch_size": 64, "learning_rate": 0.02,
          "reg": 0.01, "device": "cpu"}
-
-
-@pytest.fixture(scope="module")
-def low_rank() -> Dataset:
-    """150 users x 60 items, ratings 1-5 from a rank-2 model plus noise, 40% observed."""
-    gen = np.random.default_rng(0)
-    p, q = gen.normal(size=(150, 2)), gen.normal(size=(60, 2))
-    u, i = np.nonzero(gen.random((150, 60)) < 0.4)
-    r = np.clip(np.round(3 + (p[u] * q[i]).sum(1) + gen.normal(0, 0.3, len(u))), 1, 5)
-    frame = pd.DataFrame({"user_id": u + 1, "item_id": i + 1, "rating": r,
-                          "timestamp": np.arange(len(u))})
-    return Dataset(frame, name="low-rank", rating_scale=(1.0, 5.0))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -19,15 +18,9 @@ QUICK = {"embedding_size": 4, "epochs": 20, "batch_size": 256, "learning_rate": 
 
 
 @pytest.fixture(scope="module")
-def low_rank() -> Dataset:
-    """100 users x 40 items, ratings 1-5 from a rank-2 model plus noise, 40% observed."""
-    gen = np.random.default_rng(0)
-    p, q = gen.normal(size=(100, 2)), gen.normal(size=(40, 2))
-    u, i = np.nonzero(gen.random((100, 40)) < 0.4)
-    r = np.clip(np.round(3 + (p[u] * q[i]).sum(1) + gen.normal(0, 0.3, len(u))), 1, 5)
-    frame = pd.DataFrame({"user_id": u + 1, "item_id": i + 1, "rating": r,
-                          "timestamp": np.arange(len(u))})
-    return Dataset(frame, name="low-rank", rating_scale=(1.0, 5.0))
+def low_rank(low_rank_factory) -> Dataset:
+    """100 users x 40 items of rank-2 ratings."""
+    return low_rank_factory(100, 40)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "userknn": ("movierec.models.knn:UserKNN", None),
     "itemknn": ("movierec.models.knn:ItemKNN", None),
     "ease": ("movierec.models.ease:EASE", None),
+    "svd": ("movierec.models.svd:SVD", "numba"),
+    "ials": ("movierec.models.als:ImplicitALS", "numba"),
     "mf": ("movierec.models.mf:MF", "torch"),
     "gmf": ("movierec.models.ncf:GMF", "torch"),
     "mlp": ("movierec.models.ncf:MLP", "torch"),
@@ -40,7 +42,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
 }
 
 # extra -> the module whose presence means the extra is installed
-EXTRA_MODULES: dict[str, str] = {"torch": "torch"}
+EXTRA_MODULES: dict[str, str] = {"torch": "torch", "numba": "numba"}
 
 CLASSIC = ["mean", "bias", "pop", "userknn", "itemknn", "ease"]
 
