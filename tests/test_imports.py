@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-HEAVY = ["torch", "torch_geometric", "fastapi", "optuna", "matplotlib", "faiss"]
+HEAVY = ["torch", "torch_geometric", "fastapi", "optuna", "matplotlib", "faiss", "numba"]
 
 
 def test_import_movierec_pulls_in_no_heavy_dependency():

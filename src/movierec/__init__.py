@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {"data", "models", "split", "metrics", "evaluate", "results", "benchmark",
                "artifact", "errors", "random", "io", "train", "explain", "fold_in", "analysis",
-               "plots", "report", "serve"}
+               "plots", "report", "serve", "ann"}
 
 
 def __getattr__(name: str) -> Any:

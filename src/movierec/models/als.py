@@ -19,7 +19,7 @@ exactly for the new user with the item factors fixed.
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -195,3 +195,11 @@ class ImplicitALS(Recommender):
         """Item factors y_i [n_items, embedding_size]: similar movies are compared in this space."""
         self._check_fitted()
         return self.item_factors_
+
+    def dot_vectors(self) -> Any:
+        """The scores as a dot product x_u · y_i (`movierec.ann.DotVectors`), so that
+        `movierec.ann.ANNIndex` can index this model."""
+        from movierec.ann import DotVectors
+
+        self._check_fitted()
+        return DotVectors(users=self.user_factors_, items=self.item_factors_)

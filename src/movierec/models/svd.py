@@ -26,7 +26,7 @@ Fold-in: a new user's (p, b) is the ridge solution with the item parameters fixe
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -67,7 +67,8 @@ def shuffle(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
 
 @njit(cache=True, fastmath=True)
 def sgd_epoch(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, mu: float,
-              p: np.ndarray, q: np.ndarray, b_user: np.ndarray, b_item: np.ndarray, lr: float, reg: float, reg_bias: float) -> float:  # pragma: no cover - compiled
+              p: np.ndarray, q: np.ndarray, b_user: np.ndarray, b_item: np.ndarray, lr: float,
+              reg: float, reg_bias: float) -> float:  # pragma: no cover - compiled
     """One SGD pass over the ratings in their array order; updates p, q and the biases in place
     and returns the mean squared training error seen during the pass."""
     k = p.shape[1]
@@ -242,3 +243,13 @@ class SVD(Recommender):
         """Item factors q_i [n_items, embedding_size]: similar movies are compared in this space."""
         self._check_fitted()
         return self.item_factors_
+
+    def dot_vectors(self) -> Any:
+        """The scores as a dot product (`movierec.ann.DotVectors`): p_u · q_i + b_i, offset
+        μ + b_u; lets `movierec.ann.ANNIndex` index this model."""
+        from movierec.ann import DotVectors
+
+        self._check_fitted()
+        return DotVectors(users=self.user_factors_, items=self.item_factors_,
+                          item_bias=self.item_bias_,
+                          user_offset=(self.user_bias_ + np.float32(self.global_mean_)))
