@@ -109,7 +109,10 @@ def main() -> None:
             "epochs_saved_by_pruning"]
     print(table[cols].round(4).to_string())
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"tune_{args.dataset}_{args.split}{'_quick' if args.quick else ''}.json"
+    # One file per dataset, split and model set (a lightgcn-only study keeps the 3-model file).
+    models = "" if args.models == parser.get_default("models") else "_" + args.models.replace(
+        ",", "-")
+    out = RESULTS / f"tune_{args.dataset}_{args.split}{models}{'_quick' if args.quick else ''}.json"
     atomic_write_text(out, json.dumps({"dataset": args.dataset, "split": args.split,
                                        "metric": args.metric, "relevance": args.relevance,
                                        "seed": args.seed, "rows": rows}, indent=2,
