@@ -13,25 +13,35 @@ from torch import Tensor
 
 from movierec.train import NegativeSampler
 
-__all__ = ["NeighborSampler", "PopularityNegativeSampler", "SampledGraph", "choose_distinct",
-           "drop_edges", "normalized_adjacency", "propagate", "propagate_sampled",
-           "sampled_adjacency", "sparse_adjacency", "to_csr"]
+__all__ = ["NeighborSampler", "PopularityNegativeSampler", "SampledGraph", "bipartite_degrees",
+           "choose_distinct", "drop_edges", "normalized_adjacency", "propagate",
+           "propagate_sampled", "sampled_adjacency", "sparse_adjacency", "to_csr"]
 
 
 # --- the graph ---------------------------------------------------------------------------------
+def _binary(seen: sp.spmatrix) -> sp.csr_matrix:
+    r = sp.csr_matrix(seen, dtype=np.float64)
+    r.data[:] = 1.0
+    r.sum_duplicates()
+    return r
+
+
+def bipartite_degrees(seen: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+    """(user degrees, item degrees) float64 of the bipartite graph of `seen`, as `Â` uses them."""
+    r = _binary(seen)
+    return np.asarray(r.sum(axis=1)).ravel(), np.asarray(r.sum(axis=0)).ravel()
+
+
 def normalized_adjacency(seen: sp.spmatrix) -> sp.coo_matrix:
     """D^-1/2 A D^-1/2 of the bipartite graph A = [[0, R], [Rᵀ, 0]] as a scipy COO matrix.
 
     Rows/columns 0..|U|−1 are users, |U|..|U|+|I|−1 items. Entry (u, |U|+i) = 1/√(d_u d_i) for an
     interaction (u, i); isolated nodes have zero rows. Vectorized from the CSR structure of `seen`.
     """
-    r = sp.csr_matrix(seen, dtype=np.float64)
-    r.data[:] = 1.0
-    r.sum_duplicates()
+    r = _binary(seen)
     n_users, n_items = r.shape
     coo = r.tocoo()
-    du = np.asarray(r.sum(axis=1)).ravel()
-    di = np.asarray(r.sum(axis=0)).ravel()
+    du, di = bipartite_degrees(r)
     vals = 1.0 / np.sqrt(du[coo.row] * di[coo.col])
     rows = np.concatenate([coo.row, coo.col + n_users])
     cols = np.concatenate([coo.col + n_users, coo.row])

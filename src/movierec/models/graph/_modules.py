@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -26,11 +27,16 @@ Propagation = Callable[[Tensor], Tensor]
 class _GraphModule(nn.Module):
     """Embedding tables, the adjacency buffer and an eval-mode cache of the propagation.
 
-    A subclass gives `represent(prop, e0)`: the final representation rows of the nodes whose
-    ego embeddings are `e0`, with `prop(x)` one propagation step (Â x over the full graph, or
-    M x over a sampled subgraph). `final()` runs it on the full graph, `sampled(...)` on a
-    neighbour-sampled subgraph (training only).
+    A subclass gives one layer, `step(k, side, e)`: the layer-(k+1) rows of nodes whose layer-k
+    rows are `e` and whose aggregated messages are `side` (= Â E^(k) on those rows), and
+    `combine(layers)`: the final representation from the rows [E^(0), …, E^(K)]. `layers(prop,
+    e0)` runs the K steps with `prop(x)` one propagation step (Â x over the full graph, or M x
+    over a sampled subgraph); `final()` combines them on the full graph, `sampled(...)` on a
+    neighbour-sampled subgraph (training only), and `node_layers(e0, sides)` runs the same steps
+    for nodes outside the graph whose messages are given (fold-in of a new user).
     """
+
+    n_layers: int
 
     def __init__(self, n_users: int, n_items: int, embedding_size: int, adj: Tensor,
                  global_mean: float = 0.0) -> None:
@@ -41,7 +47,7 @@ class _GraphModule(nn.Module):
         self.register_buffer("adj", adj, persistent=False)  # COO (inspection, node dropout)
         self.register_buffer("adj_csr", to_csr(adj), persistent=False)  # products
         self.register_buffer("offset", torch.tensor(float(global_mean)))
-        self._cache: tuple[tuple, object] | None = None
+        self._cache: tuple[tuple, dict[str, object]] | None = None
 
     def ego(self) -> Tensor:
         """E^(0) = [user embeddings; item embeddings]."""
@@ -54,9 +60,37 @@ class _GraphModule(nn.Module):
         i = self.item_emb((nodes - self.n_users).clamp(min=0))
         return torch.where(is_user, u, i)
 
+    def step(self, k: int, side: Tensor, e: Tensor) -> Tensor:
+        """Layer k + 1 of nodes with layer-k rows e [n, d] and messages side = (Â E^(k)) [n, d]."""
+        raise NotImplementedError
+
+    def combine(self, layers: list[Tensor]) -> Tensor:
+        """Final representations [n, …] from the per-layer rows [E^(0), …, E^(K)] (each [n, d])."""
+        raise NotImplementedError
+
+    def layers(self, prop: Propagation | None = None, e: Tensor | None = None) -> list[Tensor]:
+        """[E^(0), …, E^(K)] (default: the full graph, each [n_users + n_items, d])."""
+        prop = self.full_propagation() if prop is None else prop
+        e = self.ego() if e is None else e
+        out = [e]
+        for k in range(self.n_layers):
+            e = self.step(k, prop(e), e)
+            out.append(e)
+        return out
+
     def represent(self, prop: Propagation, e: Tensor) -> Tensor:
         """Final representations [n, …] of the nodes with ego embeddings e [n, d]."""
-        raise NotImplementedError
+        return self.combine(self.layers(prop, e))
+
+    def node_layers(self, e0: Tensor, sides: Tensor) -> list[Tensor]:
+        """[e^(0), …, e^(K)] of nodes outside the graph: ego rows e0 [n, d] and their messages
+        sides[k] = Σ_v Â_uv e_v^(k) [n, d] (k = 0..K−1) from neighbours whose layers are fixed,
+        through the same `step` as the graph's own nodes; differentiable in e0."""
+        out, e = [e0], e0
+        for k in range(self.n_layers):
+            e = self.step(k, sides[k], e)
+            out.append(e)
+        return out
 
     def full_propagation(self) -> Propagation:
         """x ↦ Â x over the full training graph."""
@@ -79,12 +113,27 @@ class _GraphModule(nn.Module):
 
     def final(self) -> object:
         """The propagated representations: recomputed in train mode, cached in eval mode."""
+        return self._cached("final", self._compute)
+
+    def item_layers(self) -> Tensor:
+        """The items' rows of every layer of the full graph, [n_items, K+1, d] (cached like
+        `final`; what a folded-in user's messages are made of)."""
+        return self._cached("item_layers", lambda: torch.stack(
+            [e[self.n_users:] for e in self.layers()], dim=1))
+
+    def _cached(self, name: str, compute: Callable[[], object]) -> Any:
+        """`compute()`, kept while the parameters are unchanged (their ids and version counters:
+        an optimizer step or `load_state_dict` invalidates it), in eval mode without autograd
+        only; recomputed every time otherwise."""
         if self.training or torch.is_grad_enabled():
-            return self._compute()
+            return compute()
         key = tuple((id(p), p._version) for p in self.parameters()) + (str(self.adj.device),)
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self._compute())
-        return self._cache[1]
+            self._cache = (key, {})
+        store = self._cache[1]
+        if name not in store:
+            store[name] = compute()
+        return store[name]
 
 
 def _lookup(table: Tensor, codes: Tensor) -> Tensor:
@@ -102,18 +151,11 @@ class LightGCNModule(_GraphModule):
         nn.init.normal_(self.user_emb.weight, std=0.1)
         nn.init.normal_(self.item_emb.weight, std=0.1)
 
-    def layers(self, prop: Propagation | None = None, e: Tensor | None = None) -> list[Tensor]:
-        """[E^(0), …, E^(K)] (default: the full graph, each [n_users + n_items, d])."""
-        prop = self.full_propagation() if prop is None else prop
-        e = self.ego() if e is None else e
-        out = [e]
-        for _ in range(self.n_layers):
-            e = prop(e)
-            out.append(e)
-        return out
+    def step(self, k: int, side: Tensor, e: Tensor) -> Tensor:
+        return side
 
-    def represent(self, prop: Propagation, e: Tensor) -> Tensor:
-        return torch.stack(self.layers(prop, e)).mean(0)
+    def combine(self, layers: list[Tensor]) -> Tensor:
+        return torch.stack(layers).mean(0)
 
 
 class NGCFModule(_GraphModule):
@@ -130,6 +172,7 @@ class NGCFModule(_GraphModule):
                  global_mean: float) -> None:
         super().__init__(n_users, n_items, embedding_size, adj, global_mean)
         d = embedding_size
+        self.n_layers = n_layers
         self.w1 = nn.ModuleList(nn.Linear(d, d) for _ in range(n_layers))
         self.w2 = nn.ModuleList(nn.Linear(d, d) for _ in range(n_layers))
         self.user_bias = nn.Embedding(n_users, 1)
@@ -174,12 +217,11 @@ class NGCFModule(_GraphModule):
         keep = torch.rand(len(weight), device=weight.device) >= p
         return dst[keep], src[keep], weight[keep] / (1 - p)
 
-    def represent(self, prop: Propagation, e: Tensor) -> Tensor:
-        out = [e]
-        for k in range(len(self.w1)):
-            e = self.message_dropout(self._combine(k, prop(e), e))
-            out.append(F.normalize(e, p=2, dim=1))
-        return torch.cat(out, dim=1)
+    def step(self, k: int, side: Tensor, e: Tensor) -> Tensor:
+        return self.message_dropout(self._combine(k, side, e))
+
+    def combine(self, layers: list[Tensor]) -> Tensor:
+        return torch.cat([layers[0], *(F.normalize(e, p=2, dim=-1) for e in layers[1:])], dim=-1)
 
 
 class AttnGraphRecModule(_GraphModule):
@@ -208,12 +250,11 @@ class AttnGraphRecModule(_GraphModule):
         nn.init.normal_(self.user_emb.weight, std=0.1)
         nn.init.normal_(self.item_emb.weight, std=0.1)
 
-    def represent(self, prop: Propagation, e: Tensor) -> Tensor:
-        out = [e]
-        for _ in range(self.n_layers):
-            e = prop(e)
-            out.append(e)
-        return torch.stack(out, dim=1)  # [nodes, K+1, d]
+    def step(self, k: int, side: Tensor, e: Tensor) -> Tensor:
+        return side
+
+    def combine(self, layers: list[Tensor]) -> Tensor:
+        return torch.stack(layers, dim=-2)  # [nodes, K+1, d]
 
     def attention(self, lu: Tensor, li: Tensor) -> Tensor:
         """Weights [..., K+1, 2] (softmax over layers; [..., 0] user side, [..., 1] item side)
