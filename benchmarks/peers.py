@@ -5,11 +5,11 @@ wrapped as a movierec `Recommender` inside this script, so the ONE evaluator
 (`movierec.evaluate.evaluate`) computes every metric on the same split, in the same process, on
 the same machine, one run each:
 
-- rating table: movierec bias, svd (numba SGD), mf (torch), svdpp vs Surprise BaselineOnly, SVD, SVD++, KNNBaseline (item,
-  pearson_baseline) and cornac MF — RMSE, MAE, fit seconds;
+- rating table: movierec bias, svd (numba SGD), mf (torch), svdpp vs Surprise BaselineOnly, SVD,
+  SVD++, KNNBaseline (item, pearson_baseline) and cornac MF — RMSE, MAE, fit seconds;
 - ranking table (full ranking of every unseen training item, relevance 4 and 0): movierec ease,
-  itemknn, ials (numba CG), mf (loss=bpr), lightgcn vs implicit ALS, BPR and cornac BPR, EASE — NDCG@10,
-  Recall@10, fit seconds.
+  itemknn, ials (numba CG), mf (loss=bpr), lightgcn vs implicit ALS, BPR and cornac BPR, EASE —
+  NDCG@10, Recall@10, fit seconds.
 
 Peers run with their library defaults (documented settings, nothing tuned on u1.test); movierec
 models with theirs. Fit seconds are the peer library's own `fit` call (data conversion excluded,

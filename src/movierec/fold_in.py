@@ -9,7 +9,8 @@ One entry point for every model family, `score_new_user(model, item_ids, ratings
 * any other model (e.g. a neural model without a fold-in rule) is scored in its own item space:
   score(i) = Σ_j w_j cos(q_j, q_i) over the rated items j, with w_j the rating's excess over
   the user's mean, max(r_j − mean, 0) (1 when all ratings are equal), q the model's item
-  vectors, or its item columns of the training matrix when it has none (`movierec.explain.item_similarity`);
+  vectors, or its item columns of the training matrix when it has none
+  (`movierec.explain.item_similarity`);
 * when no rating names an item the model knows, every model falls back to popularity.
 
 Item ids are original ids; unknown ones are ignored and reported; a repeated item keeps its
