@@ -27,7 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-data_app = typer.Typer(help="MovieLens releases: list them, describe one.", no_args_is_help=True)
+data_app = typer.Typer(help="MovieLens releases: list them, describe one, write a synthetic one.",
+                       no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 # Tables are wide: when printing to a file or pipe, don't fold them at 80 columns.

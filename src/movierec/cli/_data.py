@@ -1,4 +1,4 @@
-"""`movierec data list | describe`."""
+"""`movierec data list | describe | synth`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from movierec.cli._app import _friendly_errors, console, data_app
+from movierec.cli._app import ProgressOpt, _friendly_errors, console, data_app
 
 
 @data_app.command("list")
@@ -67,6 +67,45 @@ def data_describe(
             for k, v in values.items():
                 table.add_row(str(k), _fmt(v))
             console.print(table)
+
+
+@data_app.command("synth")
+@_friendly_errors
+def data_synth(
+    out: Annotated[Path, typer.Option(
+        help="Folder to write. It must not exist or be empty (see --force); the files are "
+        "written under a temporary name beside it and renamed when complete.")],
+    layout: Annotated[str, typer.Option(
+        help="Release whose csv layout and sizes to imitate: ml-20m, ml-25m or ml-32m.")]
+    = "ml-25m",
+    users: Annotated[int | None, typer.Option(
+        help="Number of users, each rating 20 or more movies (default: the release's, "
+        "162,541 for ml-25m).")] = None,
+    items: Annotated[int | None, typer.Option(
+        help="Number of rated movies, at least 20; movies.csv lists some unrated ones too "
+        "(default: the release's, 59,047 for ml-25m).")] = None,
+    ratings: Annotated[int | None, typer.Option(
+        help="Number of ratings, from max(20 x users, items) to users x items (default: the "
+        "release's, 25,000,095 for ml-25m).")] = None,
+    seed: Annotated[int, typer.Option(
+        help="Random seed: the same seed and sizes write the same bytes.")] = 0,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace --out when it exists and is not empty.")] = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Write a random release in the official csv layout (ML-25M's size by default).
+
+    Power-law popularity and activity, half-star ratings, timestamps, genres, tags, links.
+    For measuring scale where the real release cannot be downloaded; load it like a release
+    (`movierec data describe OUT`). Its README.txt says it is synthetic and how to rebuild it.
+    """
+    from movierec.data.synth import write_release_like
+
+    made = write_release_like(out, layout=layout, users=users, items=items, ratings=ratings,
+                              rng=seed, overwrite=force, progress=progress)
+    console.print(f"wrote {made.path}: {made.ratings:,} ratings by {made.users:,} users on "
+                  f"{made.items:,} movies ({made.movies:,} in movies.csv), {made.tags:,} tags; "
+                  f"seed {made.seed}, {made.seconds:.1f} s", highlight=False)
 
 
 def _is_records(v: Any) -> bool:

@@ -121,16 +121,27 @@ def _coerce_ratings(frame: pd.DataFrame, source: str, scale: tuple[float, float]
     return _latest_only(out, where)
 
 
+def _strictly_increasing(users: np.ndarray, items: np.ndarray, step: int = 1 << 20) -> bool:
+    """Whether the (user, item) rows strictly increase; in slices, so that 25M rows take no
+    more than a few MB of temporaries."""
+    for lo in range(0, len(users) - 1, step):
+        u = users[lo:lo + step + 1].astype(np.int64)
+        i = items[lo:lo + step + 1].astype(np.int64)
+        du, di = np.diff(u), np.diff(i)
+        if not ((du > 0) | ((du == 0) & (di > 0))).all():
+            return False
+    return True
+
+
 def _latest_only(ratings: pd.DataFrame, where: Locator) -> pd.DataFrame:
     """Keep one row per (user, item): the latest by timestamp, the later row on ties."""
     n = len(ratings)
     if n < 2:
         return ratings
+    if _strictly_increasing(ratings["user_id"].to_numpy(), ratings["item_id"].to_numpy()):
+        return ratings  # sorted by (user, item) without repeats, as the releases are: O(n)
     users = ratings["user_id"].to_numpy().astype(np.int64)
     items = ratings["item_id"].to_numpy().astype(np.int64)
-    du, di = np.diff(users), np.diff(items)
-    if ((du > 0) | ((du == 0) & (di > 0))).all():
-        return ratings  # sorted by (user, item) without repeats, as the releases are: O(n)
     keys = (users << 32) | (items & 0xFFFFFFFF)
     if not pd.Index(keys).has_duplicates:
         return ratings
@@ -149,6 +160,39 @@ def _latest_only(ratings: pd.DataFrame, where: Locator) -> pd.DataFrame:
         "kept %s, dropped %s", n_pairs, len(dropped), users[example], items[example],
         where(winner), where(example))
     return ratings.iloc[np.sort(kept)].reset_index(drop=True)
+
+
+def _dense_span(values: np.ndarray) -> tuple[int, int] | None:
+    """(lowest, span) of integer ids that span at most 2**24 values (every MovieLens id column),
+    else None."""
+    if not len(values) or values.dtype.kind not in "iu":
+        return None
+    lo, hi = int(values.min()), int(values.max())
+    return (lo, hi - lo + 1) if hi - lo < 1 << 24 else None
+
+
+def _distinct_ids(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct ids (int64), as np.unique gives them; O(n) with a bitmap when the ids
+    span few values, which spares 25M-row releases a hash or a sort."""
+    dense = _dense_span(values)
+    if dense is None:
+        return np.unique(values.astype(np.int64))
+    lo, span = dense
+    present = np.zeros(span, dtype=bool)
+    present[values - lo] = True
+    return np.flatnonzero(present) + lo
+
+
+def _own_codes(values: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """Codes (int32) of ids that are all in `vocab`: a table lookup when they span few values,
+    instead of a binary search per row."""
+    dense = _dense_span(values)
+    if dense is None:
+        return vocab.codes(values)
+    lo, span = dense
+    table = np.full(span, -1, dtype=np.int32)
+    table[vocab.index - lo] = np.arange(len(vocab), dtype=np.int32)
+    return table[values - lo]
 
 
 def _unique_ids(table: pd.DataFrame | None, key: str, label: str, name: str
@@ -248,18 +292,18 @@ class Dataset:
     @cached_property
     def user_vocab(self) -> Vocabulary:
         """Users that have at least one rating in this dataset."""
-        return Vocabulary(self.ratings["user_id"].to_numpy(), kind="user")
+        return Vocabulary(_distinct_ids(self.ratings["user_id"].to_numpy()), kind="user")
 
     @cached_property
     def item_vocab(self) -> Vocabulary:
         """Items that have at least one rating in this dataset."""
-        return Vocabulary(self.ratings["item_id"].to_numpy(), kind="item")
+        return Vocabulary(_distinct_ids(self.ratings["item_id"].to_numpy()), kind="item")
 
     @cached_property
     def codes(self) -> tuple[np.ndarray, np.ndarray]:
         """(user_codes, item_codes) of every rating row, in this dataset's own vocabularies."""
-        return (self.user_vocab.codes(self.ratings["user_id"].to_numpy()),
-                self.item_vocab.codes(self.ratings["item_id"].to_numpy()))
+        return (_own_codes(self.ratings["user_id"].to_numpy(), self.user_vocab),
+                _own_codes(self.ratings["item_id"].to_numpy(), self.item_vocab))
 
     @cached_property
     def fingerprint(self) -> str:
