@@ -223,3 +223,150 @@ def test_ml100k_u1_rmse(data_dir: Path) -> None:
     pred = model.predict(test["user_id"].to_numpy(), test["item_id"].to_numpy())
     rmse = float(np.sqrt(np.mean((pred - test["rating"].to_numpy()) ** 2)))
     assert rmse <= 0.95
+
+
+# --- optional parts: wide branch, feature factors, implicit feedback ------------------------------
+PLAIN = {"wide_size": 0, "implicit": "none", "item_implicit": "none"}  # the first release's MLP
+WIDE = {**QUICK, **PLAIN, "wide_size": 3}
+VARIANTS = {
+    "plain": PLAIN,
+    "wide": {**PLAIN, "wide_size": 3},
+    "wide+features": {**PLAIN, "wide_size": 3, "feature_factors": True},
+    "implicit wide": {**PLAIN, "wide_size": 3, "implicit": "wide"},
+    "implicit mlp": {**PLAIN, "implicit": "mlp"},
+    "implicit both": {"wide_size": 3, "implicit": "both", "feature_factors": True},
+    "item implicit": {"wide_size": 3, "implicit": "none", "item_implicit": "both"},
+    "defaults": {},
+}
+
+
+def test_wide_branch_alone_is_biased_mf(side: Dataset) -> None:
+    model = FeatureNet(**WIDE).fit(side, rng=0, progress=False)
+    module = model.module_
+    assert isinstance(module, FeatureNetModule)
+    with torch.no_grad():  # silence the MLP: its output layer is then exactly 0
+        module.out.weight.zero_()
+        module.out.bias.zero_()
+    module.eval()
+    u, i = torch.tensor([0, 1, 2, 2, -1]), torch.tensor([0, 1, 2, -1, 1])
+    p, q = module.wide_user.weight.detach(), module.wide_item.weight.detach()
+    b_u, b_i = module.user_bias.weight.detach()[:, 0], module.item_bias.weight.detach()[:, 0]
+    mu = model.global_mean_
+    expected = [mu + b_u[a] + b_i[b] + p[a] @ q[b] for a, b in zip(u[:3], i[:3], strict=True)]
+    expected += [mu + b_u[2], mu + b_i[1]]  # unknown item / user: zero factors and bias
+    with torch.no_grad():
+        got = module(u, i)
+    torch.testing.assert_close(got, torch.stack(expected).float(), rtol=1e-5, atol=1e-6)
+    assert abs(float(module.offset) - mu) < 1e-6
+
+
+def test_implicit_bag_is_the_users_normalized_item_sum(side: Dataset) -> None:
+    model = FeatureNet(**{**WIDE, "implicit": "both"}).fit(side, rng=0, progress=False)
+    module = model.module_
+    y = module.bags["user"].factors.weight.detach().numpy()
+    seen = model.seen_.tocsr()
+    users = np.array([2, 0, 1, 0])
+    with torch.no_grad():
+        side_u = module.users(torch.from_numpy(users))
+        wide = module.wide_user.weight.detach().numpy()[users]
+    for row, code in enumerate(users):
+        items = seen.indices[seen.indptr[code]:seen.indptr[code + 1]]
+        s = y[items].sum(0) / np.sqrt(len(items))
+        np.testing.assert_allclose(side_u.factors[row].numpy(), wide[row] + s, rtol=1e-5,
+                                   atol=1e-6)
+        np.testing.assert_allclose(side_u.mlp[row, -3:].numpy(), s, rtol=1e-5, atol=1e-6)
+    # Users 1 and 3 (codes 0, 2) rated different items, so their bags differ; an unknown user
+    # has an empty bag.
+    assert not np.allclose(side_u.mlp[0, -3:].numpy(), side_u.mlp[1, -3:].numpy())
+    with torch.no_grad():
+        np.testing.assert_array_equal(module.users(torch.tensor([-1])).mlp[0, -3:].numpy(), 0)
+
+
+def test_implicit_bag_follows_a_changed_history(side: Dataset) -> None:
+    model = FeatureNet(**QUICK, implicit="mlp").fit(side, rng=0, progress=False)
+    before = model.module_.user_part(torch.tensor([0])).detach()
+    # User 1 now rates item 30 instead of 20: same items count, another bag.
+    ratings = side.ratings.copy()
+    ratings.loc[1, "item_id"] = 30
+    other = FeatureNet(**QUICK, implicit="mlp").fit(Dataset(ratings, items=side.items,
+                                                            users=side.users), rng=0,
+                                                    progress=False)
+    other.module_.load_state_dict(model.module_.state_dict())
+    after = other.module_.user_part(torch.tensor([0])).detach()
+    torch.testing.assert_close(after[:, :-4], before[:, :-4])  # p_u and f_u unchanged
+    assert not torch.allclose(after[:, -4:], before[:, -4:])
+
+
+def test_implicit_penalty_by_hand(side: Dataset) -> None:
+    model = FeatureNet(**QUICK, implicit="mlp", item_implicit="mlp").fit(side, rng=0,
+                                                                         progress=False)
+    for name, seen in (("user", model.seen_.tocsr()), ("item", model.seen_.T.tocsr())):
+        y = model.module_.bags[name].factors.weight.detach().numpy()
+        rows = np.array([0, 0, 2])
+        expected = np.mean([np.mean((y[seen.indices[seen.indptr[c]:seen.indptr[c + 1]]] ** 2)
+                                    .sum(1)) for c in rows])
+        got = float(model.module_.bags[name].penalty(torch.from_numpy(rows)).detach())
+        assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_item_bag_sums_the_items_raters(side: Dataset) -> None:
+    model = FeatureNet(**{**WIDE, "item_implicit": "wide"}).fit(side, rng=0, progress=False)
+    module = model.module_
+    z = module.bags["item"].factors.weight.detach().numpy()
+    raters = model.seen_.T.tocsr()
+    with torch.no_grad():
+        got = module.items(torch.tensor([1, -1])).factors.numpy()
+    q = module.wide_item.weight.detach().numpy()[1]
+    who = raters.indices[raters.indptr[1]:raters.indptr[2]]
+    assert len(who) == 2
+    np.testing.assert_allclose(got[0], q + z[who].sum(0) / np.sqrt(2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got[1], 0)  # unknown item: no factors, empty bag
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variants_block_matches_pairs_and_save_load(side: Dataset, variant: str,
+                                                    tmp_path: Path) -> None:
+    model = FeatureNet(**QUICK, **VARIANTS[variant]).fit(side, rng=0, progress=False)
+    module = model.module_.eval()
+    users = torch.tensor([0, 1, 2, -1])
+    with torch.no_grad():
+        pairs = module(users.repeat_interleave(3), torch.arange(3).repeat(4))
+        block = module.block(users, None, chunk_elements=16)
+    torch.testing.assert_close(block.reshape(-1), pairs, rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "fn")
+    loaded = FeatureNet.load(tmp_path / "fn")
+    assert loaded.params() == model.params()
+    uu, ii = np.array([1, 2, 3, 99, 1]), np.array([10, 30, 20, 10, 99])
+    np.testing.assert_array_equal(model.predict(uu, ii), loaded.predict(uu, ii))
+    np.testing.assert_array_equal(model.score(side.user_vocab.index),
+                                  loaded.score(side.user_vocab.index))
+
+
+def test_bpr_with_every_part_trains(side: Dataset) -> None:
+    model = FeatureNet(**{**QUICK, "epochs": 20}, loss="bpr", wide_size=3, implicit="both",
+                       item_implicit="wide", feature_factors=True, dropout=0.0).fit(
+        side, rng=0, progress=False)
+    losses = [h["train_loss"] for h in model.history_]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    assert model.score(side.user_vocab.index).shape == (3, 3)
+
+
+def test_wide_penalty_counts_the_wide_rows(side: Dataset) -> None:
+    model = FeatureNet(**WIDE, reg=0.0, wide_reg=2.0).fit(side, rng=0, progress=False)
+    module = model.module_
+    u, i = torch.tensor([0, 2]), torch.tensor([1, 1])
+    p, q = module.wide_user.weight[u], module.wide_item.weight[i]
+    b = module.user_bias.weight[u, 0] ** 2 + module.item_bias.weight[i, 0] ** 2
+    expected = 2.0 * (p.pow(2).sum(-1) + q.pow(2).sum(-1) + b).mean()
+    torch.testing.assert_close(model._penalty(module, u, i), expected)
+
+
+@pytest.mark.parametrize(("params", "name"), [
+    ({"wide_size": -1}, "wide_size"), ({"implicit": "yes"}, "implicit"),
+    ({**PLAIN, "feature_factors": True}, "feature_factors"),
+    ({**PLAIN, "implicit": "wide"}, "implicit"),
+    ({**PLAIN, "item_implicit": "both"}, "item_implicit"),
+    ({"wide_reg": -0.1}, "wide_reg"), ({"reg_implicit": float("nan")}, "reg_implicit")])
+def test_invalid_optional_parts_name_themselves(params: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        FeatureNet(**params)
