@@ -75,7 +75,7 @@ def test_svd_learns_low_rank_ratings(low_rank: Dataset) -> None:
     base = bias.predict(test.ratings["user_id"].to_numpy(), test.ratings["item_id"].to_numpy())
     base_rmse = float(np.sqrt(np.mean((base - test.ratings["rating"].to_numpy()) ** 2)))
     assert rmse < 0.85 * base_rmse
-    assert model.history_["train_rmse"][-1] < model.history_["train_rmse"][0]
+    assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
 
 
 def test_svd_does_not_reorder_the_training_data(low_rank: Dataset) -> None:
@@ -89,10 +89,10 @@ def test_svd_early_stopping_keeps_the_best_epoch(low_rank: Dataset) -> None:
     # A large step overfits fast, so validation RMSE turns up well before 200 epochs.
     model = SVD(embedding_size=16, epochs=200, learning_rate=0.05, reg=0.0, patience=2).fit(
         train, valid, rng=0, progress=False)
-    hist = model.history_["valid_rmse"]
-    assert model.epochs_trained_ < 200
+    hist = [h["valid_metric"] for h in model.history_]
+    assert len(hist) < 200 and {h["metric"] for h in model.history_} == {"rmse"}
     assert model.best_epoch_ == int(np.argmin(hist)) + 1
-    assert model.epochs_trained_ - model.best_epoch_ == 2
+    assert len(hist) - model.best_epoch_ == 2
     pred = model.predict(valid.ratings["user_id"].to_numpy(), valid.ratings["item_id"].to_numpy())
     rmse = float(np.sqrt(np.mean((pred - valid.ratings["rating"].to_numpy()) ** 2)))
     assert rmse == pytest.approx(min(hist), rel=1e-4)

@@ -19,13 +19,16 @@ defaults on ML-100K's 80,000 training ratings, where a Python-level loop over th
 (Surprise) spends most of its time in the interpreter. See `benchmarks/peers.py`.
 
 With a validation set the validation RMSE is measured after each epoch; training stops after
-`patience` epochs without improvement and the best epoch's parameters are kept.
+`patience` epochs without improvement and the best epoch's parameters are kept. `history_` holds
+one record per epoch in the torch Trainer's layout (epoch, train_loss = mean squared error during
+the pass, valid_metric, metric, seconds).
 
 Fold-in: a new user's (p, b) is the ridge solution with the item parameters fixed, as in `mf`.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -159,39 +162,43 @@ class SVD(Recommender):
         b_item = np.zeros(self.n_items, dtype=np.float32)
         mu = float(ratings.mean())
         check = self._validation(valid)
-        history: list[dict[str, float]] = []
+        history: list[dict[str, Any]] = []
         best: tuple[float, int, tuple[np.ndarray, ...]] | None = None
         bar = tqdm(range(self.epochs), desc=f"fit {self.name}", unit="epoch", disable=not progress,
                    leave=False)
         for epoch in bar:
+            start = time.perf_counter()
             shuffle(users, items, ratings, np.uint64(gen.integers(0, 2**63)))
             mse = sgd_epoch(users, items, ratings, np.float32(mu), p, q, b_user, b_item,
                             np.float32(self.learning_rate), np.float32(self.reg),
                             np.float32(self.reg_bias))
-            row = {"epoch": epoch + 1, "train_rmse": float(np.sqrt(mse))}
+            # The Trainer's record layout, so reports and experiment files read both alike.
+            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(mse),
+                                   "valid_metric": None, "metric": None}
+            stop = False
             if check is not None:
                 v_users, v_items, v_ratings = check
                 pred = mu + b_user[v_users] + b_item[v_items] + np.einsum(
                     "ij,ij->i", p[v_users], q[v_items])
                 pred = clip_to_scale(pred, self.rating_scale_)
-                row["valid_rmse"] = float(np.sqrt(np.mean((pred - v_ratings) ** 2)))
-                if best is None or row["valid_rmse"] < best[0]:
-                    best = (row["valid_rmse"], epoch, (p.copy(), q.copy(), b_user.copy(),
-                                                       b_item.copy()))
+                rmse = float(np.sqrt(np.mean((pred - v_ratings) ** 2)))
+                row.update(valid_metric=rmse, metric="rmse")
+                if best is None or rmse < best[0]:
+                    best = (rmse, epoch, (p.copy(), q.copy(), b_user.copy(), b_item.copy()))
                 elif self.patience is not None and epoch - best[1] >= self.patience:
-                    history.append(row)
-                    break
+                    stop = True
+            row["seconds"] = time.perf_counter() - start
             history.append(row)
-            bar.set_postfix({key: round(v, 4) for key, v in row.items() if key != "epoch"})
+            bar.set_postfix(loss=round(row["train_loss"], 4))
+            if stop:
+                break
         if best is not None:
             p, q, b_user, b_item = best[2]
         self.global_mean_ = mu
         self.user_factors_, self.item_factors_ = p, q
         self.user_bias_, self.item_bias_ = b_user, b_item
-        self.epochs_trained_ = len(history)
         self.best_epoch_ = (best[1] + 1) if best is not None else len(history)
-        self.history_ = {key: [float(r.get(key, np.nan)) for r in history]
-                         for key in ("epoch", "train_rmse", "valid_rmse")}
+        self.history_ = history
         return self
 
     def _validation(self, valid: Dataset | None) -> tuple[np.ndarray, ...] | None:
