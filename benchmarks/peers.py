@@ -404,9 +404,8 @@ def main() -> None:
         get("mf", device="cpu", epochs=1).fit(split.train, rng=args.seed, progress=False)
         report["torch_warmup_seconds"] = time.perf_counter() - t0
         if importlib.util.find_spec("numba") is not None:
-            import numba
-
-            numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+            # svd and ials run on one thread and never start numba's parallel (OpenMP) pool:
+            # numba.set_num_threads() starts it, and torch then ran 10-20x slower in this process.
             t0 = time.perf_counter()
             get("svd", epochs=1).fit(split.train, rng=args.seed, progress=False)
             get("ials", iterations=1).fit(split.train, rng=args.seed, progress=False)

@@ -10,8 +10,11 @@ Alternating over users and items, each row's factors minimise
 
 whose normal equations are (YᵀY + Σ_{i∈I(u)} (c_ui − 1) y_i y_iᵀ + λI) x_u = Σ_{i∈I(u)} c_ui y_i.
 YᵀY is computed once per half-sweep; each row then takes `cg_steps` conjugate-gradient steps
-from its current factors, touching only its own interactions, in a numba-compiled loop that is
-parallel over rows (`numba.set_num_threads` or NUMBA_NUM_THREADS bound the threads).
+from its current factors, touching only its own interactions, in a numba-compiled loop.
+
+The loop is single-threaded and calls no BLAS on purpose: numba's parallel loops and its `@`
+(BLAS) run on thread pools that are not torch's, and once they had run in a process, torch
+slowed down 20× on this 2-core machine (MF: 4.9 s → 101 s for 2 epochs after one ALS fit).
 
 Scores are x_u · y_i (a ranking score, not a rating). Fold-in solves the same normal equations
 exactly for the new user with the item factors fixed.
@@ -33,7 +36,7 @@ from movierec.random import RNGLike, as_generator
 __all__ = ["ImplicitALS", "cg_half_sweep"]
 
 try:  # numba is the optional extra this module needs; the registry reports it when missing
-    from numba import njit, prange
+    from numba import njit
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("movierec.models.als needs numba: pip install 'movierec[numba]'",
                       name="numba") from exc
@@ -41,7 +44,20 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 FEEDBACK = ("binary", "rating")
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, fastmath=True)
+def _gram_times(yty: np.ndarray, v: np.ndarray, reg: float,
+                out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """out = (YᵀY + λI) v, written as loops: numba's `@` calls BLAS, whose thread pool is not
+    torch's, and torch slowed down 20× in a process where it had run (see the module docstring)."""
+    k = v.shape[0]
+    for a in range(k):
+        acc = reg * v[a]
+        for c in range(k):
+            acc += yty[a, c] * v[c]
+        out[a] = acc
+
+
+@njit(cache=True, fastmath=True)
 def cg_half_sweep(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarray,
                   x: np.ndarray, y: np.ndarray, yty: np.ndarray, reg: float,
                   cg_steps: int) -> None:  # pragma: no cover - compiled
@@ -50,11 +66,14 @@ def cg_half_sweep(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarra
     `confidence` holds c_ui − 1 per stored interaction (CSR order of indptr/indices).
     """
     n_rows, k = x.shape
-    for row in prange(n_rows):
+    for row in range(n_rows):
         start, end = indptr[row], indptr[row + 1]
         xu = x[row].copy()
         # r = b − A xu with b = Σ c y_i and A xu = YᵀY xu + λ xu + Σ (c − 1)(y_i · xu) y_i
-        r = -(yty @ xu) - reg * xu
+        r = np.empty(k, dtype=x.dtype)
+        _gram_times(yty, xu, reg, r)
+        for a in range(k):
+            r[a] = -r[a]
         for p in range(start, end):
             i = indices[p]
             c1 = confidence[p]
@@ -71,7 +90,8 @@ def cg_half_sweep(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarra
         for _ in range(cg_steps):
             if rsold < 1e-20:
                 break
-            ad = yty @ d + reg * d
+            ad = np.empty(k, dtype=x.dtype)
+            _gram_times(yty, d, reg, ad)
             for p in range(start, end):
                 i = indices[p]
                 dot = 0.0
