@@ -98,6 +98,7 @@ def run(
     keep_lists: bool = True,
     progress: bool = True,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    max_memory_mb: float | None = None,
 ) -> BenchmarkResult:
     """Fit and evaluate every model for every seed on `split`.
 
@@ -111,6 +112,8 @@ def run(
         keep_lists: keep each run's top-max(k) lists (saved as parquet by `save`).
         progress: show progress bars in models that have them.
         on_run: called with each run's record as soon as it finishes (for live printing).
+        max_memory_mb: working memory for scoring one block of users in evaluation (see
+            `movierec.evaluate.evaluate`); None keeps its default blocks.
 
     Returns:
         The BenchmarkResult; each run record holds model, params, seed, timings, metrics and
@@ -136,7 +139,7 @@ def run(
             fit_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             res = evaluate(model, split, ks=ks, relevance=relevance, rng=seed,
-                           keep_lists=keep_lists)
+                           keep_lists=keep_lists, max_memory_mb=max_memory_mb)
             eval_seconds = time.perf_counter() - t0
             record = {
                 "model": name,

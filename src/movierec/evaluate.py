@@ -11,7 +11,10 @@ Full protocol (the default, see /shared/reference/README.md):
   protocol takes |relevant| from the test file — but can never be hit; they are counted in
   `counts["relevant_unknown_items"]`. This is the choice that reproduces the reference recall.
 - Candidates: every training item outside the user's training history (full ranking).
-- Users are scored in blocks of `block_size`; the top max(ks) is computed once and sliced.
+- Users are scored in blocks of `block_size` users, or of as many as `max_memory_mb` allows
+  (block = max_memory_mb / (n_items x 20 bytes)); the top max(ks) is computed once and sliced.
+  Nothing is ever held for all users x all items: besides one block of scores, memory grows
+  with the test users x max(ks) lists and the number of test and training ratings.
 
 Sampled protocol (NCF paper, He et al. 2017): each of the user's relevant test items that the model
 knows is ranked against `n_negatives` items drawn uniformly without replacement from the training
@@ -43,7 +46,13 @@ import scipy.sparse as sp
 from movierec import __version__
 from movierec import metrics as M
 from movierec.errors import MovieRecError
-from movierec.models.base import Recommender, mask_rows, user_blocks
+from movierec.models.base import (
+    BYTES_PER_SCORE,
+    Recommender,
+    mask_rows,
+    progress_blocks,
+    resolve_block_size,
+)
 from movierec.random import RNGLike, as_generator
 from movierec.results import Results
 from movierec.split import Split
@@ -51,6 +60,10 @@ from movierec.split import Split
 logger = logging.getLogger(__name__)
 
 Protocol = Literal["full", "sampled"]
+
+# Bytes per (user, item) of a sampled-protocol block: the float64 sampling keys and their int64
+# argpartition indices (16), then the model's scores (as BYTES_PER_SCORE).
+_SAMPLED_BYTES_PER_SCORE = 28
 
 _RANKING: dict[str, Any] = {
     "precision": lambda h, n: M.precision(h),
@@ -70,7 +83,8 @@ def evaluate(
     ks: Sequence[int] = (5, 10, 20),
     relevance: float = 4.0,
     protocol: Protocol = "full",
-    block_size: int = 1024,
+    block_size: int | None = None,
+    max_memory_mb: float | None = None,
     n_negatives: int = 100,
     rng: RNGLike = None,
     keep_lists: bool = False,
@@ -84,7 +98,12 @@ def evaluate(
         ks: list lengths at which ranking metrics are reported (default 5, 10, 20).
         relevance: rating threshold of a relevant test item (default 4.0; 0 = every test item).
         protocol: "full" (rank every unseen training item) or "sampled" (NCF: 1 + n_negatives).
-        block_size: users scored at once; memory is about block_size x n_items floats.
+        block_size: users scored at once, about block_size x n_items x 20 bytes (default 1024
+            users, fewer where that would exceed 250 MB). Give this or `max_memory_mb`.
+        max_memory_mb: working memory for one block of scores, in MB (10⁶ bytes): the block is
+            max_memory_mb / (n_items x 20 bytes) users (28 bytes for the sampled protocol).
+            On top come per-test-rating arrays (about 50 bytes a test rating at the peak) and
+            the test users' top-max(ks) lists.
         n_negatives: sampled negatives per user (sampled protocol only; default 100).
         rng: seed or Generator for the sampled negatives (sampled protocol only).
         keep_lists: keep the top-max(ks) lists in `Results.lists` (full protocol only).
@@ -93,8 +112,11 @@ def evaluate(
     Returns:
         Results with summary, per-user values, counts, protocol, timings and meta.
     """
-    ks = _check_args(ks, protocol, block_size, n_negatives)
+    ks = _check_args(ks, protocol, n_negatives)
     model._check_fitted()
+    block_size = resolve_block_size(
+        model.n_items, block_size, max_memory_mb,
+        bytes_per_score=BYTES_PER_SCORE if protocol == "full" else _SAMPLED_BYTES_PER_SCORE)
     t_start = time.perf_counter()
     test = split.test.ratings
     t_users = model.user_vocab_.codes(test["user_id"].to_numpy(), missing="negative")
@@ -207,15 +229,12 @@ def _rating_scale(split: Split) -> tuple[float, float]:
     return lo, hi
 
 
-def _check_args(ks: Sequence[int] | int, protocol: str, block_size: int,
-                n_negatives: int) -> list[int]:
+def _check_args(ks: Sequence[int] | int, protocol: str, n_negatives: int) -> list[int]:
     kk = sorted({int(k) for k in (ks if isinstance(ks, Iterable) else [ks])})
     if not kk or kk[0] <= 0:
         raise ValueError(f"ks must be positive list lengths, got {ks!r}")
     if protocol not in ("full", "sampled"):
         raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
-    if block_size <= 0:
-        raise ValueError(f"block_size must be positive, got {block_size}")
     if n_negatives <= 0:
         raise ValueError(f"n_negatives must be positive, got {n_negatives}")
     return kk
@@ -234,14 +253,21 @@ def _test_counts(test: pd.DataFrame, t_users: np.ndarray, t_items: np.ndarray) -
 
 def _relevant(t_users: np.ndarray, t_items: np.ndarray, item_ids: np.ndarray, rel: np.ndarray,
               n_users: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per model user: |relevant| (unknown items included), relevant known-item keys, unknown."""
+    """Per model user: |relevant| (unknown items included), relevant known-item keys, unknown.
+
+    Distinct (user, item) pairs are found on one int64 key per row (a 1-d sort), not by
+    `np.unique(axis=0)`, which sorts rows as opaque records and is far slower on millions.
+    """
     keep = rel & (t_users >= 0)
-    pairs = np.unique(np.stack([t_users[keep].astype(np.int64), item_ids[keep].astype(np.int64),
-                                t_items[keep].astype(np.int64)], axis=1), axis=0)
-    n_rel = np.bincount(pairs[:, 0], minlength=n_users)
-    known = pairs[:, 2] >= 0
-    n_unknown = np.bincount(pairs[~known, 0], minlength=n_users)
-    return n_rel, pairs[known][:, [0, 2]], n_unknown
+    users = t_users[keep].astype(np.int64)
+    _, item_rank = np.unique(item_ids[keep], return_inverse=True)
+    n_distinct = int(item_rank.max()) + 1 if len(item_rank) else 1
+    _, first = np.unique(users * n_distinct + item_rank.ravel(), return_index=True)
+    users, codes = users[first], t_items[keep][first].astype(np.int64)
+    n_rel = np.bincount(users, minlength=n_users)
+    known = codes >= 0
+    n_unknown = np.bincount(users[~known], minlength=n_users)
+    return n_rel, np.stack([users[known], codes[known]], axis=1), n_unknown
 
 
 def _in_keys(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -253,24 +279,29 @@ def _in_keys(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 
 def _blocks(n: int, block_size: int, progress: bool) -> Iterator[slice]:
-    blocks: Iterable[slice] = user_blocks(n, block_size)
-    if progress:
-        from tqdm.auto import tqdm
+    return progress_blocks(n, block_size, progress, desc="evaluate")
 
-        blocks = tqdm(list(blocks), desc="evaluate", unit="block")
-    yield from blocks
+
+def _stored(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Whether matrix[rows[j], cols[j]] is nonzero, by lookups in the CSR (no dense keys)."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(matrix[rows, cols]).ravel() != 0
 
 
 def _popularity(model: Recommender, split: Split) -> tuple[np.ndarray, np.ndarray]:
-    """Training rating count and user share p_i per model item code."""
-    tr = split.train.ratings
-    codes = model.item_vocab_.codes(tr["item_id"].to_numpy(), missing="negative")
-    n_items = model.n_items
-    n_ratings = np.bincount(codes[codes >= 0], minlength=n_items)
-    pairs = np.unique(np.stack([tr["user_id"].to_numpy().astype(np.int64),
-                                codes.astype(np.int64)], axis=1)[codes >= 0], axis=0)
-    n_users = np.bincount(pairs[:, 1], minlength=n_items)
-    return n_ratings.astype(np.float64), n_users / max(split.train.n_users, 1)
+    """Training rating count and user share p_i per model item code.
+
+    A Dataset holds one rating per (user, item), so both come from the stored entries per column
+    of the (cached) binary train matrix, moved from train item codes to model item codes: no
+    pass over the rating rows.
+    """
+    train = split.train
+    per_item = np.bincount(train.matrix("binary").indices, minlength=train.n_items)
+    to_model = model.item_vocab_.codes(train.item_vocab.index, missing="negative")
+    counts = np.zeros(model.n_items, dtype=np.float64)
+    counts[to_model[to_model >= 0]] = per_item[to_model >= 0]
+    return counts, counts / max(train.n_users, 1)
 
 
 def _full(model: Recommender, split: Split, ks: list[int], t_users: np.ndarray,
@@ -286,14 +317,13 @@ def _full(model: Recommender, split: Split, ks: list[int], t_users: np.ndarray,
     nr = n_rel[users]
     judged = nr > 0
     rel_keys = np.sort(rel_pairs[:, 0] * n_items + rel_pairs[:, 1])
-    seen = model.seen_.tocoo()
-    seen_keys = np.sort(seen.row.astype(np.int64) * n_items + seen.col)
     counts.update(users_evaluated=int(judged.sum()),
                   users_no_relevant=int((~judged).sum()),
                   users_with_lists=len(users),
                   relevant_items=int(nr.sum()),
                   relevant_unknown_items=int(n_unknown[users].sum()),
-                  relevant_in_train=int(_in_keys(seen_keys, rel_keys).sum()))
+                  relevant_in_train=int(_stored(model.seen_, rel_pairs[:, 0],
+                                                rel_pairs[:, 1]).sum()))
 
     kmax = ks[-1]
     top = np.full((len(users), kmax), -1, dtype=np.int32)
@@ -390,9 +420,11 @@ def _sampled(model: Recommender, ks: list[int], t_users: np.ndarray, t_items: np
         keys = gen.random((len(u), n_items))
         mask_rows(keys, interacted, u)
         keys[np.isneginf(keys)] = np.inf
-        neg = np.argpartition(keys, n_neg - 1, axis=1)[:, :n_neg] if n_neg < n_items else (
+        # Copied out of argpartition's [block, n_items] indices so that they are freed at once.
+        neg = np.argpartition(keys, n_neg - 1, axis=1)[:, :n_neg].copy() if n_neg < n_items else (
             np.broadcast_to(np.arange(n_items), (len(u), n_items)))
         neg_ok = np.isfinite(np.take_along_axis(keys, neg, axis=1))
+        del keys
         scores = np.array(model._score(u), dtype=np.float32)
         scores[np.isnan(scores)] = -np.inf
         neg_scores = np.where(neg_ok, np.take_along_axis(scores, neg, axis=1), -np.inf)

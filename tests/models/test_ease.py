@@ -48,6 +48,28 @@ def test_memory_guard_names_the_need(tiny: Dataset) -> None:
     assert "GB" in str(info.value) and "5 x 5" in str(info.value)
 
 
+def test_memory_guard_refuses_before_allocating(tiny: Dataset, monkeypatch) -> None:
+    def explode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the Gram matrix was built before the memory check")
+
+    monkeypatch.setattr("movierec.models.ease._gram", explode)
+    model = EASE(max_memory_gb=1e-10)
+    with pytest.raises(MovieRecError, match=r"3e-07 GB .* keep at most 0 items"):
+        model.fit(tiny)
+    assert not hasattr(model, "item_weights_") and not hasattr(model, "seen_")
+
+
+def test_in_place_inverse_equals_the_dense_formula(rng: np.random.Generator,
+                                                   monkeypatch) -> None:
+    # Blocks of 3 rows, so the blocked Gram rows and symmetrization are exercised.
+    monkeypatch.setattr("movierec.models.ease._BLOCK_BYTES", 3 * 20 * 12)
+    u, i = np.nonzero(rng.random((30, 12)) < 0.4)
+    train = Dataset(pd.DataFrame({"user_id": u, "item_id": i, "rating": 1.0}))
+    x = train.matrix("binary").toarray().astype(float)
+    np.testing.assert_allclose(EASE(lambda_=2.0).fit(train).item_weights_, ease_direct(x, 2.0),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_cli_key_lambda_maps_to_lambda_() -> None:
     model = get("ease", **{param_key("lambda"): 50.0})
     assert model.params() == {"lambda_": 50.0, "max_memory_gb": 4.0}

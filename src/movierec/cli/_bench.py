@@ -65,6 +65,10 @@ def benchmark(
     data_dir: DataDirOpt = None,
     out: Annotated[Path | None, typer.Option(help="Write results.json, results.csv and "
                                              "lists/*.parquet here.")] = None,
+    max_memory_mb: Annotated[float | None, typer.Option(
+        help="Working memory for scoring one block of users, in MB (10^6 bytes): users per "
+        "block = MB / (items x 20 bytes). Default: 1024 users, fewer past 250 MB. Results do "
+        "not depend on it.")] = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Train every model on the same split and print one comparison table."""
@@ -91,7 +95,7 @@ def benchmark(
 
     result = bench.run(names, the_split, seeds=seed_list, ks=ks, relevance=relevance,
                        params=params, progress=progress and sys.stderr.isatty(),
-                       keep_lists=out is not None, on_run=live)
+                       keep_lists=out is not None, on_run=live, max_memory_mb=max_memory_mb)
     print_table(result.table(), title=f"{result.dataset} · {the_split.name} split · relevance "
                 f"≥ {relevance} · full ranking over unseen items")
     if out is not None:

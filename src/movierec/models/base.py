@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -20,28 +20,160 @@ from movierec.random import RNGLike
 ARTIFACT_FORMAT = 1
 
 
+#: Working memory per (user, item) score while a block of users is ranked, in bytes. The peak is
+#: while the model scores: MF's float32 output plus torch's matmul and bias sums take 16 bytes a
+#: score (an ItemKNN sparse product and its dense copy 12); the float32 working copy that NaN and
+#: exclusions are written into and the top-k mask (1 byte) come after. 4 more bytes cover the
+#: memory allocator's slack (benchmarks/scale_scoring.py measures the peak RSS).
+BYTES_PER_SCORE = 20
+#: Users per block when neither `block_size` nor `max_memory_mb` is given...
+DEFAULT_BLOCK_SIZE = 1024
+#: ...unless that block would need more than this many MB (catalogs above ~12,000 items). Smaller
+#: blocks were also faster at 60,000 items (benchmarks/scale_scoring.py): every large block
+#: array is fresh memory from the kernel, whose pages are zeroed and faulted in once more.
+DEFAULT_MEMORY_MB = 250.0
+# Scores per row chunk of `topk_rows`. Most rows need only a 1-byte mask per score; rows handed
+# back to argpartition need its int64 indices and a negated copy (12 bytes a score), so the
+# top-k temporaries stay under ~13 MB whatever the block.
+_TOPK_CHUNK = 1 << 20
+_MB = 1e6
+
+
+def block_size_for(n_items: int, max_memory_mb: float, *,
+                   bytes_per_score: int = BYTES_PER_SCORE) -> int:
+    """Users per block whose scores fit in `max_memory_mb`: ⌊budget / (n_items × bytes_per_score)⌋.
+
+    Args:
+        n_items: columns scored per user (the catalog size).
+        max_memory_mb: working memory allowed for one block, in MB (10⁶ bytes).
+        bytes_per_score: bytes per (user, item) score (default `BYTES_PER_SCORE`).
+
+    Raises:
+        ValueError: max_memory_mb is not a positive number.
+        MovieRecError: not even one user fits; the message gives the memory one user needs.
+    """
+    if not (is_number(max_memory_mb) and max_memory_mb > 0):
+        raise ValueError(f"max_memory_mb must be a number > 0, got {max_memory_mb!r}")
+    per_user = max(1, n_items) * bytes_per_score
+    block = int(max_memory_mb * _MB // per_user)
+    if block < 1:
+        raise MovieRecError(
+            f"max_memory_mb={max_memory_mb:g} cannot hold the scores of one user: ranking "
+            f"{n_items:,} items needs {per_user / _MB:.2f} MB a user ({bytes_per_score} bytes a "
+            "score); raise max_memory_mb")
+    return block
+
+
+def resolve_block_size(n_items: int, block_size: int | None = None,
+                       max_memory_mb: float | None = None, *,
+                       bytes_per_score: int = BYTES_PER_SCORE) -> int:
+    """The users scored at once: `block_size`, or what `max_memory_mb` allows, never both.
+
+    With neither, `DEFAULT_BLOCK_SIZE` users, fewer where that would take more than
+    `DEFAULT_MEMORY_MB` (large catalogs).
+
+    Raises:
+        ValueError: both are given, or one is not positive.
+        MovieRecError: max_memory_mb is too small for one user (see `block_size_for`).
+    """
+    if block_size is not None and max_memory_mb is not None:
+        raise ValueError(f"give block_size or max_memory_mb, not both (got block_size="
+                         f"{block_size!r}, max_memory_mb={max_memory_mb!r})")
+    if block_size is not None:
+        if not is_int(block_size, 1):
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        return int(block_size)
+    if max_memory_mb is not None:
+        return block_size_for(n_items, max_memory_mb, bytes_per_score=bytes_per_score)
+    fits = int(DEFAULT_MEMORY_MB * _MB // (max(1, n_items) * bytes_per_score))
+    return max(1, min(DEFAULT_BLOCK_SIZE, fits))
+
+
 def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k columns of every row of `scores`, best first.
 
     Ties are broken by the lower column index, so results are deterministic. Entries equal to
     -inf are never returned: their positions are -1 (and scores -inf) when a row has fewer than
-    k finite candidates.
+    k finite candidates. Rows are ranked in chunks of about 10⁶ scores, so the temporaries stay
+    small whatever the size of `scores`.
 
     Returns:
         (columns int32 [rows, k], scores float32 [rows, k]).
     """
     n_rows, n_cols = scores.shape
+    cols = np.full((n_rows, k), -1, dtype=np.int32)
+    vals = np.full((n_rows, k), -np.inf, dtype=np.float32)
     kk = min(k, n_cols)
     if kk <= 0:
-        return (np.full((n_rows, k), -1, dtype=np.int32),
-                np.full((n_rows, k), -np.inf, dtype=np.float32))
+        return cols, vals
+    step = max(1, _TOPK_CHUNK // max(1, n_cols))
+    prefilter = n_cols >= 8 * _sample_size(kk, n_cols)
+    for start in range(0, n_rows, step):
+        rows = slice(start, min(n_rows, start + step))
+        chunk = scores[rows]
+        if prefilter:
+            c, v, rest = _topk_by_threshold(chunk, kk)
+            if len(rest):
+                c[rest], v[rest] = _topk_chunk(chunk[rest], kk)
+        else:
+            c, v = _topk_chunk(chunk, kk)
+        cols[rows, :kk], vals[rows, :kk] = c, v
+    return cols, vals
+
+
+def _sample_size(kk: int, n_cols: int) -> int:
+    return min(n_cols, max(64 * kk, 2048))
+
+
+def _topk_by_threshold(scores: np.ndarray, kk: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_topk_chunk` for wide rows, from the few columns that can be in the top kk.
+
+    The kk-th largest score of an evenly spaced sample of columns is a lower bound of the row's
+    kk-th largest, so only columns scoring at least that much are sorted (by score, then column,
+    as `_topk_chunk` orders them): one comparison a score instead of a partition of the row.
+    Rows where the bound keeps fewer than kk or too many columns (NaN, -inf, columns ordered by
+    score) are returned in `rest` for `_topk_chunk`.
+
+    Returns:
+        (columns int32 [rows, kk], scores float32 [rows, kk], row indices left to do).
+    """
+    n_rows, n_cols = scores.shape
+    stride = n_cols // _sample_size(kk, n_cols)
+    sample = scores[:, ::stride]
+    bound = np.partition(sample, sample.shape[1] - kk, axis=1)[:, sample.shape[1] - kk]
+    keep = scores >= bound[:, None]
+    counts = keep.sum(axis=1)
+    ok = (counts >= kk) & (counts <= 16 * kk * stride + 1024)
+    keep[~ok] = False
+    r, c = np.nonzero(keep)
+    del keep
+    v = scores[r, c]
+    order = np.lexsort((c, -v, r))
+    starts = np.cumsum(counts[ok]) - counts[ok]
+    first = (np.arange(len(order)) - np.repeat(starts, counts[ok])) < kk
+    order = order[first]
+    cols = np.full((n_rows, kk), -1, dtype=np.int32)
+    vals = np.full((n_rows, kk), -np.inf, dtype=np.float32)
+    cols[ok] = c[order].reshape(-1, kk)
+    vals[ok] = v[order].reshape(-1, kk)
+    cols[~np.isfinite(vals) & (vals < 0)] = -1
+    return cols, vals, np.flatnonzero(~ok)
+
+
+def _topk_chunk(scores: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    """`topk_rows` of one chunk for kk <= n_cols (no padding)."""
+    n_rows, n_cols = scores.shape
     if kk < n_cols:
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        # argpartition may cut through a tie at the k-th value; take every column tied with the
-        # k-th score so that the lower index wins deterministically.
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk].copy()
+        # argpartition may cut through a tie at the k-th value; in the rows where it does, take
+        # the tied columns of lowest index so that results are deterministic.
         kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
-        if (np.sum(scores >= kth, axis=1) > kk).any():
-            part = _ties_by_index(scores, kk)
+        tied = np.flatnonzero(np.sum(scores >= kth, axis=1) > kk)
+        if len(tied) == n_rows:  # every row (pop, coarse scores): no copy of the rows
+            part = _lowest_index_ties(scores, kth, kk)
+        elif len(tied):
+            part[tied] = _lowest_index_ties(scores[tied], kth[tied], kk)
     else:
         part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
     vals = np.take_along_axis(scores, part, axis=1)
@@ -49,16 +181,17 @@ def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     cols = np.take_along_axis(part, order, axis=1).astype(np.int32)
     vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
     cols[~np.isfinite(vals) & (vals < 0)] = -1
-    if kk < k:
-        cols = np.pad(cols, ((0, 0), (0, k - kk)), constant_values=-1)
-        vals = np.pad(vals, ((0, 0), (0, k - kk)), constant_values=-np.inf)
     return cols, vals
 
 
-def _ties_by_index(scores: np.ndarray, k: int) -> np.ndarray:
-    order = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores),
-                       axis=1)
-    return order[:, :k]
+def _lowest_index_ties(scores: np.ndarray, kth: np.ndarray, kk: int) -> np.ndarray:
+    """Per row, the kk columns made of every score above `kth` and the lowest-index ties."""
+    chosen = scores == kth
+    need = kk - np.sum(scores > kth, axis=1, keepdims=True)
+    # In place, so that the temporaries stay near 6 bytes a score on top of `scores`.
+    chosen &= np.cumsum(chosen, axis=1, dtype=np.int32) <= need
+    chosen |= scores > kth
+    return np.nonzero(chosen)[1].reshape(len(scores), kk)
 
 
 def mask_rows(scores: np.ndarray, matrix: sp.csr_matrix, rows: np.ndarray) -> None:
@@ -72,6 +205,16 @@ def user_blocks(n: int, block_size: int) -> Iterator[slice]:
     """Slices that cover range(n) in blocks of at most `block_size`."""
     for start in range(0, n, max(1, block_size)):
         yield slice(start, min(n, start + block_size))
+
+
+def progress_blocks(n: int, block_size: int, progress: bool, desc: str) -> Iterator[slice]:
+    """`user_blocks`, behind a tqdm bar when `progress` (disabled off terminals by tqdm.auto)."""
+    blocks: Iterable[slice] = user_blocks(n, block_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        blocks = tqdm(list(blocks), desc=desc, unit="block")
+    yield from blocks
 
 
 class Recommender:
@@ -207,8 +350,8 @@ class Recommender:
             exclude_seen: never return items the user rated in training.
             candidates: optional item codes to restrict the ranking to.
         """
-        scores = np.array(self._score(user_codes), dtype=np.float32, copy=True)
-        scores[np.isnan(scores)] = -np.inf
+        # A fresh float32 copy (never the model's own array) with NaN turned into -inf, in one pass.
+        scores = np.fmax(self._score(user_codes), np.float32(-np.inf), dtype=np.float32)
         if exclude_seen:
             mask_rows(scores, self.seen_, user_codes)
         if candidates is not None:
@@ -219,26 +362,36 @@ class Recommender:
 
     def recommend(self, user_ids: np.ndarray | list[int] | int, k: int = 10, *,
                   exclude_seen: bool = True, candidates: np.ndarray | None = None,
-                  block_size: int = 1024) -> pd.DataFrame:
+                  block_size: int | None = None, max_memory_mb: float | None = None,
+                  progress: bool = False) -> pd.DataFrame:
         """Top-k items for each user as a frame [user_id, item_id, score, rank] (rank from 1).
+
+        Users are scored and ranked a block at a time, so memory is bounded by the block, never
+        by the number of users: give `block_size` (users) or `max_memory_mb`, not both.
 
         Args:
             user_ids: original ids of users known to the model (UnknownIdError otherwise).
             k: list length; fewer rows come back for a user with fewer than k candidates.
             exclude_seen: leave out items the user rated in training.
             candidates: optional original item ids to choose from (unknown ones are ignored).
-            block_size: users scored at once (bounds memory to block_size x n_items floats).
+            block_size: users scored at once, about block_size x n_items x 20 bytes (default
+                1024 users, fewer where that would exceed 250 MB).
+            max_memory_mb: working memory for scoring, in MB (10⁶ bytes); the block is
+                max_memory_mb / (n_items x 20 bytes) users. The returned frame (about 30 bytes
+                a row) comes on top.
+            progress: show a progress bar over the blocks.
         """
         self._check_fitted()
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
+        block = resolve_block_size(self.n_items, block_size, max_memory_mb)
         codes = self.user_vocab_.codes(np.atleast_1d(np.asarray(user_ids)))
         cand = None
         if candidates is not None:
             cand = self.item_vocab_.codes(np.asarray(candidates), missing="negative")
             cand = cand[cand >= 0]
         frames = []
-        for blk in user_blocks(len(codes), block_size):
+        for blk in progress_blocks(len(codes), block, progress, desc="recommend"):
             cols, vals = self.top_k_codes(codes[blk], k, exclude_seen=exclude_seen,
                                           candidates=cand)
             valid = cols >= 0

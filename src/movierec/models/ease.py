@@ -7,6 +7,7 @@ from typing import ClassVar, Self
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
@@ -14,7 +15,13 @@ from movierec.models.base import Recommender, check_param
 from movierec.models.space import Float, SearchSpace
 from movierec.random import RNGLike
 
-__all__ = ["EASE"]
+__all__ = ["EASE", "memory_needed_gb"]
+
+# Peak bytes of `fit` per item pair: the float64 Gram matrix (inverted and turned into the weights
+# in place) and the float32 weights kept for scoring.
+_BYTES_PER_PAIR = 12
+# Bytes of one block of temporaries (a block of Gram rows, a block of the symmetrized inverse).
+_BLOCK_BYTES = 1 << 24
 
 
 class EASE(Recommender):
@@ -23,8 +30,10 @@ class EASE(Recommender):
     With X the binary users x items matrix and P = (XᵀX + λI)⁻¹, the weights are
     B = I − P · diag(1 / diag(P)) (so diag(B) = 0) and score(u, ·) = X_u · B.
 
-    The item x item Gram matrix is dense, so fitting needs n_items² × 8 bytes (float64) at least;
-    `fit` refuses with a MovieRecError when that exceeds `max_memory_gb`.
+    The item x item Gram matrix is dense: fitting holds one n_items² float64 matrix (built in row
+    blocks, inverted and turned into B in place) and the float32 weights kept for scoring, 12 ×
+    n_items² bytes at the peak. `fit` refuses with a MovieRecError naming that need, before
+    allocating anything, when it exceeds `max_memory_gb` (60,000 items: 43.2 GB).
 
     Fold-in: a new user is scored exactly like a training user, x · B with x the binary row of
     the items they rated (`_score_history`); nothing is refitted.
@@ -32,8 +41,8 @@ class EASE(Recommender):
     Args:
         lambda_: L2 regularization λ added to the diagonal of XᵀX (default 500.0, > 0). On the
             command line the key is `lambda`.
-        max_memory_gb: largest peak memory (3 × n_items² × 8 bytes), in GB (10⁹ bytes), that
-            `fit` may use (default 4.0, > 0).
+        max_memory_gb: largest peak memory (12 × n_items² bytes), in GB (10⁹ bytes), that `fit`
+            may use (default 4.0, > 0: up to 18,257 items).
     """
 
     name: ClassVar[str] = "ease"
@@ -58,21 +67,24 @@ class EASE(Recommender):
     ) -> Self:
         """Solve for the item weights B in closed form; returns self."""
         n = train.n_items
-        needed = 3 * n * n * 8 / 1e9  # peak: Gram/inverse and two n x n temporaries, float64
+        needed = memory_needed_gb(n)
         if needed > self.max_memory_gb:
+            fits = int(np.sqrt(self.max_memory_gb * 1e9 / _BYTES_PER_PAIR))
+            gb = f"{needed:.1f}" if needed >= 0.1 else f"{needed:.2g}"
             raise MovieRecError(
-                f"EASE needs about {needed:.1f} GB for {n:,} x {n:,} item matrices (float64) but "
-                f"max_memory_gb={self.max_memory_gb}; raise max_memory_gb or filter rare items "
-                "(e.g. min_item_ratings)"
+                f"EASE needs about {gb} GB for {n:,} x {n:,} item matrices (one float64 "
+                f"to invert, float32 weights to keep) but max_memory_gb={self.max_memory_gb:g}; "
+                f"raise max_memory_gb if the machine has that much memory, or keep at most "
+                f"{fits:,} items (e.g. Dataset.filter(min_item_ratings=...)), or use itemknn, "
+                "whose memory grows with n_items x k"
             )
         self._setup(train)
-        x = self.seen_.astype(np.float64)
-        gram = (x.T @ x).toarray()
-        gram[np.diag_indices(n)] += self.lambda_
-        p = _spd_inverse(gram)
-        weights = p / (-np.diag(p))[None, :]
-        weights[np.diag_indices(n)] = 0.0
-        self.item_weights_ = weights.astype(np.float32)
+        p = _gram(self.seen_, self.lambda_)
+        p = _spd_inverse(p)
+        # B = I − P diag(1/diag(P)), in place: column j divided by −P_jj, zero diagonal.
+        p /= -np.diag(p).copy()[None, :]
+        p[np.diag_indices(n)] = 0.0
+        self.item_weights_ = p.astype(np.float32)
         return self
 
     def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
@@ -92,6 +104,29 @@ class EASE(Recommender):
         return self.item_weights_[codes].sum(axis=0, dtype=np.float32)
 
 
+def memory_needed_gb(n_items: int) -> float:
+    """Peak memory of `EASE.fit` in GB (10⁹ bytes): 12 × n_items² bytes."""
+    return _BYTES_PER_PAIR * n_items * n_items / 1e9
+
+
+def _gram(x: sp.csr_matrix, lambda_: float) -> np.ndarray:
+    """XᵀX + λI as a dense float64 array, built a block of rows at a time.
+
+    Row block r of XᵀX is X[:, r]ᵀ X, whose sparse product holds at most the block's rows, so
+    no n x n sparse matrix (12 bytes a stored pair) ever exists next to the dense one.
+    """
+    x = sp.csr_matrix(x, dtype=np.float64)
+    x_t = sp.csr_matrix(x.T)
+    n = x.shape[1]
+    gram = np.empty((n, n))
+    step = max(1, _BLOCK_BYTES // (20 * max(n, 1)))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        gram[start:stop] = (x_t[start:stop] @ x).toarray()
+    gram[np.diag_indices(n)] += lambda_
+    return gram
+
+
 def _positive(x: object) -> bool:
     return (
         isinstance(x, int | float | np.integer | np.floating)
@@ -104,15 +139,26 @@ def _positive(x: object) -> bool:
 def _spd_inverse(a: np.ndarray) -> np.ndarray:
     """Inverse of a symmetric positive definite matrix via its Cholesky factor (LAPACK potri).
 
-    About 1.5x faster than solving against the identity, and overwrites `a`.
+    About 1.5x faster than solving against the identity. Works in `a`'s memory: `a` is symmetric,
+    so its transpose is the same matrix in the Fortran order LAPACK overwrites without a copy.
     """
-    factor, info = scipy.linalg.lapack.dpotrf(a, lower=True, overwrite_a=True)
+    factor, info = scipy.linalg.lapack.dpotrf(a.T, lower=True, overwrite_a=True)
     if info != 0:
         raise MovieRecError(f"EASE: the regularized Gram matrix is not positive definite "
                             f"(LAPACK info={info}); increase lambda")
     inv, info = scipy.linalg.lapack.dpotri(factor, lower=True, overwrite_c=True)
     if info != 0:
         raise MovieRecError(f"EASE: inverting the Gram matrix failed (LAPACK info={info})")
-    inv = np.tril(inv)
-    inv += np.tril(inv, -1).T
+    _symmetrize_lower(inv)
     return inv
+
+
+def _symmetrize_lower(a: np.ndarray) -> None:
+    """Copy the lower triangle of `a` onto its upper triangle in place, a block at a time."""
+    n = a.shape[0]
+    step = max(1, _BLOCK_BYTES // (8 * max(n, 1)))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        diag = a[start:stop, start:stop]
+        diag[...] = np.tril(diag) + np.tril(diag, -1).T
+        a[start:stop, stop:] = a[stop:, start:stop].T

@@ -23,6 +23,7 @@ did (same centring, cosine and shrinkage), keeps the k most similar, and sums th
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar, Self
 
 import numpy as np
@@ -34,13 +35,17 @@ from movierec.models.baseline import baseline_predict, clip_to_scale, fit_biases
 from movierec.models.space import Float, Int, SearchSpace
 from movierec.random import RNGLike
 
-__all__ = ["ItemKNN", "UserKNN", "similarity_matrix"]
+__all__ = ["ItemKNN", "UserKNN", "similarity_matrix", "similarity_pairs"]
+
+logger = logging.getLogger(__name__)
 
 SIMILARITIES = ("cosine", "pearson", "adjusted_cosine", "pearson_baseline")
 FEEDBACK = ("implicit", "explicit")
 # Bytes of the dense similarity block computed at once (targets x block columns, float32 + counts).
 _BLOCK_BYTES = 1 << 27
 _PAIR_BLOCK = 8192
+# Products above which `fit` warns that the similarity will take long (tens of minutes on a core).
+_SLOW_PAIRS = 1e11
 
 
 def _center(values: sp.csr_matrix, by: np.ndarray, axis: int) -> sp.csr_matrix:
@@ -66,7 +71,12 @@ def similarity_matrix(values: sp.csr_matrix, *, k: int, shrinkage: float = 0.0) 
 
     s(a, b) = ⟨v_a, v_b⟩ / (‖v_a‖ ‖v_b‖) · n_ab / (n_ab + shrinkage), with n_ab the number of
     rows where both columns are stored; self-similarity is 0 and only positive similarities are
-    kept. Computed in blocks of columns so memory stays O(n_columns × block).
+    kept. Computed for a block of targets at a time, never as a whole n x n matrix: the block
+    holds `_BLOCK_BYTES // (16 n)` targets, so with the sparse product, its dense copy and the
+    top-k temporaries the working memory stays under about 4 x `_BLOCK_BYTES` (512 MB) whatever
+    n is, besides the input, its normalized copy and transpose (about 36 bytes a stored value)
+    and the result (n x k). Time grows with Σ_c m_c², m_c the number of stored values of context
+    row c, since every pair of values in a row is multiplied once.
 
     Args:
         values: context x target sparse matrix (e.g. users x items for item-item similarity).
@@ -76,40 +86,64 @@ def similarity_matrix(values: sp.csr_matrix, *, k: int, shrinkage: float = 0.0) 
     Returns:
         CSR [n_targets, n_targets] whose row t holds the (≤ k) neighbours of target t.
     """
-    v = sp.csc_matrix(values, dtype=np.float64)
+    v = sp.csr_matrix(values, dtype=np.float64)
+    v.sum_duplicates()
     n = v.shape[1]
-    norms = np.sqrt(np.asarray(v.multiply(v).sum(axis=0)).ravel())
+    norms = np.sqrt(np.bincount(v.indices, weights=v.data * v.data, minlength=n))
     inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    vn = sp.csc_matrix(v @ sp.diags(inv))
+    # context x target (CSR) and its transpose: block rows of the transpose times the whole
+    # matrix touch only the block's own values, so no block pays a pass over all of them.
+    vn = sp.csr_matrix((v.data * inv[v.indices], v.indices, v.indptr), shape=v.shape)
+    del v
     vn_t = sp.csr_matrix(vn.T)
-    binary = sp.csc_matrix((np.ones_like(v.data), v.indices, v.indptr), shape=v.shape)
-    binary_t = sp.csr_matrix(binary.T)
+    binary = binary_t = None
+    if shrinkage > 0:
+        binary = sp.csr_matrix((np.ones_like(vn.data), vn.indices, vn.indptr), shape=vn.shape)
+        binary_t = sp.csr_matrix(binary.T)
     block = max(1, _BLOCK_BYTES // (16 * max(n, 1)))
+    kk = min(k, n)
     rows, cols, vals = [], [], []
     for start in range(0, n, block):
         stop = min(n, start + block)
-        sims = (vn_t @ vn[:, start:stop]).toarray()  # [n, block]: column b = target start + b
-        if shrinkage > 0:
-            common = (binary_t @ binary[:, start:stop]).toarray()
-            sims *= common / (common + shrinkage)
-        sims[np.arange(start, stop), np.arange(stop - start)] = 0.0
-        kk = min(k, n)
+        # [block, n]: row b holds s(start + b, ·), equal to column start + b of the full matrix.
+        sims = (vn_t[start:stop] @ vn).toarray()
+        if binary is not None and binary_t is not None:
+            common = (binary_t[start:stop] @ binary).toarray()
+            common /= common + shrinkage
+            sims *= common
+            del common
+        sims[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        # Select on the negated block laid out [n, block] as before this loop ran over block
+        # rows: argpartition then cuts through ties at the k-th value exactly as it always did,
+        # so the neighbourhoods (and the reference figures) are unchanged.
+        neg = np.negative(sims.T, order="C")
+        del sims
         if kk < n:
-            top = np.argpartition(-sims, kk - 1, axis=0)[:kk]
+            top = np.argpartition(neg, kk - 1, axis=0)[:kk]
         else:
-            top = np.broadcast_to(np.arange(n)[:, None], sims.shape)
-        top_vals = np.take_along_axis(sims, top, axis=0)
+            top = np.broadcast_to(np.arange(n)[:, None], neg.shape)
+        top_vals = -np.take_along_axis(neg, top, axis=0)
+        del neg
         keep = top_vals > 0
-        rows.append(top[keep])
-        cols.append(np.broadcast_to(np.arange(start, stop), top.shape)[keep])
-        vals.append(top_vals[keep])
-    # rows = neighbour, cols = target; store transposed so row t lists t's neighbours.
+        rows.append(np.broadcast_to(np.arange(start, stop, dtype=np.int32), top.shape)[keep])
+        cols.append(top[keep].astype(np.int32))
+        vals.append(top_vals[keep].astype(np.float32))
+    # rows = target, cols = neighbour: row t lists t's neighbours.
     out = sp.csr_matrix(
-        (np.concatenate(vals).astype(np.float32), (np.concatenate(cols), np.concatenate(rows))),
-        shape=(n, n),
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
     )
     out.sort_indices()
     return out
+
+
+def similarity_pairs(values: sp.spmatrix) -> float:
+    """Products `similarity_matrix(values)` multiplies: Σ over context rows of (stored values)².
+
+    For ItemKNN on a users x items matrix that is Σ_u |I_u|², for UserKNN Σ_i |U_i|²: a few
+    very popular items make UserKNN on a large catalog far slower than ItemKNN.
+    """
+    per_row = np.diff(sp.csr_matrix(values).indptr).astype(np.float64)
+    return float((per_row * per_row).sum())
 
 
 def _weighted_average(
@@ -190,6 +224,15 @@ class _KNN(Recommender):
         values = self._similarity_input(train)
         if not self._item_based:
             values = sp.csr_matrix(values.T)
+        pairs = similarity_pairs(values)
+        if pairs > _SLOW_PAIRS:
+            hint = "" if self._item_based else (
+                f"; itemknn multiplies {similarity_pairs(self.seen_):.2g} on the same data")
+            logger.warning(
+                "%s: the similarities of %d targets multiply about %.2g pairs of co-rated "
+                "values, roughly %.0f minutes on one core at 10^8 a second (memory stays "
+                "bounded: a block of targets at a time)%s",
+                type(self).__name__, values.shape[1], pairs, pairs / 1e8 / 60, hint)
         self.neighbors_ = similarity_matrix(values, k=self.k, shrinkage=self.shrinkage)
         self._cache: dict[str, sp.csr_matrix] = {}
         return self
@@ -286,7 +329,7 @@ class ItemKNN(_KNN):
         neighbors_t = self._cached("neighbors_t")  # [neighbour i, target j] = s_ij
         if item_codes is not None:
             neighbors_t = neighbors_t[:, item_codes]
-        return (self.seen_[user_codes] @ neighbors_t).toarray().astype(np.float32)
+        return np.asarray((self.seen_[user_codes] @ neighbors_t).toarray(), dtype=np.float32)
 
     def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Scores float32 [n_items] of a new user: score(j) = Σ_{i rated} s_ij.
@@ -341,7 +384,7 @@ class UserKNN(_KNN):
     def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()
         seen = self.seen_ if item_codes is None else self.seen_[:, item_codes]
-        return (self.neighbors_[user_codes] @ seen).toarray().astype(np.float32)
+        return np.asarray((self.neighbors_[user_codes] @ seen).toarray(), dtype=np.float32)
 
     def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Scores float32 [n_items] of a new user: score(j) = Σ_{v ∈ N_k(new)} s(new, v) x_vj.
