@@ -51,7 +51,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from movierec.errors import ArtifactError, MissingExtraError, MovieRecError, NotFittedError
-from movierec.models.base import Recommender, check_param, is_int, topk_rows, user_blocks
+from movierec.models.base import (
+    Recommender,
+    check_param,
+    is_int,
+    top_k_frame,
+    topk_rows,
+    user_blocks,
+)
 from movierec.random import RNGLike, derive_seed
 
 __all__ = ["KINDS", "ANNIndex", "DotProductModel", "DotVectors", "dot_vectors", "import_faiss"]
@@ -380,14 +387,7 @@ class ANNIndex:
         frames = []
         for blk in user_blocks(len(codes), block_size):
             cols, vals = self.top_k_codes(codes[blk], k, exclude_seen=exclude_seen)
-            valid = cols >= 0
-            rows = np.repeat(np.arange(cols.shape[0]), valid.sum(axis=1))
-            frames.append(pd.DataFrame({
-                "user_id": model.user_vocab_.ids(codes[blk][rows]),
-                "item_id": model.item_vocab_.ids(cols[valid]),
-                "score": vals[valid],
-                "rank": np.nonzero(valid)[1] + 1,
-            }))
+            frames.append(top_k_frame(model, codes[blk], cols, vals))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["user_id", "item_id", "score", "rank"])
 

@@ -201,6 +201,20 @@ def mask_rows(scores: np.ndarray, matrix: sp.csr_matrix, rows: np.ndarray) -> No
     scores[r, sub.indices] = -np.inf
 
 
+def top_k_frame(model: Recommender, user_codes: np.ndarray, cols: np.ndarray,
+                vals: np.ndarray) -> pd.DataFrame:
+    """[user_id, item_id, score, rank] in original ids from a block's top-k codes and scores
+    (cols −1 where a user has fewer than k candidates)."""
+    valid = cols >= 0
+    rows = np.repeat(np.arange(cols.shape[0]), valid.sum(axis=1))
+    return pd.DataFrame({
+        "user_id": model.user_vocab_.ids(user_codes[rows]),
+        "item_id": model.item_vocab_.ids(cols[valid]),
+        "score": vals[valid],
+        "rank": np.nonzero(valid)[1] + 1,
+    })
+
+
 def user_blocks(n: int, block_size: int) -> Iterator[slice]:
     """Slices that cover range(n) in blocks of at most `block_size`."""
     for start in range(0, n, max(1, block_size)):
@@ -394,14 +408,7 @@ class Recommender:
         for blk in progress_blocks(len(codes), block, progress, desc="recommend"):
             cols, vals = self.top_k_codes(codes[blk], k, exclude_seen=exclude_seen,
                                           candidates=cand)
-            valid = cols >= 0
-            rows = np.repeat(np.arange(cols.shape[0]), valid.sum(axis=1))
-            frames.append(pd.DataFrame({
-                "user_id": self.user_vocab_.ids(codes[blk][rows]),
-                "item_id": self.item_vocab_.ids(cols[valid]),
-                "score": vals[valid],
-                "rank": np.nonzero(valid)[1] + 1,
-            }))
+            frames.append(top_k_frame(self, codes[blk], cols, vals))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["user_id", "item_id", "score", "rank"])
 

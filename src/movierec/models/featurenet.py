@@ -39,6 +39,7 @@ from movierec.models._features import (
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Choice, Float, Int, SearchSpace
+from movierec.models.svdpp import csr_bags
 from movierec.train import (
     LOSSES,
     NegativeSampler,
@@ -107,18 +108,7 @@ class HistoryBag(nn.Module):
 
     def bags(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(keys, offsets, |N(r)|^-½ per entry, bag sizes) of `rows` [b] for the EmbeddingBag."""
-        known = rows >= 0
-        rc = rows.clamp(min=0)
-        start = self.indptr[rc]
-        count = (self.indptr[rc + 1] - start) * known
-        offsets = torch.cumsum(count, 0) - count
-        total = int(count.sum())
-        # Position of every entry in `keys`: its row's start plus its rank in the bag.
-        shift = torch.repeat_interleave(start - offsets, count, output_size=total)
-        flat = shift + torch.arange(total, device=rows.device)
-        weight = torch.repeat_interleave(count.clamp(min=1).to(torch.float32).rsqrt(), count,
-                                         output_size=total)
-        return self.keys[flat], offsets, weight, count
+        return csr_bags(self.indptr, self.keys, rows)
 
     def forward(self, rows: Tensor) -> Tensor:
         """s_r [b, size] for row codes [b]; each distinct row is summed once."""

@@ -22,6 +22,26 @@ from movierec.train import (
 __all__ = ["SVDpp", "SVDppModule"]
 
 
+
+def csr_bags(indptr: Tensor, keys: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(keys, offsets, |N(r)|^-½ per entry, bag sizes) of CSR `rows` [b] for an EmbeddingBag.
+
+    `indptr`/`keys` are a CSR matrix's row pointers and column indices as tensors; a row code of
+    −1 (unknown) gets an empty bag, whose sum is zero. Shared by SVD++ and FeatureNet.
+    """
+    known = rows >= 0
+    rc = rows.clamp(min=0)
+    start = indptr[rc]
+    count = (indptr[rc + 1] - start) * known
+    offsets = torch.cumsum(count, 0) - count
+    total = int(count.sum())
+    # Position of every entry in `keys`: its row's start plus its rank in the bag.
+    shift = torch.repeat_interleave(start - offsets, count, output_size=total)
+    flat = shift + torch.arange(total, device=rows.device)
+    weight = torch.repeat_interleave(count.clamp(min=1).to(torch.float32).rsqrt(), count,
+                                     output_size=total)
+    return keys[flat], offsets, weight, count
+
 class SVDppModule(nn.Module):
     """r̂_ui = μ + b_u + b_i + q_i · (p_u + |N(u)|^-½ Σ_{j ∈ N(u)} y_j).
 
@@ -74,18 +94,7 @@ class SVDppModule(nn.Module):
 
         Unknown users (−1) get an empty bag, whose sum is zero.
         """
-        known = u >= 0
-        uc = u.clamp(min=0)
-        start = self.indptr[uc]
-        count = (self.indptr[uc + 1] - start) * known
-        offsets = torch.cumsum(count, 0) - count
-        total = int(count.sum())
-        # Position of every history entry in `indices`: its user's start plus its rank in the bag.
-        shift = torch.repeat_interleave(start - offsets, count, output_size=total)
-        flat = shift + torch.arange(total, device=u.device)
-        weight = torch.repeat_interleave(count.clamp(min=1).to(torch.float32).rsqrt(), count,
-                                         output_size=total)
-        return self.indices[flat], offsets, weight, count
+        return csr_bags(self.indptr, self.indices, u)
 
     def implicit(self, u: Tensor) -> Tensor:
         """|N(u)|^-½ Σ_{j ∈ N(u)} y_j [b, k] for user codes `u` [b] (zeros for unknown users)."""
