@@ -27,7 +27,9 @@ import numpy as np, pandas as pd
 from safetensors.numpy import save_file
 from movierec import distributed
 from movierec.data.dataset import Dataset
+from movierec import evaluate as E
 from movierec.models.mf import MF
+from movierec.split import Split
 
 out = sys.argv[1]
 gen = np.random.default_rng(0)
@@ -46,8 +48,27 @@ for loss in ("mse", "bpr"):
     rank = distributed.rank()
     save_file({k: v.numpy() for k, v in model.module_.state_dict().items()},
               f"{out}/{loss}-rank{rank}.safetensors")
+    # Final evaluation, sharded by test users when there are 2 ranks; then the same model
+    # evaluated by this process alone, for comparison.
+    scored = []
+    top_k_codes = model.top_k_codes
+    def counting(users, *args, **kwargs):
+        scored.append(len(users))
+        return top_k_codes(users, *args, **kwargs)
+    model.top_k_codes = counting
+    split = Split(train=train, test=valid)
+    sharded = E.evaluate(model, split, ks=(5, 10), relevance=0, keep_lists=True, block_size=7)
+    group, E._group = E._group, lambda: (1, 0)
+    alone = E.evaluate(model, split, ks=(5, 10), relevance=0, keep_lists=True)
+    E._group = group
+    def dump(res):
+        return {"summary": res.summary, "lists": res.lists.to_numpy().tolist(),
+                "processes": res.meta.get("processes", 1),
+                "users_with_lists": res.counts["users_with_lists"]}
     with open(f"{out}/{loss}-rank{rank}.json", "w") as fh:
-        json.dump({"world": distributed.world_size(), "history": model.history_}, fh)
+        json.dump({"world": distributed.world_size(), "history": model.history_,
+                   "sharded": dump(sharded), "alone": dump(alone),
+                   "scored": sum(scored) - sharded.counts["users_with_lists"]}, fh)
 """
 
 
@@ -134,6 +155,28 @@ def test_two_processes_match_one_with_the_same_global_batch(runs):
     # Not trivially equal because nothing was learned.
     assert h1[-1]["train_loss"] < h1[0]["train_loss"]
     assert json.loads(_file(single, 0, "json").read_text())["world"] == 1
+
+
+def test_final_evaluation_is_sharded_and_matches_one_process(runs):
+    single, multi = runs
+    ranks = [json.loads(_file(multi, r, "json").read_text()) for r in (0, 1)]
+    n_users = ranks[0]["sharded"]["users_with_lists"]
+    assert n_users > 10
+    # `scored` = users ranked by the sharded call (total minus the unsharded call's count):
+    # the two ranks split the test users between them, about half each.
+    assert ranks[0]["scored"] + ranks[1]["scored"] == n_users
+    assert ranks[0]["scored"] == n_users // 2
+    for run in ranks:
+        assert run["sharded"]["processes"] == 2 and run["alone"]["processes"] == 1
+        # All-reduced lists and predictions are exact, so metrics equal the unsharded ones.
+        assert run["sharded"]["lists"] == run["alone"]["lists"]
+        assert run["sharded"]["summary"].keys() == run["alone"]["summary"].keys()
+        for key, value in run["alone"]["summary"].items():
+            np.testing.assert_equal(run["sharded"]["summary"][key], value, err_msg=key)
+    assert ranks[0]["sharded"] == ranks[1]["sharded"]
+    assert "ndcg@10" in ranks[0]["alone"]["summary"]
+    lonely = json.loads(_file(single, 0, "json").read_text())
+    assert lonely["sharded"]["processes"] == 1 and lonely["scored"] == n_users
 
 
 def test_cli_under_torchrun_writes_one_artifact(tmp_path):

@@ -15,6 +15,15 @@ Full protocol (the default, see /shared/reference/README.md):
   (block = max_memory_mb / (n_items x 20 bytes)); the top max(ks) is computed once and sliced.
   Nothing is ever held for all users x all items: besides one block of scores, memory grows
   with the test users x max(ks) lists and the number of test and training ratings.
+- Data-parallel (every process of a `torch.distributed` group calls `evaluate`, e.g. under
+  `torchrun -m movierec train`): the full protocol's test users are split into one contiguous
+  share per rank, each rank scores only its share, and the top-max(ks) lists are all-reduced
+  (each rank contributes its rows, zeros elsewhere), as are the rating predictions of each rank's
+  share of the test rows. Every rank then holds the lists and predictions a single process would
+  have computed, bit for bit, and derives the same metrics from them. Lists rather than metric
+  sums are reduced because coverage, personalization and Gini are not sums over users; the lists
+  are small (test users x max(ks) x 8 bytes). The sampled protocol draws its negatives from one
+  random stream in user order and is not sharded: every rank computes all of it.
 
 Sampled protocol (NCF paper, He et al. 2017): each of the user's relevant test items that the model
 knows is ranked against `n_negatives` items drawn uniformly without replacement from the training
@@ -35,6 +44,7 @@ them among thousands of unwatched ones, which is what the full protocol measures
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, overload
@@ -140,7 +150,7 @@ def evaluate(
 
     if model.rates:
         t0 = time.perf_counter()
-        yhat = model.predict(test["user_id"].to_numpy(), test["item_id"].to_numpy())
+        yhat = _predict_sharded(model, test["user_id"].to_numpy(), test["item_id"].to_numpy())
         y = test["rating"].to_numpy()
         summary = {"rmse": M.rmse(y, yhat), "mae": M.mae(y, yhat), **summary}
         counts["rating_rows_predicted"] = len(test)
@@ -150,6 +160,8 @@ def evaluate(
     meta = {"model": type(model).__name__, "params": model.params(),
             "split": split.describe(), "train_fingerprint": split.train.fingerprint,
             "version": __version__}
+    if (world := _group()[0]) > 1:
+        meta["processes"] = world
     return Results(summary=summary, per_user=per_user, counts=counts, protocol=proto,
                    timings=timings, lists=lists, meta=meta)
 
@@ -278,6 +290,53 @@ def _in_keys(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
     return keys[pos] == query
 
 
+def _group() -> tuple[int, int]:
+    """(world size, rank) of the torch.distributed group this process belongs to, else (1, 0).
+
+    Without torch imported no group can exist, so a torch-free install never imports it here.
+    """
+    if "torch" not in sys.modules:
+        return 1, 0
+    from movierec import distributed
+
+    return distributed.world_size(), distributed.rank()
+
+
+def _share(n: int, world: int, rank: int) -> tuple[int, int]:
+    """[lo, hi): rank's contiguous share of n rows (sizes differ by at most one)."""
+    return n * rank // world, n * (rank + 1) // world
+
+
+def _all_gather_rows(arrays: list[np.ndarray], lo: int, hi: int) -> list[np.ndarray]:
+    """Every rank's rows of `arrays`, where each rank filled only rows [lo, hi) of its own.
+
+    Summed over ranks with every other row zeroed: x + 0 is exact (also for -inf), so the result
+    equals a single process's arrays bit for bit. Integer arrays travel as int64.
+    """
+    import torch
+
+    from movierec import distributed
+
+    out = []
+    for a in arrays:
+        t = torch.zeros(a.shape, dtype=torch.int64 if a.dtype.kind in "iu" else torch.float64)
+        t[lo:hi] = torch.from_numpy(np.ascontiguousarray(a[lo:hi]))
+        out.append(distributed.all_reduce_sum(t).numpy().astype(a.dtype, copy=False))
+    return out
+
+
+def _predict_sharded(model: Recommender, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """`model.predict` of every (user, item) row; data-parallel, each rank predicts a share."""
+    world, me = _group()
+    if world == 1:
+        return model.predict(users, items)
+    lo, hi = _share(len(users), world, me)
+    part = np.asarray(model.predict(users[lo:hi], items[lo:hi]))
+    yhat = np.zeros(len(users), dtype=part.dtype)
+    yhat[lo:hi] = part
+    return _all_gather_rows([yhat], lo, hi)[0]
+
+
 def _blocks(n: int, block_size: int, progress: bool) -> Iterator[slice]:
     return progress_blocks(n, block_size, progress, desc="evaluate")
 
@@ -328,8 +387,13 @@ def _full(model: Recommender, split: Split, ks: list[int], t_users: np.ndarray,
     kmax = ks[-1]
     top = np.full((len(users), kmax), -1, dtype=np.int32)
     top_scores = np.full((len(users), kmax), -np.inf, dtype=np.float32)
-    for blk in _blocks(len(users), block_size, progress):
-        top[blk], top_scores[blk] = model.top_k_codes(users[blk], kmax, exclude_seen=True)
+    world, me = _group()
+    lo, hi = _share(len(users), world, me)
+    for blk in _blocks(hi - lo, block_size, progress and me == 0):
+        mine = slice(lo + blk.start, lo + blk.stop)
+        top[mine], top_scores[mine] = model.top_k_codes(users[mine], kmax, exclude_seen=True)
+    if world > 1:
+        top, top_scores = _all_gather_rows([top, top_scores], lo, hi)
     valid = top >= 0
     hits = valid & _in_keys(rel_keys, users[:, None].astype(np.int64) * n_items + top)
 

@@ -78,8 +78,9 @@ def train(
 ) -> None:
     """Train one model, evaluate it on the test part, and save it with its item table.
 
-    Under `torchrun --nproc_per_node=N -m movierec train ...` neural models train data-parallel;
-    rank 0 alone evaluates, prints and writes the checkpoints and the model folder.
+    Under `torchrun --nproc_per_node=N -m movierec train ...` neural models train data-parallel,
+    the evaluation is sharded by test users, and rank 0 alone prints and writes the checkpoints
+    and the model folder.
     """
     from movierec import distributed
 
@@ -128,9 +129,11 @@ def _train(*, model: str, out: Path, dataset: str | None, split: str, test_size:
     recommender.fit(the_split.train, the_split.valid, rng=seed,
                     progress=progress and sys.stderr.isatty(), **fit_kwargs)
     fit_seconds = time.perf_counter() - t0
-    if not main:
-        return  # every rank holds the same weights; rank 0 evaluates and writes them
+    # Data-parallel, every rank holds the same weights and scores its share of the test users;
+    # all of them get the same results, and rank 0 alone prints and writes.
     results = evaluate(recommender, the_split, ks=ks, relevance=relevance)
+    if not main:
+        return
     extra = {
         "dataset": the_split.train.name,
         "split": the_split.describe(),
