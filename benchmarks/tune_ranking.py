@@ -1,9 +1,10 @@
 """Does tuning help? `movierec tune` on a validation carve-out, then defaults vs tuned on the test.
 
-For each model: the split's training part is cut into fit (90 % per user) and validation (10 %,
-seed 42); the study tunes NDCG@10 (or RMSE with --metric rmse) on the validation part only; then
-the default and the tuned model are both fitted on the fit part (neural models early-stop on the
-same validation part) and evaluated once on the test part. Also reports the tuning cost (trials
+For each model: the split's training part is cut into fit (90 % per user) and validation (10 %:
+random with seed 42, or each user's latest 10 % when the split is time-ordered); the study tunes
+NDCG@10 (or RMSE with --metric rmse) on the validation part only; then the default and the tuned
+model are both fitted on the fit part (neural models early-stop on the same validation part) and
+evaluated once on the test part. Also reports the tuning cost (trials
 per minute) and, for neural models, the epochs the median pruner saved.
 
     MOVIEREC_DATA_DIR=../shared/datasets .venv/bin/python benchmarks/tune_ranking.py \
@@ -44,19 +45,23 @@ QUICK = {"mf": {"epochs": 5}, "lightgcn": {"epochs": 5}, "ngcf": {"epochs": 5},
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--dataset", default="ml-100k", help="MovieLens release name")
     parser.add_argument("--split", default="user-random",
                         help="user-random (per-user random 80/20) or user-time (time-ordered)")
-    parser.add_argument("--models", default="ease,mf,lightgcn")
-    parser.add_argument("--metric", default="ndcg@10")
-    parser.add_argument("--relevance", type=float, default=0.0)
-    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--models", default="ease,mf,lightgcn",
+                        help="comma-separated registered model names")
+    parser.add_argument("--metric", default="ndcg@10", help="validation metric tuned")
+    parser.add_argument("--relevance", type=float, default=0.0,
+                        help="rating threshold of a relevant item (0: every test item)")
+    parser.add_argument("--trials", type=int, default=20, help="trials per study")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per study (stop starting new trials after it)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42,
+                        help="split, carve-out, sampler and model seed")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--quick", action="store_true", help="few trials and epochs (smoke run)")
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the releases (default: MOVIEREC_DATA_DIR or cache)")
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -66,7 +71,9 @@ def main() -> None:
 
     ds = load(args.dataset, data_dir=args.data_dir)
     split = make_split(ds, args.split, test_size=0.2, rng=args.seed)
-    fit_part, valid = carve_validation(split.train, 0.1, args.seed)
+    # Time-ordered test, time-ordered validation (each user's latest 10 %), as `movierec tune`.
+    latest = bool(split.params.get("time_aware"))
+    fit_part, valid = carve_validation(split.train, 0.1, args.seed, time_ordered=latest)
     print(f"{args.dataset} {args.split}: fit {fit_part.n_ratings:,} / valid {valid.n_ratings:,} "
           f"/ test {split.test.n_ratings:,}; metric {args.metric} (relevance {args.relevance})")
     rows = []

@@ -265,6 +265,28 @@ def test_cli_dataset_split_never_reads_the_test_part(ml_100k, data_dir: Path) ->
     assert not both.merge(split.test.ratings[cols]).shape[0]
 
 
+def test_time_ordered_split_gets_each_users_latest_ratings_as_validation(data_dir: Path
+                                                                          ) -> None:
+    """--split user-time: validation = each user's latest training ratings, never earlier ones."""
+    from movierec.cli._tune import _parts
+
+    fit, held, source = _parts(dataset="ml-100k", split="user-time", test_size=0.2, train=None,
+                               valid=None, valid_size=0.1, seed=0, min_user_ratings=0,
+                               min_item_ratings=0, kcore=0, data_dir=data_dir)
+    assert "latest 10% per user" in source
+    last_fit = fit.ratings.groupby("user_id")["timestamp"].max()
+    first_held = held.ratings.groupby("user_id")["timestamp"].min()
+    assert (first_held >= last_fit.reindex(first_held.index)).all()
+    # The random carve-out (a user-random split) has no such order.
+    fit, held, source = _parts(dataset="ml-100k", split="user-random", test_size=0.2, train=None,
+                               valid=None, valid_size=0.1, seed=0, min_user_ratings=0,
+                               min_item_ratings=0, kcore=0, data_dir=data_dir)
+    assert "random (seed 0)" in source
+    first_held = held.ratings.groupby("user_id")["timestamp"].min()
+    last_fit = fit.ratings.groupby("user_id")["timestamp"].max()
+    assert (first_held < last_fit.reindex(first_held.index)).mean() > 0.5
+
+
 def test_registry_names_cover_every_model_with_a_space() -> None:
     """`available()` is what `tune --model` accepts: the CLI error lists them."""
     with pytest.raises(T.TuneError, match="known models"):

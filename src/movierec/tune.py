@@ -3,8 +3,8 @@
 Every registered model declares its `search_space` (see `movierec.models.space`); `tune` turns it
 into Optuna suggestions, fits the model on the training part, and scores it on the validation part
 with the one evaluator. The test part of a split is never read here: callers pass `train` and
-`valid` only (`movierec tune` carves a seeded per-user random validation share from the training
-data when no validation file is given).
+`valid` only (`movierec tune` carves a per-user validation share from the training data when no
+validation file is given: seeded random, or each user's latest ratings for time-ordered splits).
 
 - Sampler: TPE seeded from `seed` (and the number of trials already in the study, so a resumed
   study does not replay its first suggestions). A new study's first trial is the model's
@@ -438,12 +438,20 @@ def read_tuning(folder: str | Path) -> tuple[dict[str, Any], pd.DataFrame, dict[
     return best, trials, importances
 
 
-def carve_validation(train: Dataset, fraction: float = 0.1, seed: int = 42
-                     ) -> tuple[Dataset, Dataset]:
-    """A seeded per-user random `fraction` of `train` as validation: (rest, valid)."""
-    from movierec.split import user_random_split
+def carve_validation(train: Dataset, fraction: float = 0.1, seed: int = 42, *,
+                     time_ordered: bool = False) -> tuple[Dataset, Dataset]:
+    """A per-user `fraction` of `train` as validation: (rest, valid).
 
-    part = user_random_split(train, test_size=fraction, rng=seed)
+    Seeded random per user by default; with `time_ordered`, each user's latest ratings (ties by
+    item id), which is what a time-ordered test split asks of its validation: a random carve-out
+    rewards predicting the past from the future, and tunes e.g. EASE's λ for the wrong task.
+    """
+    from movierec.split import user_random_split, user_time_split
+
+    if time_ordered:
+        part = user_time_split(train, test_size=fraction)
+    else:
+        part = user_random_split(train, test_size=fraction, rng=seed)
     return part.train, part.test
 
 

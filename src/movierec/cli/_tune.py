@@ -39,8 +39,9 @@ def tune(
         help="Training ratings file (instead of --dataset/--split); nothing else is read.")]
     = None,
     valid: Annotated[Path | None, typer.Option(
-        help="Validation ratings file; default: a seeded per-user random --valid-size share of "
-        "the training data.")] = None,
+        help="Validation ratings file; default: a per-user --valid-size share of the training "
+        "data: seeded random, or each user's latest ratings when --split is time-ordered "
+        "(user-time, time, loo).")] = None,
     valid_size: Annotated[float, typer.Option(
         help="Validation share carved per user from the training part when --valid is not "
         "given.")] = 0.1,
@@ -143,6 +144,9 @@ def _parts(*, dataset: str | None, split: str, test_size: float, train: Path | N
                             train=None, test=None, valid=None, seed=seed,
                             min_user_ratings=min_user_ratings,
                             min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir)
-    fit, held = carve_validation(the_split.train, valid_size, seed)
+    # A time-ordered test asks the validation part to be the future too: each user's latest.
+    latest = bool(the_split.params.get("time_aware"))
+    fit, held = carve_validation(the_split.train, valid_size, seed, time_ordered=latest)
+    how = "the latest" if latest else f"a random (seed {seed})"
     return fit, held, (f"{dataset} {split} training part (test part unused; validation: "
-                       f"{valid_size:.0%} per user, seed {seed})")
+                       f"{how} {valid_size:.0%} per user)")
