@@ -7,7 +7,11 @@ Measures, each step in its own subprocess so that its peak RSS is its own:
     with pop (fitted; its fit only counts);
 (b) full-ranking `evaluate` on a held-out 20% (relevance 4, k = 5, 10, 20), the same two models;
 (c) ItemKNN (fit and recommend for every user), UserKNN (fit, under a time limit) and EASE (fit)
-    at that size: time and memory where they cope, the refusal message where they refuse.
+    at that size: time and memory where they cope, the refusal message where they refuse;
+(d) the fit of every other model family at that size (`--fit-models`, default pop, bias, svd,
+    ials, mf, neumf, lightgcn), with the parameters in FIT_PARAMS: the neural models train ONE
+    epoch (their fit time is that epoch times the epochs you ask for), LightGCN with neighbour
+    sampling (full-graph propagation costs the whole 20M-edge graph per mini-batch).
 
 Peak RSS is the child's high-water mark (/proc/self/status VmHWM), reset just before the timed
 step, so "peak extra" is the memory the step itself added on top of the data and model. The
@@ -44,6 +48,13 @@ SIZES = {
     "full": {"n_users": 160_000, "n_items": 60_000, "n_ratings": 25_000_000},
     "quick": {"n_users": 16_000, "n_items": 6_000, "n_ratings": 1_000_000},
 }
+# Parameters of the (d) fits: one epoch for the neural models, on the CPU.
+FIT_PARAMS: dict[str, dict[str, Any]] = {
+    "mf": {"epochs": 1, "device": "cpu"},
+    "neumf": {"epochs": 1, "device": "cpu"},
+    "lightgcn": {"epochs": 1, "sampling": "neighbor", "device": "cpu"},
+}
+FIT_MODELS = "pop,bias,svd,ials,mf,neumf,lightgcn"
 # Draws per wanted interaction: repeated (user, item) draws are dropped, leaving about n_ratings.
 INFLATE = 1.18
 TEST_SHARE = 0.2
@@ -180,7 +191,9 @@ def child(step: str, data: Path, seed: int) -> dict[str, Any]:
                    ndcg10=round(res.summary["ndcg@10"], 4), timings=res.timings)
     elif kind == "fit":
         try:
-            model = get(model_name).fit(split.train, progress=False)
+            params = FIT_PARAMS.get(model_name, {})
+            rec["params"] = params
+            model = get(model_name, **params).fit(split.train, progress=False)
             rec["fitted"] = True
             if model_name == "itemknn" and budget:
                 t1 = time.perf_counter()
@@ -231,11 +244,11 @@ def run_child(step: str, data: Path, seed: int, threads: int, limit: float) -> d
 
 
 # --- parent ------------------------------------------------------------------------------------
-def steps(budgets: list[float], eval_budget: float) -> list[str]:
+def steps(budgets: list[float], eval_budget: float, fit_models: list[str]) -> list[str]:
     out = [f"recommend:{m}:{b:g}" for m in ("mf", "pop") for b in budgets]
     out += [f"evaluate:{m}:{eval_budget:g}" for m in ("mf", "pop")]
     out += [f"fit:itemknn:{eval_budget:g}", "fit:ease", "fit:userknn"]
-    return out
+    return out + [f"fit:{m}" for m in fit_models]
 
 
 def show(rows: list[dict[str, Any]]) -> None:
@@ -269,6 +282,9 @@ def main() -> None:
                         help="seconds after which a step is stopped (default 1800)")
     parser.add_argument("--userknn-limit", type=float, default=600.0,
                         help="seconds after which UserKNN's fit is stopped (default 600)")
+    parser.add_argument("--fit-models", default=FIT_MODELS,
+                        help=f"models whose fit is timed in (d), comma-separated (default "
+                        f"{FIT_MODELS}; parameters in FIT_PARAMS)")
     parser.add_argument("--only", nargs="+", default=None,
                         help="run only the steps whose name starts with one of these")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
@@ -302,7 +318,8 @@ def main() -> None:
         report["data"] = write_data(data, size, args.seed)
         print(json.dumps(report["data"]), flush=True)
         rows = []
-        for step in steps(args.budgets, args.eval_budget):
+        fit_models = [m.strip() for m in args.fit_models.split(",") if m.strip()]
+        for step in steps(args.budgets, args.eval_budget, fit_models):
             if args.only and not any(step.startswith(p) for p in args.only):
                 continue
             limit = args.userknn_limit if step == "fit:userknn" else args.limit
