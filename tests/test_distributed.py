@@ -41,13 +41,15 @@ frame = pd.DataFrame({"user_id": u + 1, "item_id": i + 1, "rating": r,
 is_valid = gen.random(len(frame)) < 0.15
 train = Dataset(frame[~is_valid], name="t", rating_scale=(1.0, 5.0))
 valid = Dataset(frame[is_valid], name="v", rating_scale=(1.0, 5.0))
-for loss in ("mse", "bpr"):
+for run in ("mse", "bpr", "lazy"):
+    # "lazy": row-sparse gradients and LazyAdam; rows touched on any rank are updated.
+    loss = "mse" if run == "lazy" else run
     model = MF(embedding_size=4, epochs=4, batch_size=96, learning_rate=0.02, loss=loss,
-               patience=None, device="cpu")
+               patience=None, device="cpu", sparse_updates=run == "lazy")
     model.fit(train, valid, rng=7, progress=False)
     rank = distributed.rank()
     save_file({k: v.numpy() for k, v in model.module_.state_dict().items()},
-              f"{out}/{loss}-rank{rank}.safetensors")
+              f"{out}/{run}-rank{rank}.safetensors")
     # Final evaluation, sharded by test users when there are 2 ranks; then the same model
     # evaluated by this process alone, for comparison.
     scored = []
@@ -65,7 +67,7 @@ for loss in ("mse", "bpr"):
         return {"summary": res.summary, "lists": res.lists.to_numpy().tolist(),
                 "processes": res.meta.get("processes", 1),
                 "users_with_lists": res.counts["users_with_lists"]}
-    with open(f"{out}/{loss}-rank{rank}.json", "w") as fh:
+    with open(f"{out}/{run}-rank{rank}.json", "w") as fh:
         json.dump({"world": distributed.world_size(), "history": model.history_,
                    "sharded": dump(sharded), "alone": dump(alone),
                    "scored": sum(scored) - sharded.counts["users_with_lists"]}, fh)
@@ -109,7 +111,7 @@ def folders(tmp_path_factory):
     return single, multi
 
 
-@pytest.fixture(params=["mse", "bpr"])
+@pytest.fixture(params=["mse", "bpr", "lazy"])
 def runs(request, folders):
     """(single-process files, 2-process files) of one loss: paths without the rank suffix."""
     single, multi = folders

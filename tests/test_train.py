@@ -74,7 +74,8 @@ def test_training_does_not_touch_global_torch_rng() -> None:
     torch.testing.assert_close(torch.rand(3), expected)
 
 
-@pytest.mark.parametrize("extra", [{"dropout": 0.3}, {"loss": "bpr", "n_negatives": 2}])
+@pytest.mark.parametrize("extra", [{"dropout": 0.3}, {"loss": "bpr", "n_negatives": 2},
+                                   {"sparse_updates": True}])
 def test_resume_equals_uninterrupted_run(extra: dict, tmp_path: Path) -> None:
     data = low_rank()
     valid = low_rank(seed=1)
@@ -90,6 +91,29 @@ def test_resume_equals_uninterrupted_run(extra: dict, tmp_path: Path) -> None:
     assert [h["train_loss"] for h in resumed.history_] == [h["train_loss"]
                                                           for h in straight.history_]
     assert len(first.history_) == 2
+
+
+def test_mf_with_sparse_updates_learns_and_leaves_dense_embeddings() -> None:
+    data = low_rank()
+    params = {**QUICK, "epochs": 8}
+    lazy = MF(**params, sparse_updates=True).fit(data, rng=3, progress=False)
+    again = MF(**params, sparse_updates=True).fit(data, rng=3, progress=False)
+    dense = MF(**params).fit(data, rng=3, progress=False)
+    losses = [h["train_loss"] for h in lazy.history_]
+    assert losses[-1] < 0.6 * losses[0]
+    # Same seed, same weights; a different optimizer from dense Adam, of similar quality.
+    np.testing.assert_array_equal(lazy.module_.user_factors.weight.detach().numpy(),
+                                  again.module_.user_factors.weight.detach().numpy())
+    assert losses[-1] == pytest.approx(dense.history_[-1]["train_loss"], rel=0.3)
+    assert not np.array_equal(lazy.module_.user_factors.weight.detach().numpy(),
+                              dense.module_.user_factors.weight.detach().numpy())
+    assert not lazy.module_.user_factors.sparse
+    assert lazy.params()["sparse_updates"] is True
+
+
+def test_sparse_updates_refuse_grad_clip() -> None:
+    with pytest.raises(ValueError, match="sparse_updates"):
+        MF(sparse_updates=True, grad_clip=1.0)
 
 
 def test_resume_without_checkpoint_trains_from_scratch(tmp_path: Path) -> None:

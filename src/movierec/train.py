@@ -43,6 +43,7 @@ from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
 from movierec.io import atomic_write_bytes, atomic_write_text, json_default
 from movierec.models.base import Recommender, user_blocks
+from movierec.optim import LazyAdam, mark_sparse
 from movierec.random import RNGLike, derive_seed
 
 __all__ = [
@@ -303,6 +304,7 @@ class TorchRecommender(Recommender):
         with seeded_torch(generator, self.device_):
             self.module_ = self.build_module().to(self.device_)
         trainer = Trainer(
+            sparse_updates=bool(getattr(self, "sparse_updates", False)),
             epochs=int(getattr(self, "epochs", 10)),
             learning_rate=float(getattr(self, "learning_rate", 1e-3)),
             weight_decay=float(getattr(self, "weight_decay", 0.0)),
@@ -446,6 +448,10 @@ class Trainer:
         on_epoch: called after every epoch (and its checkpoint) with the epoch's record
             {epoch, train_loss, valid_metric, metric, seconds}; an exception it raises ends
             training and propagates.
+        sparse_updates: train the module's embedding tables with row-sparse gradients and
+            `movierec.optim.LazyAdam` (only the rows a batch touches are updated, and decayed);
+            the cost of a step then follows the batch instead of the tables (default False:
+            dense `torch.optim.Adam`). Not with `grad_clip`.
 
     Data-parallel (several processes, see `movierec.distributed`): every process draws the same
     global batches from the shared seed (same permutation, same negatives), computes the loss on
@@ -462,9 +468,14 @@ class Trainer:
                  patience: int | None = None, grad_clip: float | None = None,
                  progress: bool = True, checkpoint_dir: str | Path | None = None,
                  resume: bool = False,
-                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                 sparse_updates: bool = False) -> None:
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
+        if sparse_updates and grad_clip is not None:
+            raise ValueError("sparse_updates cannot be combined with grad_clip (the global norm "
+                             "of row-sparse gradients is not clipped here)")
+        self.sparse_updates = sparse_updates
         self.epochs = epochs
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -478,11 +489,22 @@ class Trainer:
     def fit(self, model: TorchRecommender, train: Dataset, valid: Dataset | None,
             generator: torch.Generator) -> None:
         """Train `model.module_` in place; sets `model.history_` and `model.best_epoch_`."""
+        module, device = model.module_, model.device_
+        sparse_layers = mark_sparse(module) if self.sparse_updates else []
+        try:
+            self._fit(model, module, device, train, valid, generator)
+        finally:
+            mark_sparse(torch.nn.ModuleList(sparse_layers), False)
+
+    def _fit(self, model: TorchRecommender, module: torch.nn.Module, device: torch.device,
+             train: Dataset, valid: Dataset | None, generator: torch.Generator) -> None:
         from tqdm.auto import tqdm
 
-        module, device = model.module_, model.device_
-        optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate,
-                                     weight_decay=self.weight_decay)
+        optimizer: torch.optim.Optimizer = (
+            LazyAdam(module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+            if self.sparse_updates else
+            torch.optim.Adam(module.parameters(), lr=self.learning_rate,
+                             weight_decay=self.weight_decay))
         data = model.training_data(train)
         n_batches = math.ceil(len(next(iter(data.values()))) / int(getattr(model, "batch_size", 1)))
         run = _RunState()
@@ -586,7 +608,8 @@ class Trainer:
                     local = float(loss.detach())
                     # Backward on the weighted loss: the sum below is then the global mean's grad.
                     (loss * (n_local / n_global)).backward()
-                value = _sum_gradients(params, local * n_local / n_global, device)
+                value = _sum_gradients(params, local * n_local / n_global, device,
+                                       sparse=self.sparse_updates)
                 if not math.isfinite(value):
                     raise MovieRecError(f"{type(model).__name__}: training loss is {value} in "
                                         f"batch {b}; lower learning_rate or set grad_clip")
@@ -612,24 +635,47 @@ def _shard(model: TorchRecommender, batch: dict[str, Tensor], rank: int, world: 
     return {k: v[lo:hi] for k, v in batch.items()}, n
 
 
-def _sum_gradients(params: list[Tensor], loss: float, device: torch.device) -> float:
+def _sum_gradients(params: list[Tensor], loss: float, device: torch.device, *,
+                   sparse: bool = False) -> float:
     """All-reduce the (pre-weighted) gradients of `params` and the loss; return the global loss.
 
     A parameter without a gradient on every rank keeps `grad = None`, so Adam skips it exactly as
-    in one process; sparse gradients are summed densely.
+    in one process. Sparse gradients are summed densely; with `sparse` (LazyAdam) they become
+    row-sparse again over the rows that any rank touched, so that LazyAdam updates the same rows
+    as in one process, whose gradient it is.
     """
     grads = [p.grad for p in params]
     flat = torch.cat([torch.zeros(p.numel(), dtype=p.dtype, device=p.device) if g is None
                       else (g.to_dense() if g.is_sparse else g).reshape(-1) for p, g in
                       zip(params, grads, strict=True)]) if params else torch.zeros(0)
     meta = torch.tensor([loss] + [float(g is not None) for g in grads], dtype=torch.float64)
+    # Rows each rank's sparse gradients touched (a parameter that is sparse on one rank is an
+    # embedding table on every rank, so the layout is the same everywhere).
+    row_sparse = [sparse and g is not None and g.is_sparse for g in grads]
+    row_sparse = [bool(x) for x in distributed.all_reduce_sum(
+        torch.tensor(row_sparse, dtype=torch.float64)).tolist()] if params else []
+    touched = [torch.zeros(p.shape[0], dtype=torch.float64) for p, rs in
+               zip(params, row_sparse, strict=True) if rs]
+    for t, g in zip(touched, [g for g, rs in zip(grads, row_sparse, strict=True) if rs],
+                    strict=True):
+        if g is not None:
+            t[g.coalesce().indices()[0].cpu()] = 1.0
+    rows_flat = torch.cat(touched) if touched else torch.zeros(0, dtype=torch.float64)
     distributed.all_reduce_sum(flat)
     distributed.all_reduce_sum(meta)
-    offset = 0
-    for p, has in zip(params, meta[1:].tolist(), strict=True):
+    distributed.all_reduce_sum(rows_flat)
+    offset, row_offset = 0, 0
+    for p, has, rs in zip(params, meta[1:].tolist(), row_sparse, strict=True):
         n = p.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone() if has else None
+        dense = flat[offset:offset + n].view_as(p)
         offset += n
+        if rs:
+            rows = torch.nonzero(rows_flat[row_offset:row_offset + p.shape[0]]).ravel()
+            row_offset += p.shape[0]
+            rows = rows.to(p.device)
+            p.grad = torch.sparse_coo_tensor(rows[None, :], dense[rows], p.shape)
+        else:
+            p.grad = dense.clone() if has else None
     return float(meta[0])
 
 

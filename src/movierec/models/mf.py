@@ -134,6 +134,11 @@ class MF(TorchRecommender):
             (default 3; None: never stop early).
         grad_clip: maximum global gradient norm (default None: no clipping).
         fold_in_reg: ridge λ of `_score_history` for a new user's factors and bias (default 1.0).
+        sparse_updates: update only the embedding rows each batch touches (row-sparse gradients,
+            `movierec.optim.LazyAdam`; `weight_decay` then decays the touched rows only). A step
+            then costs the batch, not the tables: at 160k users x 60k items ~25x faster per step
+            than dense Adam. Default False (dense Adam, as the defaults were tuned). Not with
+            `grad_clip`.
         device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
     """
 
@@ -152,7 +157,8 @@ class MF(TorchRecommender):
                  learning_rate: float = 2e-3, weight_decay: float = 1e-4, reg: float = 0.05,
                  dropout: float = 0.0, sigmoid: bool = False, loss: str = "mse",
                  n_negatives: int = 1, patience: int | None = 3, grad_clip: float | None = None,
-                 fold_in_reg: float = 1.0, device: str = "auto") -> None:
+                 fold_in_reg: float = 1.0, sparse_updates: bool = False,
+                 device: str = "auto") -> None:
         check_param("embedding_size", embedding_size, is_int(embedding_size, 1), "an integer ≥ 1")
         check_param("epochs", epochs, is_int(epochs, 1), "an integer ≥ 1")
         check_param("batch_size", batch_size, is_int(batch_size, 1), "an integer ≥ 1")
@@ -173,6 +179,9 @@ class MF(TorchRecommender):
                     "a number > 0 or None")
         check_param("fold_in_reg", fold_in_reg, is_number(fold_in_reg) and fold_in_reg > 0,
                     "a number > 0")
+        check_param("sparse_updates", sparse_updates, isinstance(sparse_updates, bool) and
+                    not (sparse_updates and grad_clip is not None),
+                    "a bool (and False when grad_clip is set)")
         check_param("device", device, isinstance(device, str) and is_device(device),
                     '"auto", "cpu", "cuda" or "cuda:<n>"')
         self.embedding_size = embedding_size
@@ -188,6 +197,7 @@ class MF(TorchRecommender):
         self.patience = patience
         self.grad_clip = grad_clip
         self.fold_in_reg = fold_in_reg
+        self.sparse_updates = sparse_updates
         self.device = device
 
     # --- TorchRecommender hooks ----------------------------------------------------------------
