@@ -9,9 +9,10 @@ Measures, each step in its own subprocess so that its peak RSS is its own:
 (c) ItemKNN (fit and recommend for every user), UserKNN (fit, under a time limit) and EASE (fit)
     at that size: time and memory where they cope, the refusal message where they refuse;
 (d) the fit of every other model family at that size (`--fit-models`, default pop, bias, svd,
-    ials, mf, neumf, lightgcn), with the parameters in FIT_PARAMS: the neural models train ONE
-    epoch (their fit time is that epoch times the epochs you ask for), LightGCN with neighbour
-    sampling (full-graph propagation costs the whole 20M-edge graph per mini-batch).
+    ials, mf+sparse (MF with sparse_updates), mf, neumf, lightgcn), with the parameters in
+    FIT_PARAMS: the neural models train ONE epoch (their fit time is that epoch times the
+    epochs you ask for), LightGCN with neighbour sampling (full-graph propagation costs the
+    whole 20M-edge graph per mini-batch).
 
 Peak RSS is the child's high-water mark (/proc/self/status VmHWM), reset just before the timed
 step, so "peak extra" is the memory the step itself added on top of the data and model. The
@@ -48,13 +49,15 @@ SIZES = {
     "full": {"n_users": 160_000, "n_items": 60_000, "n_ratings": 25_000_000},
     "quick": {"n_users": 16_000, "n_items": 6_000, "n_ratings": 1_000_000},
 }
-# Parameters of the (d) fits: one epoch for the neural models, on the CPU.
+# Parameters of the (d) fits: one epoch for the neural models, on the CPU. A label "name+variant"
+# fits model `name` with its own parameters.
 FIT_PARAMS: dict[str, dict[str, Any]] = {
     "mf": {"epochs": 1, "device": "cpu"},
+    "mf+sparse": {"epochs": 1, "device": "cpu", "sparse_updates": True},
     "neumf": {"epochs": 1, "device": "cpu"},
     "lightgcn": {"epochs": 1, "sampling": "neighbor", "device": "cpu"},
 }
-FIT_MODELS = "pop,bias,svd,ials,mf,neumf,lightgcn"
+FIT_MODELS = "pop,bias,svd,ials,mf+sparse,mf,neumf,lightgcn"
 # Draws per wanted interaction: repeated (user, item) draws are dropped, leaving about n_ratings.
 INFLATE = 1.18
 TEST_SHARE = 0.2
@@ -193,7 +196,7 @@ def child(step: str, data: Path, seed: int) -> dict[str, Any]:
         try:
             params = FIT_PARAMS.get(model_name, {})
             rec["params"] = params
-            model = get(model_name, **params).fit(split.train, progress=False)
+            model = get(model_name.split("+")[0], **params).fit(split.train, progress=False)
             rec["fitted"] = True
             if model_name == "itemknn" and budget:
                 t1 = time.perf_counter()
