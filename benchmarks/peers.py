@@ -394,8 +394,8 @@ def main() -> None:
                     "load_avg_start": load_start},
         "versions": {"movierec": __version__, "torch": torch.__version__,
                      **{m: _version(m) for m in ("surprise", "implicit", "cornac")}},
-        "not_run": {"recbole": "not installed: pip would add ray, tensorboard, scikit-learn and "
-                               "10 more packages; its pipeline reads its own atomic files"},
+        "not_run": {"recbole": "in its own environment (older numpy/scipy pins): per-epoch "
+                               "LightGCN/NeuMF times in benchmarks/peers_recbole.py"},
     }
     with threadpool_limits(limits=args.threads):
         # torch's first fit in a process pays a one-off start-up (about 3 s here) that no later
