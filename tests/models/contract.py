@@ -60,6 +60,8 @@ FIT_PARAMS: dict[str, dict] = {
     # I-AutoRec: a small code, few items per step, no penalty (the fixtures are tiny).
     "autorec": {"hidden_size": 8, "epochs": 40, "batch_size": 4, "learning_rate": 0.02,
                 "reg": 0.0, "device": "cpu"},
+    # GLocal-K: a small autoencoder and few L-BFGS epochs (the fixtures are tiny).
+    "glocalk": {"hidden_size": 8, "pretrain_epochs": 5, "epochs": 5, "device": "cpu"},
     # blend: two cheap members and the contract's quick BPR mf (which ranks the checkerboard);
     # a 40% carve-out so the ridge path runs, a strong alpha so weights stay near the average.
     "blend": {"members": (("bias", {}), ("itemknn", {"k": 3}),
@@ -77,6 +79,8 @@ CHECKERBOARD_EXCEPTIONS: dict[str, str] = {
     "svd": "SGD on ratings only (MSE): every checkerboard rating is 5, so the biases absorb them "
            "and the factors learn no order among unseen items",
     "autorec": "I-AutoRec fits ratings only (MSE, as in the paper): every checkerboard rating is "
+               "5, so it reconstructs about 5 everywhere and unseen items tie up to noise",
+    "glocalk": "GLocal-K fits ratings only (MSE, as in the paper): every checkerboard rating is "
                "5, so it reconstructs about 5 everywhere and unseen items tie up to noise",
 }
 

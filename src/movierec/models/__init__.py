@@ -38,6 +38,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "attngraphrec": ("movierec.models.graph:AttnGraphRec", "torch"),
     "svdpp": ("movierec.models.svdpp:SVDpp", "torch"),
     "autorec": ("movierec.models.autorec:AutoRec", "torch"),
+    "glocalk": ("movierec.models.glocalk:GLocalK", "torch"),
     "blend": ("movierec.models.blend:Blend", None),
 }
 
