@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -32,3 +32,18 @@ def low_rank_factory() -> Callable[..., Dataset]:
 def low_rank() -> Dataset:
     """150 users x 60 items of rank-2 ratings (a module may override it with another size)."""
     return make_low_rank()
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread() -> Iterator[None]:
+    """One torch thread for a test module, restored afterwards: tiny tensors gain nothing from
+    threads, and on a busy shared CPU OpenMP's spinning threads make such tests ten times slower.
+    Use with `pytestmark = pytest.mark.usefixtures("torch_one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

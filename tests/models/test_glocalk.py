@@ -27,14 +27,7 @@ QUICK = {"hidden_size": 16, "kernel_dim": 3, "reg": 1.0, "pretrain_epochs": 6, "
          "device": "cpu"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy shared CPU OpenMP's spinning threads
-    make these tests ten times slower; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

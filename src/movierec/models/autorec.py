@@ -16,7 +16,7 @@ from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Float, Int, SearchSpace
 from movierec.train import TorchRecommender, is_device
 
-__all__ = ["AutoRec", "AutoRecModule", "dense_rows", "masked_mse"]
+__all__ = ["AutoRec", "AutoRecModule", "ItemRatings", "dense_rows", "masked_mse"]
 
 
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -92,7 +92,43 @@ class AutoRecModule(nn.Module):
         return self.encoder.weight.pow(2).sum() + self.decoder.weight.pow(2).sum()
 
 
-class AutoRec(TorchRecommender):
+class ItemRatings:
+    """Shared by the item autoencoders (`AutoRec`, `GLocalK`; put it before `TorchRecommender`).
+
+    `_prepare_item_ratings` keeps the item x user rating matrix (`item_ratings_`, CSR) and the
+    user and item mean ratings; `_predict` answers pairs with an unknown user (item) by the item's
+    (user's) mean, both unknown by the global mean, and the rest by the model, clipped to the scale.
+    """
+
+    global_mean_: float
+    rating_scale_: tuple[float, float]
+
+    def _prepare_item_ratings(self, train: Dataset) -> None:
+        r = train.matrix("rating")
+        self.item_ratings_ = sp.csr_matrix(r.T, dtype=np.float32)
+        self.item_ratings_.sort_indices()
+        self.n_ratings_ = int(r.nnz)
+        sums = np.asarray(r.sum(axis=1)).ravel(), np.asarray(r.sum(axis=0)).ravel()
+        counts = np.diff(r.indptr), np.diff(self.item_ratings_.indptr)
+        self.user_mean_ = np.where(counts[0] > 0, sums[0] / np.maximum(counts[0], 1),
+                                   self.global_mean_).astype(np.float32)
+        self.item_mean_ = np.where(counts[1] > 0, sums[1] / np.maximum(counts[1], 1),
+                                   self.global_mean_).astype(np.float32)
+
+    def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
+        u = np.asarray(user_codes, dtype=np.int64)
+        i = np.asarray(item_codes, dtype=np.int64)
+        out = np.full(len(u), self.global_mean_, dtype=np.float32)
+        only_user, only_item = (u >= 0) & (i < 0), (u < 0) & (i >= 0)
+        out[only_user] = self.user_mean_[u[only_user]]
+        out[only_item] = self.item_mean_[i[only_item]]
+        both = (u >= 0) & (i >= 0)
+        if both.any():
+            out[both] = super()._predict(u[both], i[both])  # type: ignore[misc]
+        return clip_to_scale(out, self.rating_scale_).astype(np.float32)
+
+
+class AutoRec(ItemRatings, TorchRecommender):
     """I-AutoRec (Sedhain, Menon, Sanner & Xie, WWW 2015): each item's vector of ratings by all
     users is encoded and reconstructed, r̂_ui = (W · g(V r_i + μ) + b)_u, g = sigmoid.
 
@@ -182,16 +218,7 @@ class AutoRec(TorchRecommender):
     def _prepare(self, train: Dataset) -> None:
         super()._prepare(train)
         self._hidden_cache = None  # codes of an earlier fit's weights and ratings
-        r = train.matrix("rating")
-        self.item_ratings_ = sp.csr_matrix(r.T, dtype=np.float32)
-        self.item_ratings_.sort_indices()
-        self.n_ratings_ = int(r.nnz)
-        sums = np.asarray(r.sum(axis=1)).ravel(), np.asarray(r.sum(axis=0)).ravel()
-        counts = np.diff(r.indptr), np.diff(self.item_ratings_.indptr)
-        self.user_mean_ = np.where(counts[0] > 0, sums[0] / np.maximum(counts[0], 1),
-                                   self.global_mean_).astype(np.float32)
-        self.item_mean_ = np.where(counts[1] > 0, sums[1] / np.maximum(counts[1], 1),
-                                   self.global_mean_).astype(np.float32)
+        self._prepare_item_ratings(train)
 
     def build_module(self) -> AutoRecModule:
         return AutoRecModule(self.n_users_, self.hidden_size, self.global_mean_, self.dropout)
@@ -255,18 +282,6 @@ class AutoRec(TorchRecommender):
         h = self.hidden_codes(module)[item_codes]
         w = module.decoder.weight[user_codes]
         return (h * w).sum(-1) + module.decoder.bias[user_codes]
-
-    def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
-        u = np.asarray(user_codes, dtype=np.int64)
-        i = np.asarray(item_codes, dtype=np.int64)
-        out = np.full(len(u), self.global_mean_, dtype=np.float32)
-        only_user, only_item = (u >= 0) & (i < 0), (u < 0) & (i >= 0)
-        out[only_user] = self.user_mean_[u[only_user]]
-        out[only_item] = self.item_mean_[i[only_item]]
-        both = (u >= 0) & (i >= 0)
-        if both.any():
-            out[both] = super()._predict(u[both], i[both])
-        return clip_to_scale(out, self.rating_scale_).astype(np.float32)
 
     def item_vectors(self) -> np.ndarray:
         """Item codes H [n_items, hidden_size]: similar movies are compared in this space."""

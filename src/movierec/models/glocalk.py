@@ -88,13 +88,13 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
+from movierec.models.autorec import ItemRatings
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Float, Int, SearchSpace
@@ -328,7 +328,7 @@ def lbfgs(params: list[nn.Parameter], objective: Callable[[], Tensor], iteration
     return float(result.fun)
 
 
-class GLocalK(TorchRecommender):
+class GLocalK(ItemRatings, TorchRecommender):
     """GLocal-K (Han et al., CIKM 2021): a local-kernel item autoencoder, pre-trained, then
     fine-tuned on the rating matrix convolved with a global kernel pooled from its output:
     R̂ = AE(ReLU(R ∗ G)), G = dot_scale · reshape(mean_u(AE(R)) · C, [k, k]).
@@ -408,16 +408,7 @@ class GLocalK(TorchRecommender):
     def _prepare(self, train: Dataset) -> None:
         super()._prepare(train)
         self._recon_cache = None  # reconstruction of an earlier fit's weights
-        r = train.matrix("rating")
-        self.item_ratings_ = sp.csr_matrix(r.T, dtype=np.float32)
-        self.item_ratings_.sort_indices()
-        self.n_ratings_ = int(r.nnz)
-        sums = np.asarray(r.sum(axis=1)).ravel(), np.asarray(r.sum(axis=0)).ravel()
-        counts = np.diff(r.indptr), np.diff(self.item_ratings_.indptr)
-        self.user_mean_ = np.where(counts[0] > 0, sums[0] / np.maximum(counts[0], 1),
-                                   self.global_mean_).astype(np.float32)
-        self.item_mean_ = np.where(counts[1] > 0, sums[1] / np.maximum(counts[1], 1),
-                                   self.global_mean_).astype(np.float32)
+        self._prepare_item_ratings(train)
         self.finetuned_ = False
 
     def build_module(self) -> GLocalKModule:
@@ -566,18 +557,6 @@ class GLocalK(TorchRecommender):
         """Reconstructed ratings of known (user, item) pairs; `_predict` handles unknown codes."""
         assert isinstance(module, GLocalKModule)
         return self.reconstruction(module)[item_codes, user_codes]
-
-    def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
-        u = np.asarray(user_codes, dtype=np.int64)
-        i = np.asarray(item_codes, dtype=np.int64)
-        out = np.full(len(u), self.global_mean_, dtype=np.float32)
-        only_user, only_item = (u >= 0) & (i < 0), (u < 0) & (i >= 0)
-        out[only_user] = self.user_mean_[u[only_user]]
-        out[only_item] = self.item_mean_[i[only_item]]
-        both = (u >= 0) & (i >= 0)
-        if both.any():
-            out[both] = super()._predict(u[both], i[both])
-        return clip_to_scale(out, self.rating_scale_).astype(np.float32)
 
     def item_vectors(self) -> np.ndarray:
         """The last hidden code [n_items, hidden_size] of each item's (convolved) ratings."""
