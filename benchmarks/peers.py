@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from _common import json_default, version
 from threadpoolctl import threadpool_limits
 
 from movierec import __version__
@@ -393,7 +394,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_avg_start": load_start},
         "versions": {"movierec": __version__, "torch": torch.__version__,
-                     **{m: _version(m) for m in ("surprise", "implicit", "cornac")}},
+                     **{m: version(m) for m in ("surprise", "implicit", "cornac")}},
         "not_run": {"recbole": "in its own environment (older numpy/scipy pins): per-epoch "
                                "LightGCN/NeuMF times in benchmarks/peers_recbole.py"},
     }
@@ -442,22 +443,8 @@ def main() -> None:
         print(f"target · {name}: {verdict}")
     out = args.out / ("peers_quick.json" if args.quick else "peers.json")
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(report, indent=2, default=_json_default))
+    atomic_write_text(out, json.dumps(report, indent=2, default=json_default))
     print(f"wrote {out}")
-
-
-def _version(module: str) -> str | None:
-    if importlib.util.find_spec(module) is None:
-        return None
-    return str(getattr(__import__(module), "__version__", "unknown"))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
 
 
 if __name__ == "__main__":

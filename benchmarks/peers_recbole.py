@@ -61,6 +61,7 @@ from unittest import mock
 import numpy as np
 import pandas as pd
 import torch
+from _common import json_default, version
 
 from movierec import __version__
 from movierec.data import load
@@ -375,7 +376,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": sys.version.split()[0], "load_avg_start": os.getloadavg()},
         "versions": {"movierec": __version__, "torch": torch.__version__,
-                     **{m: _version(m) for m in ("recbole", "numpy", "scipy", "pandas")}},
+                     **{m: version(m) for m in ("recbole", "numpy", "scipy", "pandas")}},
     }
     if problem:
         print(f"RecBole skipped: {problem}", flush=True)
@@ -394,7 +395,7 @@ def main() -> None:
           f"end {report['machine']['load_avg_end']} on {os.cpu_count()} CPUs")
     out = args.out / ("peers_recbole_quick.json" if args.quick else "peers_recbole.json")
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(report, indent=2, default=_json_default))
+    atomic_write_text(out, json.dumps(report, indent=2, default=json_default))
     print(f"wrote {out}")
 
 
@@ -413,20 +414,6 @@ def _version_tuple(text: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in piece if ch.isdigit())
         parts.append(int(digits or 0))
     return tuple(parts)
-
-
-def _version(module: str) -> str | None:
-    if importlib.util.find_spec(module) is None:
-        return None
-    return str(getattr(__import__(module), "__version__", "unknown"))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,26 @@
+"""Helpers shared by the benchmark scripts (imported as `_common`: scripts run from this folder)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+
+__all__ = ["json_default", "version"]
+
+
+def version(module: str) -> str | None:
+    """The installed version of `module` ("unknown" without `__version__`), None if absent."""
+    if importlib.util.find_spec(module) is None:
+        return None
+    return str(getattr(__import__(module), "__version__", "unknown"))
+
+
+def json_default(obj: Any) -> Any:
+    """`json.dumps(default=...)` for result files: numpy scalars and arrays, else `str(obj)`."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
