@@ -9,7 +9,8 @@ Measures, each step in its own subprocess so that its peak RSS is its own:
 (c) ItemKNN (fit and recommend for every user), UserKNN (fit, under a time limit) and EASE (fit)
     at that size: time and memory where they cope, the refusal message where they refuse;
 (d) the fit of every other model family at that size (`--fit-models`, default pop, bias, svd,
-    ials, mf+sparse (MF with sparse_updates), mf, neumf, lightgcn), with the parameters in
+    ials, mf+sparse (MF with sparse_updates), mf, neumf+sparse, neumf, lightgcn), with the
+    parameters in
     FIT_PARAMS: the neural models train ONE epoch (their fit time is that epoch times the
     epochs you ask for), LightGCN with neighbour sampling (full-graph propagation costs the
     whole 20M-edge graph per mini-batch).
@@ -55,9 +56,10 @@ FIT_PARAMS: dict[str, dict[str, Any]] = {
     "mf": {"epochs": 1, "device": "cpu"},
     "mf+sparse": {"epochs": 1, "device": "cpu", "sparse_updates": True},
     "neumf": {"epochs": 1, "device": "cpu"},
+    "neumf+sparse": {"epochs": 1, "device": "cpu", "sparse_updates": True},
     "lightgcn": {"epochs": 1, "sampling": "neighbor", "device": "cpu"},
 }
-FIT_MODELS = "pop,bias,svd,ials,mf+sparse,mf,neumf,lightgcn"
+FIT_MODELS = "pop,bias,svd,ials,mf+sparse,mf,neumf+sparse,neumf,lightgcn"
 # Draws per wanted interaction: repeated (user, item) draws are dropped, leaving about n_ratings.
 INFLATE = 1.18
 TEST_SHARE = 0.2

@@ -333,6 +333,7 @@ class _NCF(TorchRecommender):
     scale_ratings: bool
     item_features: str
     n_tags: int
+    sparse_updates: bool
 
     def _set_params(self, params: dict[str, Any]) -> None:
         _check_params(params)
@@ -435,6 +436,9 @@ class GMF(_NCF):
         patience: epochs without validation improvement before stopping, when `fit` gets
             `valid` (default 3; None: never stop early).
         grad_clip: maximum global gradient norm (default None: no clipping).
+        sparse_updates: update only the embedding rows each batch touches (`LazyAdam`, see
+            `movierec.optim`), so a step's cost follows the batch, not the tables (large
+            catalogs); default False (dense Adam). Not with `grad_clip`.
         device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
         item_features: "none", "genres" or "genres+tags" item side input (default "none").
         n_tags: tag columns with "genres+tags": the most used training tags (default 100, ≥ 1).
@@ -452,7 +456,8 @@ class GMF(_NCF):
                  batch_size: int = 1024, learning_rate: float = 1e-3,
                  weight_decay: float = 1e-5, loss: str = "mse", n_negatives: int = 4,
                  scale_ratings: bool = False, patience: int | None = 3,
-                 grad_clip: float | None = None, device: str = "auto",
+                 grad_clip: float | None = None, sparse_updates: bool = False,
+                 device: str = "auto",
                  item_features: str = "none", n_tags: int = 100) -> None:
         self._set_params(_arguments(locals()))
 
@@ -484,6 +489,9 @@ class MLP(_NCF):
         patience: epochs without validation improvement before stopping, when `fit` gets
             `valid` (default 3; None: never stop early).
         grad_clip: maximum global gradient norm (default None: no clipping).
+        sparse_updates: update only the embedding rows each batch touches (`LazyAdam`, see
+            `movierec.optim`), so a step's cost follows the batch, not the tables (large
+            catalogs); default False (dense Adam). Not with `grad_clip`.
         device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
         item_features: "none", "genres" or "genres+tags" item side input (default "none").
         n_tags: tag columns with "genres+tags": the most used training tags (default 100, ≥ 1).
@@ -505,7 +513,8 @@ class MLP(_NCF):
                  epochs: int = 20, batch_size: int = 1024, learning_rate: float = 1e-3,
                  weight_decay: float = 1e-5, loss: str = "mse", n_negatives: int = 4,
                  scale_ratings: bool = False, patience: int | None = 3,
-                 grad_clip: float | None = None, device: str = "auto",
+                 grad_clip: float | None = None, sparse_updates: bool = False,
+                 device: str = "auto",
                  item_features: str = "none", n_tags: int = 100) -> None:
         self._set_params(_arguments(locals()))
 
@@ -545,6 +554,9 @@ class NeuMF(_NCF):
         patience: epochs without validation improvement before stopping, when `fit` gets
             `valid` (default 3; None: never stop early).
         grad_clip: maximum global gradient norm (default None: no clipping).
+        sparse_updates: update only the embedding rows each batch touches (`LazyAdam`, see
+            `movierec.optim`), so a step's cost follows the batch, not the tables (large
+            catalogs); default False (dense Adam). Not with `grad_clip`.
         device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
         item_features: "none", "genres" or "genres+tags" item side input (default "none").
         n_tags: tag columns with "genres+tags": the most used training tags (default 100, ≥ 1).
@@ -571,7 +583,8 @@ class NeuMF(_NCF):
                  epochs: int = 20, batch_size: int = 1024, learning_rate: float = 1e-3,
                  weight_decay: float = 1e-5, loss: str = "mse", n_negatives: int = 4,
                  scale_ratings: bool = False, patience: int | None = 3,
-                 grad_clip: float | None = None, device: str = "auto",
+                 grad_clip: float | None = None, sparse_updates: bool = False,
+                 device: str = "auto",
                  item_features: str = "none", n_tags: int = 100, pretrain: bool = False,
                  finetune_learning_rate: float = 1e-4) -> None:
         self._set_params(_arguments(locals()))
@@ -620,7 +633,8 @@ class NeuMF(_NCF):
         trainer = Trainer(epochs=self.epochs, learning_rate=self.finetune_learning_rate,
                           weight_decay=self.weight_decay, patience=self.patience,
                           grad_clip=self.grad_clip, progress=progress,
-                          checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
+                          checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch,
+                          sparse_updates=self.sparse_updates)
         trainer.fit(self, train, valid, generator)
         return self
 
@@ -647,6 +661,8 @@ def _check_params(p: dict[str, Any]) -> None:
         "scale_ratings": (lambda x: isinstance(x, bool), "a bool"),
         "patience": (lambda x: x is None or is_int(x, 1), "an integer ≥ 1 or None"),
         "grad_clip": (lambda x: x is None or (is_number(x) and x > 0), "a number > 0 or None"),
+        "sparse_updates": (lambda x: isinstance(x, bool) and not (x and p.get("grad_clip")),
+                           "a bool (and False when grad_clip is set)"),
         "device": (lambda x: isinstance(x, str) and is_device(x),
                    '"auto", "cpu", "cuda" or "cuda:<n>"'),
         "item_features": (lambda x: x in ITEM_FEATURES, f"one of {list(ITEM_FEATURES)}"),
