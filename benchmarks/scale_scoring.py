@@ -10,10 +10,9 @@ Measures, each step in its own subprocess so that its peak RSS is its own:
     at that size: time and memory where they cope, the refusal message where they refuse;
 (d) the fit of every other model family at that size (`--fit-models`, default pop, bias, svd,
     ials, mf+sparse (MF with sparse_updates), mf, neumf+sparse, neumf, lightgcn), with the
-    parameters in
-    FIT_PARAMS: the neural models train ONE epoch (their fit time is that epoch times the
-    epochs you ask for), LightGCN with neighbour sampling (full-graph propagation costs the
-    whole 20M-edge graph per mini-batch).
+    parameters in FIT_PARAMS: the neural models train ONE epoch (their fit time is that epoch
+    times the epochs you ask for), LightGCN with neighbour sampling (full-graph propagation
+    costs the whole 20M-edge graph per mini-batch).
 
 Peak RSS is the child's high-water mark (/proc/self/status VmHWM), reset just before the timed
 step, so "peak extra" is the memory the step itself added on top of the data and model. The
