@@ -131,9 +131,12 @@ def main() -> None:
     report["glocalk"]["valid_rmse"] = rows["glocalk"]["valid_rmse"] = rmse_on(model, split.valid)
     if not args.no_refit:
         full = predefined_split(ds, "u1", data_dir=folder)
-        chosen = sum(h["stage"] == "finetune" and h["epoch"] <= model.best_epoch_
-                     for h in model.history_)
-        refit = get("glocalk", **{**model.params(), "epochs": chosen, "patience": None})
+        # The validation-chosen length of each stage (fine-tuning 0 when the pre-trained
+        # autoencoder won).
+        kept = [h for h in model.history_ if h["epoch"] <= model.best_epoch_]
+        lengths = {"pretrain_epochs": sum(h["stage"] == "pretrain" for h in kept),
+                   "epochs": sum(h["stage"] == "finetune" for h in kept)}
+        refit = get("glocalk", **{**model.params(), **lengths, "patience": None})
         fit_s = fit(refit, full.train, None, args.seed)
         rows["glocalk+refit"], report["glocalk+refit"] = measure(refit, full, fit_s)
     table = pd.DataFrame.from_dict(rows, orient="index")

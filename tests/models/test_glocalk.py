@@ -254,7 +254,7 @@ def test_same_seed_same_model_other_seed_other_model(low_rank: Dataset, fitted: 
     assert not np.allclose(other.score(users), fitted.score(users))
 
 
-def test_validation_keeps_the_best_finetuning_epoch(low_rank: Dataset) -> None:
+def test_validation_keeps_the_best_epoch_of_either_stage(low_rank: Dataset) -> None:
     gen = np.random.default_rng(1)
     is_valid = gen.random(low_rank.n_ratings) < 0.1
     train = Dataset(low_rank.ratings[~is_valid], name="t", rating_scale=(1.0, 5.0))
@@ -265,11 +265,36 @@ def test_validation_keeps_the_best_finetuning_epoch(low_rank: Dataset) -> None:
     assert seen == model.history_
     assert all(h["metric"] == "rmse" for h in model.history_)
     finetune = [h for h in model.history_ if h["stage"] == "finetune"]
-    best = min(finetune, key=lambda h: h["valid_metric"])
+    best = min(model.history_, key=lambda h: h["valid_metric"])
     assert model.best_epoch_ == best["epoch"]
+    assert model.finetuned_ == (best["stage"] == "finetune")
     assert rmse(model, valid) == pytest.approx(best["valid_metric"], rel=1e-5)
     # Patience 2: training stops two epochs after the best one, or runs to the end.
     assert finetune[-1]["epoch"] in (best["epoch"] + 2, QUICK["pretrain_epochs"] + 10)
+
+
+def test_pretrained_autoencoder_is_kept_when_finetuning_does_not_help(low_rank: Dataset,
+                                                                       monkeypatch) -> None:
+    """Validation that fine-tuning only worsens: the pre-trained epoch wins, no global kernel."""
+    gen = np.random.default_rng(2)
+    is_valid = gen.random(low_rank.n_ratings) < 0.1
+    train = Dataset(low_rank.ratings[~is_valid], name="t", rating_scale=(1.0, 5.0))
+    valid = Dataset(low_rank.ratings[is_valid], name="v", rating_scale=(1.0, 5.0))
+    import movierec.models.glocalk as G
+
+    real = G.validation_metric
+
+    def penalised(model, data):  # fine-tuned epochs look 1.0 worse than they are
+        name, value = real(model, data)
+        return name, value + (1.0 if model.finetuned_ else 0.0)
+
+    monkeypatch.setattr(G, "validation_metric", penalised)
+    model = GLocalK(**QUICK).fit(train, valid, rng=0, progress=False)
+    pre = [h for h in model.history_ if h["stage"] == "pretrain"]
+    best = min(pre, key=lambda h: h["valid_metric"])
+    assert not model.finetuned_ and model.best_epoch_ == best["epoch"]
+    assert len(model.history_) == QUICK["pretrain_epochs"] + QUICK["epochs"]
+    assert rmse(model, valid) == pytest.approx(best["valid_metric"], rel=1e-5)
 
 
 def test_on_epoch_can_stop_training(low_rank: Dataset) -> None:

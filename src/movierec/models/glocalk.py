@@ -41,8 +41,11 @@ L-BFGS needs one deterministic full-batch closure (the whole matrix is one batch
 no per-epoch checkpoints, no resume and no data-parallel training. `history_` has the
 Trainer's record layout (epoch, train_loss, valid_metric, metric, seconds) plus `stage`
 ("pretrain" / "finetune") and `train_rmse`; `on_epoch` is honoured (`movierec tune` prunes with
-it). With `valid`, the validation RMSE is measured after every epoch and the best epoch of the
-last stage is kept (`patience` can stop that stage early); without it, the last epoch.
+it). With `valid`, the validation RMSE is measured after every epoch and the best epoch over both
+stages is kept (`patience` can stop the fine-tuning stage early); when no fine-tuning epoch beats
+the pre-trained autoencoder (ml-latest-small: 0.8588 pre-trained, 0.8697 at best fine-tuned),
+the model stays the local-kernel autoencoder (`finetuned_` False). Without `valid`, the last
+epoch.
 
 Cost: everything is dense. Each L-BFGS function evaluation is a forward and backward pass over
 the n_items × n_users matrix (two autoencoder passes when fine-tuning), and L-BFGS makes 6-8 of
@@ -351,7 +354,7 @@ class GLocalK(ItemRatings, TorchRecommender):
         iterations: L-BFGS iterations per fine-tuning epoch (default 5, ≥ 1; iter_f).
         global_kernel_size: side k of the global convolution kernel (default 3, ≥ 1; gk_size).
         dot_scale: scale of the pooled-vector · C product (default 1.0, > 0).
-        patience: with `valid`, stop the last stage after this many epochs without a better
+        patience: with `valid`, stop fine-tuning after this many epochs without a better
             validation RMSE (default None: run every epoch, keep the best).
         device: "cpu", "cuda", "cuda:1" or "auto" (cuda when available) (default "cpu").
     """
@@ -439,8 +442,8 @@ class GLocalK(ItemRatings, TorchRecommender):
 
         Args:
             train: training ratings.
-            valid: optional validation ratings: RMSE after every epoch; the best epoch of the
-                last stage is kept (`patience` may stop it early).
+            valid: optional validation ratings: RMSE after every epoch; the best epoch of
+                either stage is kept (`patience` may stop fine-tuning early).
             rng: seed or Generator; the same seed gives the same weights (same device and
                 number of torch threads).
             progress: show a progress bar (only on terminals).
@@ -460,9 +463,9 @@ class GLocalK(ItemRatings, TorchRecommender):
         ratings, mask = self.dense_ratings(self.device_)
         stages = [("pretrain", self.pretrain_epochs, self.pretrain_iterations),
                   ("finetune", self.epochs, self.iterations)]
-        last_stage = "finetune" if self.epochs > 0 else "pretrain"
         history: list[dict[str, Any]] = []
-        best: tuple[float, int, dict[str, Tensor]] | None = None
+        # (validation RMSE, epoch, weights, fine-tuned?) of the best epoch over both stages.
+        best: tuple[float, int, dict[str, Tensor], bool] | None = None
         bar = tqdm(total=self.pretrain_epochs + self.epochs, unit="epoch", desc="GLocalK",
                    disable=None if progress else True, leave=False)
         try:
@@ -485,13 +488,13 @@ class GLocalK(ItemRatings, TorchRecommender):
                     if valid is not None:
                         name, value = validation_metric(self, valid)
                         record.update(valid_metric=value, metric=name)
-                        if stage == last_stage:
-                            if best is None or value < best[0]:
-                                weights = {k: v.detach().clone()
-                                           for k, v in module.state_dict().items()}
-                                best, since_best = (value, record["epoch"], weights), 0
-                            else:
-                                since_best += 1
+                        if best is None or value < best[0]:
+                            weights = {k: v.detach().clone()
+                                       for k, v in module.state_dict().items()}
+                            best = (value, record["epoch"], weights, self.finetuned_)
+                            since_best = 0
+                        else:
+                            since_best += 1
                     record["seconds"] = time.perf_counter() - t0
                     history.append(record)
                     bar.update(1)
@@ -500,12 +503,14 @@ class GLocalK(ItemRatings, TorchRecommender):
                     logger.info("epoch %d (%s): %s", record["epoch"], stage, record)
                     if on_epoch is not None:
                         on_epoch(dict(record))
-                    if self.patience is not None and since_best >= self.patience:
+                    last = stage == "finetune" or self.epochs == 0
+                    if last and self.patience is not None and since_best >= self.patience:
                         break
         finally:
             bar.close()
         if best is not None:
             module.load_state_dict(best[2])
+            self.finetuned_ = best[3]  # no fine-tuning epoch beat the pre-trained autoencoder
         module.eval()
         self.history_ = history
         self.best_epoch_ = best[1] if best is not None else len(history)
