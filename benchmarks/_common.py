@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["json_default", "version"]
+__all__ = ["json_default", "ml100k", "version"]
 
 
 def version(module: str) -> str | None:
@@ -24,3 +24,13 @@ def json_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
+
+
+def ml100k(data_dir: Any = None) -> tuple[Any, Any]:
+    """(ML-100K Dataset, its release folder), for the scripts that split it by `u1` files."""
+    from movierec.data import load
+    from movierec.data.movielens import resolve
+    from movierec.data.releases import RELEASES
+
+    folder = resolve(RELEASES["ml-100k"], data_dir=data_dir)
+    return load("ml-100k", data_dir=folder.parent), folder

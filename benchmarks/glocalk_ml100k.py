@@ -27,11 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _common import ml100k
 
 from movierec.cli import print_table
-from movierec.data import load
-from movierec.data.movielens import resolve
-from movierec.data.releases import RELEASES
 from movierec.evaluate import evaluate
 from movierec.io import atomic_write_text, json_default
 from movierec.models import get
@@ -117,8 +115,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    folder = resolve(RELEASES["ml-100k"], data_dir=args.data_dir)
-    ds = load("ml-100k", data_dir=folder.parent)
+    ds, folder = ml100k(args.data_dir)
     split = predefined_split(ds, "u1", data_dir=folder, valid_size=0.1, rng=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.variants:

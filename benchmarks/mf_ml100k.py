@@ -13,11 +13,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _common import ml100k
 
 from movierec.cli import print_table
-from movierec.data import load
-from movierec.data.movielens import resolve
-from movierec.data.releases import RELEASES
 from movierec.evaluate import evaluate
 from movierec.models import get
 from movierec.split import predefined_split
@@ -33,8 +31,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
 
-    folder = resolve(RELEASES["ml-100k"], data_dir=args.data_dir)
-    ds = load("ml-100k", data_dir=folder.parent)
+    ds, folder = ml100k(args.data_dir)
     split = predefined_split(ds, "u1", data_dir=folder, valid_size=0.1, rng=args.seed)
     rows, report = {}, {}
     for name, params in (("bias", {}), ("mf", {"device": args.device})):

@@ -593,6 +593,10 @@ class Trainer:
         """`_epoch` when data-parallel: this rank's slice of every global batch, summed grads."""
         world, rank = distributed.world_size(), distributed.rank()
         params = [p for p in module.parameters() if p.requires_grad]
+        # Weights of the embedding layers `mark_sparse` set (sparse_updates): row-sparse grads.
+        sparse_ids = {id(m.weight) for m in module.modules()
+                      if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag) and m.sparse}
+        row_sparse = [id(p) in sparse_ids for p in params]
         total, count = 0.0, 0
         with seeded_torch(generator, device):
             # Dropout masks differ by rank, as they would across the rows of one big batch.
@@ -609,7 +613,7 @@ class Trainer:
                     # Backward on the weighted loss: the sum below is then the global mean's grad.
                     (loss * (n_local / n_global)).backward()
                 value = _sum_gradients(params, local * n_local / n_global, device,
-                                       sparse=self.sparse_updates)
+                                       row_sparse)
                 if not math.isfinite(value):
                     raise MovieRecError(f"{type(model).__name__}: training loss is {value} in "
                                         f"batch {b}; lower learning_rate or set grad_clip")
@@ -635,44 +639,39 @@ def _shard(model: TorchRecommender, batch: dict[str, Tensor], rank: int, world: 
     return {k: v[lo:hi] for k, v in batch.items()}, n
 
 
-def _sum_gradients(params: list[Tensor], loss: float, device: torch.device, *,
-                   sparse: bool = False) -> float:
+def _sum_gradients(params: list[Tensor], loss: float, device: torch.device,
+                   row_sparse: list[bool] | None = None) -> float:
     """All-reduce the (pre-weighted) gradients of `params` and the loss; return the global loss.
 
     A parameter without a gradient on every rank keeps `grad = None`, so Adam skips it exactly as
-    in one process. Sparse gradients are summed densely; with `sparse` (LazyAdam) they become
-    row-sparse again over the rows that any rank touched, so that LazyAdam updates the same rows
-    as in one process, whose gradient it is.
+    in one process. Gradients are summed densely; those of `row_sparse` parameters (embedding
+    tables trained with `sparse_updates`) become row-sparse again over the rows that any rank
+    touched, so that LazyAdam updates the rows one process would have. The touched-row masks
+    travel with the loss and the has-gradient flags: two collectives a step.
     """
+    row_sparse = row_sparse or [False] * len(params)
     grads = [p.grad for p in params]
     flat = torch.cat([torch.zeros(p.numel(), dtype=p.dtype, device=p.device) if g is None
                       else (g.to_dense() if g.is_sparse else g).reshape(-1) for p, g in
                       zip(params, grads, strict=True)]) if params else torch.zeros(0)
-    meta = torch.tensor([loss] + [float(g is not None) for g in grads], dtype=torch.float64)
-    # Rows each rank's sparse gradients touched (a parameter that is sparse on one rank is an
-    # embedding table on every rank, so the layout is the same everywhere).
-    row_sparse = [sparse and g is not None and g.is_sparse for g in grads]
-    row_sparse = [bool(x) for x in distributed.all_reduce_sum(
-        torch.tensor(row_sparse, dtype=torch.float64)).tolist()] if params else []
-    touched = [torch.zeros(p.shape[0], dtype=torch.float64) for p, rs in
-               zip(params, row_sparse, strict=True) if rs]
-    for t, g in zip(touched, [g for g, rs in zip(grads, row_sparse, strict=True) if rs],
-                    strict=True):
-        if g is not None:
-            t[g.coalesce().indices()[0].cpu()] = 1.0
-    rows_flat = torch.cat(touched) if touched else torch.zeros(0, dtype=torch.float64)
+    masks = []
+    for p, g, rs in zip(params, grads, row_sparse, strict=True):
+        if rs:
+            mask = torch.zeros(p.shape[0], dtype=torch.float64)
+            if g is not None:
+                mask[g.coalesce().indices()[0].cpu()] = 1.0
+            masks.append(mask)
+    meta = torch.cat([torch.tensor([loss] + [float(g is not None) for g in grads],
+                                   dtype=torch.float64), *masks])
     distributed.all_reduce_sum(flat)
     distributed.all_reduce_sum(meta)
-    distributed.all_reduce_sum(rows_flat)
-    offset, row_offset = 0, 0
-    for p, has, rs in zip(params, meta[1:].tolist(), row_sparse, strict=True):
-        n = p.numel()
-        dense = flat[offset:offset + n].view_as(p)
-        offset += n
+    offset, row_offset = 0, 1 + len(params)
+    for p, has, rs in zip(params, meta[1:1 + len(params)].tolist(), row_sparse, strict=True):
+        dense = flat[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
         if rs:
-            rows = torch.nonzero(rows_flat[row_offset:row_offset + p.shape[0]]).ravel()
+            rows = torch.nonzero(meta[row_offset:row_offset + p.shape[0]]).ravel().to(p.device)
             row_offset += p.shape[0]
-            rows = rows.to(p.device)
             p.grad = torch.sparse_coo_tensor(rows[None, :], dense[rows], p.shape)
         else:
             p.grad = dense.clone() if has else None
