@@ -12,12 +12,12 @@ ifneq ($(wildcard ../shared/datasets/ml-100k/u.data),)
 export MOVIEREC_DATA_DIR ?= $(abspath ../shared/datasets)
 endif
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,torch,numba,ann,serve,plots,graph,tune]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,torch,numba,ann,serve,plots,graph,tune,store,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict fails on a broken link or reference.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,8 +1,9 @@
 """Blend (stacked ensemble) on ML-100K's u1 fold, with each member's own u1.test numbers.
 
-Members: bias, item- and user-kNN (explicit ratings, pearson_baseline, k=40, shrinkage 100),
-MF and FeatureNet (defaults), plus SVD++ and AutoRec (defaults) when `movierec.models.get_class`
-can import them. The blend carves its ridge holdout (10%) out of its own training data; nothing
+Members: bias, item- and user-kNN (explicit ratings, pearson_baseline, 40 neighbours,
+shrinkage 100), MF and FeatureNet (defaults), plus SVD++ and AutoRec (defaults) when
+`movierec.models.get_class` can import them: with torch installed, the members of the default
+`blend` (`movierec.models.blend.STRONG_MEMBERS`). The blend carves its ridge holdout (10%) out of its own training data; nothing
 is chosen on u1.test. With `--valid-size` > 0 a share of u1.base is set aside for the members'
 early stopping (as the other u1 benchmarks do); with 0 (default) every member trains on all of
 u1.base for its fixed number of epochs.
@@ -32,7 +33,8 @@ from movierec.models import get, get_class
 from movierec.split import predefined_split
 
 KEYS = ["rmse", "mae", "ndcg@10"]
-KNN = {"k": 40, "similarity": "pearson_baseline", "shrinkage": 100.0, "feedback": "explicit"}
+KNN = {"n_neighbors": 40, "similarity": "pearson_baseline", "shrinkage": 100.0,
+       "feedback": "explicit"}
 
 
 def members(device: str, only: list[str] | None) -> list[tuple[str, dict[str, Any]]]:

@@ -75,3 +75,17 @@ def test_saving_over_an_existing_model_replaces_it_whole(saved, tiny):
     get("ease", lambda_=10.0).fit(tiny).save(path)
     assert read_meta(path)["model"] == "ease"
     assert sorted(p.name for p in path.parent.iterdir()) == ["model"]
+
+
+def test_model_folder_files_all_have_ordinary_permissions(tmp_path, tiny):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        folder = get("bias").fit(tiny).save(tmp_path / "model")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert "state.safetensors" in modes and "model.json" in modes
+    assert set(modes.values()) == {0o644}, modes  # safetensors alone wrote 0600

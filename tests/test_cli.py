@@ -136,3 +136,37 @@ def test_data_describe_synthetic_folder(tmp_path):
     assert result.exit_code == 0, result.output
     stats = json.loads(result.output)
     assert stats["ratings"] > 0 and stats["users"] > 0
+
+
+def test_sep_option_reads_files_whose_separator_is_not_detected(tmp_path):
+    train, test = _write_split(tmp_path)
+    for path in (train, test):  # '#' is not among the separators that are sniffed
+        path.write_text(path.read_text().replace("\t", "#"))
+    args = ["benchmark", "--train", str(train), "--test", str(test), "--models", "pop",
+            "--relevance", "0", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "could not detect the separator" in result.output
+    assert "--sep on the command line" in result.output
+    result = runner.invoke(app, [*args, "--sep", "#"])
+    assert result.exit_code == 0, result.output
+    n_train, n_test = (len(p.read_text().splitlines()) for p in (train, test))
+    assert f"train {n_train:,} / test {n_test:,} ratings" in result.output  # every line read
+
+
+def test_sep_option_names_and_misuse(tmp_path):
+    from movierec.cli._app import parse_sep
+
+    assert parse_sep("tab") == parse_sep("\\t") == "\t"
+    assert parse_sep("whitespace") == parse_sep("space") == "whitespace"
+    assert parse_sep(";") == ";" and parse_sep(None) is None
+    with pytest.raises(ValueError, match="--sep: unusable separator"):
+        parse_sep('"')
+    train, test = _write_split(tmp_path)
+    result = runner.invoke(app, ["benchmark", "--train", str(train), "--test", str(test),
+                                 "--models", "pop", "--sep", "tab", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["benchmark", "--dataset", "ml-100k", "--sep", ","])
+    assert result.exit_code == 2 and "--sep is the separator of --train/--test" in result.output
+    for command in (["train", "--model", "pop", "--out", str(tmp_path / "m")], ["tune"]):
+        assert "--sep" in runner.invoke(app, [*command, "--help"]).output

@@ -36,3 +36,28 @@ def test_written_files_get_ordinary_permissions(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+
+
+def test_every_file_of_a_written_folder_gets_the_same_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "model") as tmp:
+            (tmp / "model.json").write_text("{}")
+            fd = os.open(tmp / "state.safetensors", os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)  # a writer that makes private files, as safetensors' save_file does
+            (tmp / "sub").mkdir()
+            (tmp / "sub" / "part.bin").write_bytes(b"x")
+            os.chmod(tmp / "sub" / "part.bin", 0o600)
+        os.umask(0o077)  # a private umask is respected
+        with atomic_directory(tmp_path / "private") as tmp:
+            (tmp / "a.json").write_text("{}")
+            os.chmod(tmp / "a.json", 0o644)
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in tmp_path.rglob("*") if p.is_file()}
+    assert modes == {"model/model.json": 0o644, "model/state.safetensors": 0o644,
+                     "model/sub/part.bin": 0o644, "private/a.json": 0o600}

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from movierec import ranking as base_module
 from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
 from movierec.evaluate import evaluate
-from movierec.models import base as base_module
 from movierec.models import get
 from movierec.models.base import (
     BYTES_PER_SCORE,

@@ -28,9 +28,11 @@ k + n cost at most 0.002 of recall@10 on the 60k-item synthetic catalog of bench
 and made HNSW queries 1.5 and flat ones 2.7 times faster: most users' seen items are not among
 their nearest candidates.
 
-A model gives its vectors through `dot_vectors() -> DotVectors` (the `DotProductModel`
-protocol); MF, SVDpp, LightGCN and NGCF are read here from their modules. Whatever the source,
-`fit` checks on a few users that the vectors reproduce `model.score` before building anything.
+A model gives its vectors through its public `dot_vectors() -> DotVectors | None`
+(`Recommender.dot_vectors`, None for models that do not score by a dot product): MF, SVDpp,
+LightGCN, NGCF, SVD and iALS implement it. Whatever the source, `fit` checks on a few users that
+the vectors reproduce `model.score` before building anything. Ranking (top-k, ties to the lower
+item code, exclusions) is `movierec.ranking`'s, as for `Recommender.recommend`.
 """
 
 from __future__ import annotations
@@ -40,8 +42,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -51,15 +52,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from movierec.errors import ArtifactError, MissingExtraError, MovieRecError, NotFittedError
-from movierec.models.base import (
-    Recommender,
-    check_param,
-    is_int,
-    top_k_frame,
-    topk_rows,
-    user_blocks,
-)
+from movierec.models.base import Recommender, check_param, is_int
 from movierec.random import RNGLike, derive_seed
+from movierec.ranking import DotVectors, rank_block, top_k_frame, topk_rows, user_blocks
 
 __all__ = ["KINDS", "ANNIndex", "DotProductModel", "DotVectors", "dot_vectors", "import_faiss"]
 
@@ -87,102 +82,12 @@ def import_faiss() -> ModuleType:
 
 
 # --- the vectors of a dot-product model ------------------------------------------------------
-@dataclass(frozen=True)
-class DotVectors:
-    """A model's scores as s(u, i) = output(user_offset[u] + item_bias[i] + users[u] · items[i]).
-
-    Attributes:
-        users: float32 [n_users, d].
-        items: float32 [n_items, d].
-        user_offset: float32 [n_users] added after the product (μ + b_u), or None for zeros.
-        item_bias: float32 [n_items] (b_i), or None for zeros.
-        output: an increasing map applied last (e.g. a scaled sigmoid), or None for the identity.
-    """
-
-    users: np.ndarray
-    items: np.ndarray
-    user_offset: np.ndarray | None = None
-    item_bias: np.ndarray | None = None
-    output: Callable[[np.ndarray], np.ndarray] | None = None
-
-    def augmented(self) -> tuple[np.ndarray, np.ndarray]:
-        """(p_u' [n_users, d'], q_i' [n_items, d']) with p_u' · q_i' = b_i + p_u · q_i."""
-        users = np.ascontiguousarray(self.users, dtype=np.float32)
-        items = np.ascontiguousarray(self.items, dtype=np.float32)
-        if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
-            raise ValueError(f"users {users.shape} and items {items.shape} must be 2-D with the "
-                             "same dimension")
-        if self.item_bias is None:
-            return users, items
-        bias = np.asarray(self.item_bias, dtype=np.float32).reshape(-1, 1)
-        if len(bias) != len(items):
-            raise ValueError(f"item_bias has {len(bias)} rows, items {len(items)}")
-        return (np.hstack([users, np.ones((len(users), 1), np.float32)]),
-                np.hstack([items, bias]))
-
-    def finish(self, user_codes: np.ndarray, products: np.ndarray) -> np.ndarray:
-        """Scores from inner products p_u' · q_i' [rows, ...] of the users `user_codes`."""
-        z = products.astype(np.float32, copy=False)
-        if self.user_offset is not None:
-            offset = np.asarray(self.user_offset, dtype=np.float32)[user_codes]
-            z = z + offset.reshape((-1,) + (1,) * (z.ndim - 1))
-        if self.output is not None:
-            z = np.asarray(self.output(z), dtype=np.float32)
-        return z
-
-
 @runtime_checkable
 class DotProductModel(Protocol):
-    """A model whose scores are a dot product of user and item vectors (see `DotVectors`)."""
+    """A model whose scores are a dot product of user and item vectors (see `DotVectors`);
+    every `Recommender` has the method, returning None unless it is such a model."""
 
-    def dot_vectors(self) -> DotVectors: ...
-
-
-def _factor_vectors(model: Any) -> DotVectors:
-    """MF and SVD++: the module's user_terms/item_terms (p_u with SVD++'s implicit sum, b_u)."""
-    import torch
-
-    with model._eval() as module:
-        device = model.device_
-        terms = module.user_terms(torch.arange(model.n_users, device=device))
-        items, b_i = module.item_terms(torch.arange(model.n_items, device=device))
-        p, b_u = terms[0], terms[1]
-        offset = float(module.offset)
-        output = None if getattr(module, "scale", None) is None else _module_output(module, device)
-        return DotVectors(users=p.float().cpu().numpy(), items=items.float().cpu().numpy(),
-                          user_offset=(b_u.float().cpu().numpy() + np.float32(offset)),
-                          item_bias=b_i.float().cpu().numpy(), output=output)
-
-
-def _module_output(module: Any, device: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """The module's own `output` (MF's scaled sigmoid) as a numpy function."""
-    import torch
-
-    def output(z: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            x = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(device)
-            return module.output(x).cpu().numpy()
-
-    return output
-
-
-def _graph_vectors(model: Any) -> DotVectors:
-    """LightGCN and NGCF: the propagated representations (plus NGCF's biases for loss="mse")."""
-    with model._eval() as module:
-        users, items = module.final()
-        users = users.reshape(users.shape[0], -1).float().cpu().numpy()
-        items = items.reshape(items.shape[0], -1).float().cpu().numpy()
-        if getattr(model, "loss", "bpr") != "mse":
-            return DotVectors(users=users, items=items)
-        b_u = module.user_bias.weight.squeeze(-1).float().cpu().numpy()
-        b_i = module.item_bias.weight.squeeze(-1).float().cpu().numpy()
-        return DotVectors(users=users, items=items, item_bias=b_i,
-                          user_offset=b_u + np.float32(float(module.offset)))
-
-
-# Classes of movierec.models read here, by name along the model's MRO (SVDpp comes through MF).
-_ADAPTERS: dict[str, Callable[[Any], DotVectors]] = {
-    "MF": _factor_vectors, "LightGCN": _graph_vectors, "NGCF": _graph_vectors}
+    def dot_vectors(self) -> DotVectors | None: ...
 
 
 def dot_vectors(model: Recommender) -> DotVectors:
@@ -193,16 +98,14 @@ def dot_vectors(model: Recommender) -> DotVectors:
         MovieRecError: the model does not score by a dot product (KNN, EASE, NeuMF, ...).
     """
     model._check_fitted()
-    if isinstance(model, DotProductModel):
-        return model.dot_vectors()
-    for cls in type(model).__mro__:
-        if cls.__module__.startswith("movierec.models") and cls.__name__ in _ADAPTERS:
-            return _ADAPTERS[cls.__name__](model)
+    vectors = model.dot_vectors() if isinstance(model, DotProductModel) else None
+    if vectors is not None:
+        return vectors
     raise MovieRecError(
         f"{type(model).__name__} does not score items by a dot product of user and item vectors, "
-        f"so approximate nearest-neighbour retrieval cannot rank for it; it works for MF, SVDpp, "
-        f"LightGCN, NGCF and models with a dot_vectors() method. Use model.recommend() for the "
-        f"exact top-k.")
+        f"so approximate nearest-neighbour retrieval cannot rank for it (its dot_vectors() is "
+        f"None); it works for MF, SVDpp, SVD, iALS, LightGCN and NGCF. Use model.recommend() "
+        f"for the exact top-k.")
 
 
 def _verify(model: Recommender, vectors: DotVectors, users: np.ndarray, items: np.ndarray
@@ -302,7 +205,8 @@ class ANNIndex:
         """Index the item vectors of a fitted dot-product model; returns self.
 
         Args:
-            model: a fitted MF, SVDpp, LightGCN, NGCF or `DotProductModel`.
+            model: a fitted model whose `dot_vectors()` is not None (MF, SVDpp, SVD, iALS,
+                LightGCN, NGCF).
             rng: seed of IVF's k-means (HNSW's level draws use faiss's fixed seed).
 
         Raises:
@@ -463,12 +367,8 @@ class ANNIndex:
         for blk in user_blocks(len(user_codes), _EXACT_BLOCK):
             codes = user_codes[blk]
             scores = self.vectors_.finish(codes, self.users_[codes] @ self.items_.T)
-            scores[np.isnan(scores)] = -np.inf
-            if exclude_seen:
-                sub = self.model_.seen_[codes]
-                scores[np.repeat(np.arange(len(codes)), np.diff(sub.indptr)), sub.indices] = (
-                    -np.inf)
-            cols[blk], vals[blk] = topk_rows(scores, k)
+            seen = self.model_.seen_[codes] if exclude_seen else None
+            cols[blk], vals[blk] = rank_block(scores, k, exclude=seen)
         return cols, vals
 
     # --- persistence ---------------------------------------------------------------------------

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,18 +13,18 @@ from typing import Any
 import pandas as pd
 
 from movierec import __version__
-from movierec.evaluate import evaluate
+from movierec import metrics as M
 from movierec.io import atomic_write_bytes, atomic_write_text, json_default
-from movierec.models import get
+from movierec.pipeline import EvaluationSpec, fit_evaluate, is_deterministic
 from movierec.split import Split
 
 log = logging.getLogger(__name__)
 
-# Column order of the printed table: rating, ranking @k, beyond accuracy @k.
-RANKING = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")
-BEYOND = ("coverage", "diversity", "novelty", "arp", "personalization")
-# Keys of the rated-items protocol and of scaled errors (experiment files), when present.
-RATED = ("mse", "rmse_scaled", "precision_rated", "recall_rated", "f1_rated")
+# Metric groups, read from the one catalogue (movierec.metrics).
+RANKING = M.names("ranking")
+BEYOND = M.names("beyond")
+RATED = ("mse", *M.names("rated"))
+RUNS_DIR = "runs"
 
 
 @dataclass
@@ -54,11 +53,8 @@ class BenchmarkResult:
         frame = self.frame()
         if frame.empty:
             return frame
-        k = k if k is not None else _default_k(self.protocol.get("k", [10]))
-        cols = ["rmse", "mae", *RATED, *(f"{m}@{k}" for m in RANKING),
-                *(f"sampled_{m}@{k}" for m in ("hit", "ndcg")), *(f"{m}@{k}" for m in BEYOND),
-                "fit_seconds", "recommend_seconds"]
-        cols = [c for c in cols if c in frame.columns]
+        k = k if k is not None else M.default_k(self.protocol.get("k", [M.DEFAULT_K]))
+        cols = [c for c in self.table_columns(k) if c in frame.columns]
         grouped = frame.groupby("model", sort=False)[cols]
         table = grouped.mean()
         if frame.groupby("model").size().max() > 1:
@@ -66,25 +62,39 @@ class BenchmarkResult:
             table = table.join(std)
         return table
 
-    def save(self, out: str | Path) -> None:
-        """Write results.json, results.csv and the top-k lists (lists/<model>.parquet)."""
+    @staticmethod
+    def table_columns(k: int) -> list[str]:
+        """The table's columns in order: rating, rated-items, ranking@k, sampled@k, beyond@k,
+        seconds."""
+        return ["rmse", "mae", *RATED, *(f"{m}@{k}" for m in RANKING),
+                *(f"{m}@{k}" for m in M.names("sampled")), *(f"{m}@{k}" for m in BEYOND),
+                "fit_seconds", "recommend_seconds"]
+
+    def save(self, out: str | Path, *, lists: bool = True) -> None:
+        """Write results.json, results.csv and (with `lists`) the top-k lists
+        (lists/<model>-seed<seed>.parquet)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "results.json",
                           json.dumps(self.to_dict(), indent=2, default=json_default))
         atomic_write_text(out / "results.csv", self.frame().to_csv(index=False))
-        for key, lists in self.lists.items():
-            buf = lists.to_parquet(index=False)
+        for key, frame in (self.lists.items() if lists else ()):
+            buf = frame.to_parquet(index=False)
             atomic_write_bytes(out / "lists" / f"{key}.parquet", buf)
 
 
 def _default_k(ks: Sequence[int]) -> int:
-    return 10 if 10 in ks else max(ks)
+    return M.default_k(ks)
 
 
-
-def _clean(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+def run_key(model: str, params: dict[str, Any], seed: int, split: Split,
+            evaluation: EvaluationSpec) -> str:
+    """A hash of everything that decides a run's result: a re-run with the same key is skipped."""
+    spec = {"model": model, "params": params, "seed": seed, "split": split.describe(),
+            "train": split.train.fingerprint,
+            "evaluation": {k: v for k, v in evaluation.__dict__.items() if k != "max_memory_mb"}}
+    text = json.dumps(spec, sort_keys=True, default=json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def run(
@@ -99,13 +109,22 @@ def run(
     progress: bool = True,
     on_run: Callable[[dict[str, Any]], None] | None = None,
     max_memory_mb: float | None = None,
+    out: str | Path | None = None,
+    auto_valid: bool = True,
+    threads: int | None = None,
 ) -> BenchmarkResult:
     """Fit and evaluate every model for every seed on `split`.
+
+    Models whose fit ignores the seed (`deterministic`: closed forms and counts) are fitted once,
+    whatever the number of seeds. With `out`, each finished run is written at once
+    (`out/runs/<model>-seed<seed>.json`, its lists, and results.json so far), and runs already
+    there with the same settings are read back instead of run again, so an interrupted benchmark
+    resumes where it stopped.
 
     Args:
         models: registry names.
         split: the one split every model sees.
-        seeds: one run per seed; the seed drives the model's rng.
+        seeds: one run per seed; the seed drives the model's rng (not the split's).
         ks: list lengths for ranking and beyond-accuracy metrics.
         relevance: test ratings at or above this are relevant (0 = every test rating).
         params: per-model keyword hyper-parameters, e.g. {"ease": {"lambda_": 500}}.
@@ -114,50 +133,91 @@ def run(
         on_run: called with each run's record as soon as it finishes (for live printing).
         max_memory_mb: working memory for scoring one block of users in evaluation (see
             `movierec.evaluate.evaluate`); None keeps its default blocks.
+        out: write each run as it finishes, and skip runs already written (see above).
+        auto_valid: models that early-stop get a validation carve-out when the split has none
+            (`movierec.pipeline.fit_evaluate`).
+        threads: PyTorch threads (default `movierec.pipeline.resolve_threads()`).
 
     Returns:
-        The BenchmarkResult; each run record holds model, params, seed, timings, metrics and
-        counts, and for neural models (those with `history_`) their per-epoch "history"
-        ({epoch, train_loss, valid_metric, metric, seconds}) for training curves.
+        The BenchmarkResult; each run record holds model, params, seed, timings, metrics,
+        counts, how validation was obtained, the thread count, and for neural models their
+        per-epoch "history" ({epoch, train_loss, valid_metric, metric, seconds}).
+
+    Raises:
+        ValueError: params for a model not in the run, or `out` holds a run of the same model
+            and seed made with other settings.
     """
     params = params or {}
     unknown = set(params) - set(models)
     if unknown:
         raise ValueError(f"--param given for model(s) not in the run: {sorted(unknown)}")
+    evaluation = EvaluationSpec(k=tuple(ks), relevance=relevance, max_memory_mb=max_memory_mb)
     result = BenchmarkResult(
         dataset=split.train.name,
         split=split.describe(),
         protocol={"relevance": relevance, "k": list(ks), "candidates": "all-unseen",
                   "protocol": "full"},
     )
+    folder = Path(out) if out is not None else None
     for name in models:
-        for seed in seeds:
-            model = get(name, **params.get(name, {}))
-            log.info("fitting %s (seed %d)", name, seed)
-            t0 = time.perf_counter()
-            model.fit(split.train, split.valid, rng=seed, progress=progress)
-            fit_seconds = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            res = evaluate(model, split, ks=ks, relevance=relevance, rng=seed,
-                           keep_lists=keep_lists, max_memory_mb=max_memory_mb)
-            eval_seconds = time.perf_counter() - t0
-            record = {
-                "model": name,
-                "params": model.params(),
-                "seed": seed,
-                "fit_seconds": round(fit_seconds, 4),
-                "recommend_seconds": round(res.timings.get("ranking", eval_seconds), 4),
-                "evaluate_seconds": round(eval_seconds, 4),
-                "metrics": {k: _clean(v) for k, v in res.summary.items()},
-                "counts": res.counts,
-            }
-            history = getattr(model, "history_", None)  # neural models: one dict per epoch
-            if history is not None:
-                record["history"] = [{k: _clean(v) for k, v in epoch.items()}
-                                     for epoch in history]
+        model_seeds = list(seeds)[:1] if is_deterministic(name) else list(seeds)
+        if len(model_seeds) < len(seeds):
+            log.info("%s ignores its seed: fitted once for seeds %s", name, list(seeds))
+        for seed in model_seeds:
+            key = run_key(name, params.get(name, {}), seed, split, evaluation)
+            record, lists = _previous(folder, name, seed, key) if folder else (None, None)
+            if record is None:
+                log.info("fitting %s (seed %d)", name, seed)
+                rec = fit_evaluate(name, split, params=params.get(name, {}), seed=seed,
+                                   evaluation=evaluation, keep_lists=keep_lists,
+                                   progress=progress, auto_valid=auto_valid, threads=threads,
+                                   extra={"run_key": key})
+                record, lists = rec.to_dict(), rec.lists
+                if len(model_seeds) < len(seeds):
+                    record["seeds_served"] = list(seeds)
             result.runs.append(record)
-            if keep_lists and res.lists is not None:
-                result.lists[f"{name}-seed{seed}"] = res.lists
+            if keep_lists and lists is not None:
+                result.lists[f"{name}-seed{seed}"] = lists
+            if folder is not None:
+                _write_run(folder, result, record, lists if keep_lists else None)
             if on_run is not None:
                 on_run(record)
     return result
+
+
+def _run_file(folder: Path, model: str, seed: int) -> Path:
+    return folder / RUNS_DIR / f"{model}-seed{seed}.json"
+
+
+def _previous(folder: Path, model: str, seed: int, key: str
+              ) -> tuple[dict[str, Any] | None, pd.DataFrame | None]:
+    """A finished run of `model` and `seed` in `folder` with the same settings, else None."""
+    path = _run_file(folder, model, seed)
+    if not path.is_file():
+        return None, None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        record = None
+    if not isinstance(record, dict) or record.get("run_key") != key:
+        raise ValueError(f"{path} holds a run of {model} (seed {seed}) made with other settings "
+                         "(another split, parameters, protocol or data); use another --out or "
+                         "delete it")
+    lists_path = folder / "lists" / f"{model}-seed{seed}.parquet"
+    lists = pd.read_parquet(lists_path) if lists_path.is_file() else None
+    log.info("%s (seed %d): already done in %s", model, seed, path)
+    record["resumed"] = True
+    return record, lists
+
+
+def _write_run(folder: Path, result: BenchmarkResult, record: dict[str, Any],
+               lists: pd.DataFrame | None) -> None:
+    """Write one finished run, then results.json/results.csv with every run so far."""
+    name, seed = record["model"], record["seed"]
+    if lists is not None:
+        atomic_write_bytes(folder / "lists" / f"{name}-seed{seed}.parquet",
+                           lists.to_parquet(index=False))
+    stored = {k: v for k, v in record.items() if k != "resumed"}
+    atomic_write_text(_run_file(folder, name, seed),
+                      json.dumps(stored, indent=2, default=json_default))
+    result.save(folder, lists=False)

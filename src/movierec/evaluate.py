@@ -56,14 +56,9 @@ import scipy.sparse as sp
 from movierec import __version__
 from movierec import metrics as M
 from movierec.errors import MovieRecError
-from movierec.models.base import (
-    BYTES_PER_SCORE,
-    Recommender,
-    mask_rows,
-    progress_blocks,
-    resolve_block_size,
-)
+from movierec.models.base import Recommender
 from movierec.random import RNGLike, as_generator
+from movierec.ranking import BYTES_PER_SCORE, mask_rows, progress_blocks, resolve_block_size
 from movierec.results import Results
 from movierec.split import Split
 
@@ -84,6 +79,18 @@ _RANKING: dict[str, Any] = {
     "mrr": lambda h, n: M.reciprocal_rank(h),
     "hit": lambda h, n: M.hit_rate(h),
 }
+
+
+def rating_errors(model: Recommender, split: Split) -> dict[str, float]:
+    """RMSE and MAE of a rating model on every row of `split.test`, on the dataset's scale.
+
+    Unknown users or items get the model's fallback (its global mean); under torchrun each
+    process predicts its share of the rows.
+    """
+    test = split.test.ratings
+    yhat = _predict_sharded(model, test["user_id"].to_numpy(), test["item_id"].to_numpy())
+    y = test["rating"].to_numpy()
+    return {"rmse": M.rmse(y, yhat), "mae": M.mae(y, yhat)}
 
 
 def evaluate(
@@ -150,9 +157,7 @@ def evaluate(
 
     if model.rates:
         t0 = time.perf_counter()
-        yhat = _predict_sharded(model, test["user_id"].to_numpy(), test["item_id"].to_numpy())
-        y = test["rating"].to_numpy()
-        summary = {"rmse": M.rmse(y, yhat), "mae": M.mae(y, yhat), **summary}
+        summary = {**rating_errors(model, split), **summary}
         counts["rating_rows_predicted"] = len(test)
         counts["rating_rows_fallback"] = int(((t_users < 0) | (t_items < 0)).sum())
         timings["rating"] = time.perf_counter() - t0

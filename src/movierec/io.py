@@ -79,11 +79,15 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise FileExistsError(f"{path} exists and is not a folder; not replacing it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
+    mask = _umask()
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp creates 0700
     try:
         yield tmp
         for f in tmp.rglob("*"):
-            if f.is_file():
+            if f.is_file() and not f.is_symlink():
+                # Some writers create 0600 files (safetensors' save_file does): give every file
+                # the permissions a plain open() gives (0644 under the usual umask 022).
+                os.chmod(f, 0o666 & ~mask)
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
         backup = None

@@ -11,39 +11,99 @@ user has fewer than k candidates.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 Direction = Literal["higher", "lower"]
+Family = Literal["rating", "ranking", "sampled", "beyond", "rated"]
+
+#: The list length that tables, plots and the CLI show when it was evaluated (else the largest).
+DEFAULT_K = 10
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One entry of the metric catalogue.
+
+    Attributes:
+        name: the summary key before "@k" ("ndcg", "rmse").
+        family: "rating" (error on the rating scale), "ranking" (full-ranking accuracy @k),
+            "sampled" (1-plus-n-negatives protocol @k), "beyond" (beyond-accuracy @k) or "rated"
+            (the rated-items protocol and scaled errors of experiment files).
+        direction: which way an optimiser or a significance test orients it.
+        label: the short column header of tables ("NDCG", "RMSE").
+        at_k: whether the metric is computed per list length ("ndcg@10") or once ("rmse").
+        judged: whether a better value is better *by definition*. Accuracy metrics are; beyond-
+            accuracy ones (novelty, ARP, diversity...) are descriptions of a list, and a table
+            must not crown a "best" among them.
+    """
+
+    name: str
+    family: Family
+    direction: Direction
+    label: str
+    at_k: bool
+    judged: bool
+
+    def key(self, k: int | None = None) -> str:
+        """The summary key: "ndcg@10" for metrics at k, the bare name otherwise."""
+        return f"{self.name}@{k}" if self.at_k and k is not None else self.name
+
+
+def _m(name: str, family: Family, direction: Direction, label: str) -> Metric:
+    at_k = family in ("ranking", "sampled", "beyond")
+    return Metric(name, family, direction, label, at_k, judged=family != "beyond")
+
+
+#: Every metric movierec reports, in table order. A new metric is one entry here plus its function.
+CATALOGUE: dict[str, Metric] = {m.name: m for m in (
+    _m("rmse", "rating", "lower", "RMSE"),
+    _m("mae", "rating", "lower", "MAE"),
+    _m("mse", "rating", "lower", "MSE"),
+    _m("precision", "ranking", "higher", "P"),
+    _m("recall", "ranking", "higher", "R"),
+    _m("f1", "ranking", "higher", "F1"),
+    _m("ndcg", "ranking", "higher", "NDCG"),
+    _m("map", "ranking", "higher", "MAP"),
+    _m("mrr", "ranking", "higher", "MRR"),
+    _m("hit", "ranking", "higher", "HR"),
+    _m("sampled_hit", "sampled", "higher", "sHR"),
+    _m("sampled_ndcg", "sampled", "higher", "sNDCG"),
+    _m("coverage", "beyond", "higher", "cov"),
+    _m("diversity", "beyond", "higher", "div"),
+    _m("novelty", "beyond", "higher", "nov"),
+    _m("arp", "beyond", "lower", "ARP"),
+    _m("personalization", "beyond", "higher", "pers"),
+    _m("gini", "beyond", "lower", "Gini"),
+    _m("precision_rated", "rated", "higher", "P_rated"),
+    _m("recall_rated", "rated", "higher", "R_rated"),
+    _m("f1_rated", "rated", "higher", "F1_rated"),
+    _m("rmse_scaled", "rated", "lower", "RMSE[0,1]"),
+)}
 
 #: Metric name (the part before "@k") -> whether higher or lower values are better.
-METRICS: dict[str, Direction] = {
-    "rmse": "lower",
-    "mae": "lower",
-    "precision": "higher",
-    "recall": "higher",
-    "f1": "higher",
-    "ndcg": "higher",
-    "map": "higher",
-    "mrr": "higher",
-    "hit": "higher",
-    "sampled_hit": "higher",
-    "sampled_ndcg": "higher",
-    "coverage": "higher",
-    "diversity": "higher",
-    "novelty": "higher",
-    "arp": "lower",
-    "personalization": "higher",
-    "gini": "lower",
-    # Rated-items protocol (`movierec.evaluate.evaluate_rated_items`) and derived rating keys.
-    "precision_rated": "higher",
-    "recall_rated": "higher",
-    "f1_rated": "higher",
-    "rmse_scaled": "lower",
-    "mse": "lower",
-}
+METRICS: dict[str, Direction] = {name: m.direction for name, m in CATALOGUE.items()}
+
+
+def names(*families: Family) -> tuple[str, ...]:
+    """The catalogue's metric names of the given families, in table order."""
+    return tuple(name for name, m in CATALOGUE.items() if m.family in families)
+
+
+def metric_info(key: str) -> Metric:
+    """The catalogue entry of a summary key such as "ndcg@10", "rmse" or "NDCG@10".
+
+    Raises:
+        KeyError: the metric is unknown; the message lists the known names.
+    """
+    name = key.strip().lower().split("@", 1)[0]
+    if name not in CATALOGUE:
+        raise KeyError(f"unknown metric {key!r}; known: {', '.join(CATALOGUE)}")
+    return CATALOGUE[name]
 
 
 def direction(key: str) -> Direction:
@@ -52,7 +112,33 @@ def direction(key: str) -> Direction:
     Raises:
         KeyError: the metric is unknown.
     """
-    return METRICS[key.split("@", 1)[0]]
+    return metric_info(key).direction
+
+
+def best_direction(key: str) -> Direction | None:
+    """The direction in which a value is better by definition, or None (beyond-accuracy, unknown).
+
+    Tables bold a "best" value only where this is not None.
+    """
+    name = key.split("@", 1)[0]
+    m = CATALOGUE.get(name)
+    return m.direction if m is not None and m.judged else None
+
+
+def default_k(ks: Iterable[int]) -> int:
+    """The list length tables show: `DEFAULT_K` when it was evaluated, else the largest k."""
+    ks = [int(k) for k in ks]
+    if not ks:
+        return DEFAULT_K
+    return DEFAULT_K if DEFAULT_K in ks else max(ks)
+
+
+def short_label(key: str) -> str:
+    """Column header of a summary key: "ndcg@10" -> "NDCG@10"; unknown names unchanged."""
+    name, _, k = key.partition("@")
+    m = CATALOGUE.get(name)
+    label = m.label if m is not None else name
+    return label + (f"@{k}" if k else "")
 
 
 # --- ranking metrics ---------------------------------------------------------------------------

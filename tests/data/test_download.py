@@ -154,3 +154,25 @@ def test_not_found_without_download_explains(tmp_path, monkeypatch):
              download=False)
     assert str(tmp_path / "nowhere" / "ml-1m") in str(err.value)
     assert str(tmp_path / "cache" / "ml-1m") in str(err.value)
+
+
+def _closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: downloads fail as they do offline."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def test_failed_download_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
+    monkeypatch.delenv("MOVIEREC_DATA_DIR", raising=False)
+    with pytest.raises(DownloadError) as err:
+        load("ml-1m", data_dir=tmp_path / "nowhere", cache_dir=tmp_path / "cache",
+             base_url=_closed_port_url(), progress=False)
+    message = str(err.value)
+    assert message.startswith("could not download http://127.0.0.1:")
+    assert "--data-dir DIR" in message and "MOVIEREC_DATA_DIR=DIR" in message
+    assert "'ml-1m' folder" in message
+    assert list((tmp_path / "cache").iterdir()) == []

@@ -64,7 +64,7 @@ FIT_PARAMS: dict[str, dict] = {
     "glocalk": {"hidden_size": 8, "pretrain_epochs": 5, "epochs": 5, "device": "cpu"},
     # blend: two cheap members and the contract's quick BPR mf (which ranks the checkerboard);
     # a 40% carve-out so the ridge path runs, a strong alpha so weights stay near the average.
-    "blend": {"members": (("bias", {}), ("itemknn", {"k": 3}),
+    "blend": {"members": (("bias", {}), ("itemknn", {"n_neighbors": 3}),
                           ("mf", {"loss": "bpr", "embedding_size": 8, "epochs": 40,
                                   "batch_size": 32, "learning_rate": 0.02, "reg": 0.0,
                                   "weight_decay": 0.0, "device": "cpu"})),
@@ -206,6 +206,16 @@ def test_batch_equals_single(name: str, tiny: Dataset) -> None:
 def test_same_seed_same_scores(name: str, tiny: Dataset) -> None:
     a = fitted(name, tiny, seed=7).score(tiny.user_vocab.index)
     b = fitted(name, tiny, seed=7).score(tiny.user_vocab.index)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_models_ignore_the_seed(name: str, tiny: Dataset) -> None:
+    # `deterministic` lets a benchmark fit such a model once for all seeds: it must be true.
+    if not get_class(name).deterministic:
+        pytest.skip("the model's fit depends on its seed")
+    a = fitted(name, tiny, seed=1).score(tiny.user_vocab.index)
+    b = fitted(name, tiny, seed=2).score(tiny.user_vocab.index)
     np.testing.assert_array_equal(a, b)
 
 

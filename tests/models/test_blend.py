@@ -19,7 +19,8 @@ from movierec.models.blend import Blend, normalize_members, ridge_weights
 from movierec.models.space import check_space
 from movierec.random import RNGLike
 
-KNN = {"k": 10, "similarity": "pearson_baseline", "shrinkage": 10.0, "feedback": "explicit"}
+KNN = {"n_neighbors": 10, "similarity": "pearson_baseline", "shrinkage": 10.0,
+       "feedback": "explicit"}
 
 
 def user_part(user_ids: np.ndarray) -> np.ndarray:
@@ -258,3 +259,44 @@ def test_bad_params_raise_naming_them(param: str, value: object) -> None:
 def test_search_space_names_parameters() -> None:
     check_space("blend", Blend.search_space, Blend.param_names())
     assert "alpha" in Blend.search_space
+
+
+# --- the registered defaults: strong with torch, light without ----------------------------------
+def test_default_blend_is_the_benchmark_stack_when_torch_is_installed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from movierec.models import blend as B
+
+    monkeypatch.setattr(B, "_torch_installed", lambda: True)
+    model = get("blend")
+    assert [name for name, _ in model.members] == ["bias", "itemknn", "userknn", "mf",
+                                                   "featurenet", "svdpp", "autorec"]
+    knn = {"n_neighbors": 40, "similarity": "pearson_baseline", "shrinkage": 100.0,
+           "feedback": "explicit"}
+    assert model.members[1] == ("itemknn", knn) and model.members[2] == ("userknn", knn)
+    assert all(params == {} for _, params in model.members[3:])  # the torch models' defaults
+    assert (model.holdout, model.alpha, model.meta_features) == (0.1, 10.0, True)
+    # params() records the members used, so a saved default blend reloads the same stack.
+    assert get("blend", **model.params()).params() == model.params()
+
+
+def test_blend_light_is_the_torch_free_stack() -> None:
+    model = get("blend-light")
+    assert type(model).name == "blend-light"
+    assert [name for name, _ in model.members] == ["bias", "itemknn", "userknn"]
+    assert get("blend", members=model.members).params() == model.params()
+    with pytest.raises(ValueError, match=r"members\[0\] must be a model other than blend"):
+        Blend(members=("blend-light",))
+
+
+def test_default_blend_without_torch_is_the_light_stack_and_says_so(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from movierec.models import blend as B
+
+    monkeypatch.setattr(B, "_torch_installed", lambda: False)
+    monkeypatch.setattr(B, "_WARNED_NO_TORCH", False)
+    with caplog.at_level("WARNING", logger="movierec.models.blend"):
+        model = get("blend")
+        get("blend")  # said once per process
+    assert model.members == get("blend-light").members == B.LIGHT_MEMBERS
+    notes = [r.getMessage() for r in caplog.records if "torch is not installed" in r.getMessage()]
+    assert len(notes) == 1 and "blend-light" in notes[0] and "movierec[torch]" in notes[0]

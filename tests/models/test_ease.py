@@ -43,8 +43,8 @@ def test_binary_input_ignores_rating_values(rng: np.random.Generator) -> None:
 
 
 def test_memory_guard_names_the_need(tiny: Dataset) -> None:
-    with pytest.raises(MovieRecError, match=r"max_memory_gb") as info:
-        EASE(max_memory_gb=1e-10).fit(tiny)
+    with pytest.raises(MovieRecError, match=r"max_memory_mb") as info:
+        EASE(max_memory_mb=1e-7).fit(tiny)
     assert "GB" in str(info.value) and "5 x 5" in str(info.value)
 
 
@@ -53,7 +53,7 @@ def test_memory_guard_refuses_before_allocating(tiny: Dataset, monkeypatch) -> N
         raise AssertionError("the Gram matrix was built before the memory check")
 
     monkeypatch.setattr("movierec.models.ease._gram", explode)
-    model = EASE(max_memory_gb=1e-10)
+    model = EASE(max_memory_mb=1e-7)
     with pytest.raises(MovieRecError, match=r"3e-07 GB .* keep at most 0 items"):
         model.fit(tiny)
     assert not hasattr(model, "item_weights_") and not hasattr(model, "seen_")
@@ -72,7 +72,7 @@ def test_in_place_inverse_equals_the_dense_formula(rng: np.random.Generator,
 
 def test_cli_key_lambda_maps_to_lambda_() -> None:
     model = get("ease", **{param_key("lambda"): 50.0})
-    assert model.params() == {"lambda_": 50.0, "max_memory_gb": 4.0}
+    assert model.params() == {"lambda_": 50.0, "max_memory_mb": 4000.0}
     with pytest.raises(ValueError, match="lambda_"):
         EASE(lambda_=0.0)
 

@@ -52,7 +52,7 @@ def test_similarity_in_blocks_equals_one_block(rng: np.random.Generator, monkeyp
 
 
 def test_itemknn_implicit_scores_are_neighbourhood_sums(tiny: Dataset) -> None:
-    model = ItemKNN(k=4).fit(tiny)
+    model = ItemKNN(n_neighbors=4).fit(tiny)
     x = tiny.matrix("binary").toarray()
     s = brute_similarity(x, k=4)  # s[j, i] = similarity of neighbour i to target j
     np.testing.assert_allclose(model.score(tiny.user_vocab.index), x @ s.T, rtol=1e-6)
@@ -62,7 +62,7 @@ def test_itemknn_implicit_scores_are_neighbourhood_sums(tiny: Dataset) -> None:
 
 
 def test_userknn_implicit_scores_are_neighbourhood_sums(tiny: Dataset) -> None:
-    model = UserKNN(k=3).fit(tiny)
+    model = UserKNN(n_neighbors=3).fit(tiny)
     x = tiny.matrix("binary").toarray()
     w = brute_similarity(x.T, k=3)  # w[u, v] = similarity of neighbour v to user u
     np.testing.assert_allclose(model.score(tiny.user_vocab.index), w @ x, rtol=1e-6)
@@ -74,15 +74,18 @@ def test_centred_similarities_by_hand(tiny: Dataset) -> None:
     codes = {item: c for c, item in enumerate(tiny.item_vocab.index)}
     # pearson (item means): item 40 rated 2, 5 (u2, u3), item 50 rated 4, 3 (u3, u4), both
     # mean 3.5: (1.5 * 0.5) / (sqrt(4.5) * sqrt(0.5)) = 0.5.
-    pearson = ItemKNN(k=4, similarity="pearson", feedback="explicit").fit(tiny).neighbors_
+    pearson = ItemKNN(n_neighbors=4, similarity="pearson",
+                      feedback="explicit").fit(tiny).neighbors_
     assert pearson[codes[50], codes[40]] == pytest.approx(0.5)
     assert pearson[codes[40], codes[50]] == pytest.approx(0.5)
     # Shrinkage: they share one user, so 0.5 * 1 / (1 + 1).
-    shrunk = ItemKNN(k=4, similarity="pearson", feedback="explicit", shrinkage=1.0).fit(tiny)
+    shrunk = ItemKNN(n_neighbors=4, similarity="pearson", feedback="explicit",
+                     shrinkage=1.0).fit(tiny)
     assert shrunk.neighbors_[codes[50], codes[40]] == pytest.approx(0.25)
     # adjusted cosine (user means 4, 11/3, 10/3, 4): item 10 -> (1, 1/3, ., 1), item 30 ->
     # (0, 4/3, ., .): (4/9) / (sqrt(19/9) * 4/3) = 1 / sqrt(19).
-    adjusted = ItemKNN(k=4, similarity="adjusted_cosine", feedback="explicit").fit(tiny)
+    adjusted = ItemKNN(n_neighbors=4, similarity="adjusted_cosine",
+                       feedback="explicit").fit(tiny)
     assert adjusted.neighbors_[codes[30], codes[10]] == pytest.approx(1 / np.sqrt(19))
     # Negative similarities are never neighbours: pearson(10, 30) = -sqrt(3)/2.
     assert pearson[codes[30], codes[10]] == 0
@@ -100,7 +103,8 @@ def test_prediction_is_baseline_plus_weighted_residuals(
         {"user_id": u + 1, "item_id": i + 1, "rating": rng.integers(1, 6, len(u)).astype(float)}
     )
     train = Dataset(frame, rating_scale=(1.0, 5.0))
-    model = cls(k=3, similarity=similarity, feedback="explicit", shrinkage=1.0).fit(train)
+    model = cls(n_neighbors=3, similarity=similarity, feedback="explicit",
+                shrinkage=1.0).fit(train)
     n_u, n_i = train.n_users, train.n_items
     uu, ii = np.repeat(np.arange(n_u), n_i), np.tile(np.arange(n_i), n_u)
     base = model.global_mean_ + model.user_bias_[:, None] + model.item_bias_[None, :]
@@ -134,9 +138,8 @@ def test_ml100k_u1(data_dir: Path) -> None:
     rmse, mae = rmse_mae(explicit.fit(train), test)
     assert rmse < 0.95 and mae < 0.75
     rmse, _ = rmse_mae(
-        UserKNN(feedback="explicit", similarity="pearson_baseline", shrinkage=100.0, k=300).fit(
-            train
-        ),
+        UserKNN(feedback="explicit", similarity="pearson_baseline", shrinkage=100.0,
+                n_neighbors=300).fit(train),
         test,
     )
     assert rmse < 0.95

@@ -156,7 +156,7 @@ def test_cg_converges_to_the_exact_normal_equations() -> None:
 
 
 def test_ials_ranks_and_folds_in_exactly(low_rank: Dataset, tmp_path: Path) -> None:
-    model = ImplicitALS(embedding_size=8, iterations=10, reg=0.1, alpha=5.0).fit(
+    model = ImplicitALS(embedding_size=8, epochs=10, reg=0.1, alpha=5.0).fit(
         low_rank, rng=0, progress=False)
     users = low_rank.user_vocab.index
     rows = low_rank.ratings[low_rank.ratings.user_id == users[1]]
@@ -177,8 +177,8 @@ def test_ials_ranks_and_folds_in_exactly(low_rank: Dataset, tmp_path: Path) -> N
 
 
 def test_ials_rating_feedback_weighs_by_rating(low_rank: Dataset) -> None:
-    binary = ImplicitALS(embedding_size=4, iterations=3).fit(low_rank, rng=0, progress=False)
-    rated = ImplicitALS(embedding_size=4, iterations=3, feedback="rating").fit(
+    binary = ImplicitALS(embedding_size=4, epochs=3).fit(low_rank, rng=0, progress=False)
+    rated = ImplicitALS(embedding_size=4, epochs=3, feedback="rating").fit(
         low_rank, rng=0, progress=False)
     assert not np.allclose(binary.user_factors_, rated.user_factors_)
     with pytest.raises(ValueError, match="feedback"):

@@ -80,6 +80,28 @@ def test_openapi_schema_and_docs(client: Any) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
+@pytest.mark.parametrize(("page", "assets"), [
+    ("/docs", {"/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css",
+               "/docs-assets/favicon.png"}),
+    ("/redoc", {"/docs-assets/redoc.standalone.js", "/docs-assets/favicon.png"}),
+])
+def test_api_docs_work_offline(client: Any, page: str, assets: set[str]) -> None:
+    pytest.importorskip("fastapi_offline", reason="the serve extra ships Swagger UI and ReDoc")
+    html = client.get(page)
+    assert html.status_code == 200
+    # Every URL the page loads is this server's own (FastAPI's default is a CDN).
+    urls = set(re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text))
+    urls |= set(re.findall(r"""url:\s*['"]([^'"]+)['"]""", html.text))  # Swagger UI's spec URL
+    urls |= set(re.findall(r"""spec-url=["']([^"']+)["']""", html.text))  # ReDoc's
+    assert assets | {"/openapi.json"} <= urls
+    assert not re.search(r"https?://|(src|href)=[\"']//", html.text), html.text
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200 and len(response.content) > 100, url
+    assert client.get("/docs-assets/swagger-ui-bundle.js").headers["content-type"].startswith(
+        ("text/javascript", "application/javascript"))
+
+
 def test_web_page_and_static_files_have_no_external_urls(client: Any) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

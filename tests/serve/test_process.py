@@ -56,8 +56,23 @@ def test_port_in_use_exits_with_an_error(itemknn_dir: Path) -> None:
             out, _ = proc.communicate(timeout=60)
         finally:
             stop(proc)
-    assert proc.returncode != 0
-    assert "address already in use" in out.lower() or "error" in out.lower()
+    # One error line and exit 2, before "serving on ..." (uvicorn alone printed that, then
+    # its own log lines, and exited 3).
+    assert proc.returncode == 2, out
+    assert out.strip() == f"error: port {port} on 127.0.0.1 is already in use (another server " \
+        "is listening there?): stop it or pick another --port"
+
+
+def test_port_in_use_is_checked_before_loading(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"port {port} on 127.0.0.1 is already in use"):
+            serve_cli.check_port("127.0.0.1", port)
+    serve_cli.check_port("127.0.0.1", port)  # free again once closed: no error
+    with pytest.raises(OSError, match="cannot listen on 192.0.2.1:"):  # not this machine's
+        serve_cli.check_port("192.0.2.1", port)
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
@@ -89,7 +104,23 @@ def fake_uvicorn(monkeypatch) -> type[_FakeUvicorn]:  # noqa: ANN001
     limits: list[int] = []
     monkeypatch.setattr(serve_cli, "limit_native_threads", lambda n: limits.append(n) or True)
     _FakeUvicorn.limits = limits  # type: ignore[attr-defined]
+    checked: list[tuple[str, int]] = []
+    monkeypatch.setattr(serve_cli, "check_port", lambda host, port: checked.append((host, port)))
+    _FakeUvicorn.checked = checked  # type: ignore[attr-defined]
     return _FakeUvicorn
+
+
+def test_uvicorn_start_failure_is_one_error_line(itemknn_dir: Path, fake_uvicorn,  # noqa: ANN001
+                                                 monkeypatch) -> None:  # noqa: ANN001
+    def fail(app: Any, **kwargs: Any) -> None:
+        raise SystemExit(3)  # what uvicorn does when it cannot bind
+
+    monkeypatch.setattr(fake_uvicorn, "run", fail)
+    result = runner.invoke(app, ["serve", str(itemknn_dir), "--port", "8124"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == \
+        "error: the server could not start on 127.0.0.1:8124 (see the message above)"
+    assert fake_uvicorn.checked == [("127.0.0.1", 8124)]
 
 
 def test_defaults_and_warning_for_other_hosts(itemknn_dir: Path, fake_uvicorn) -> None:  # noqa: ANN001

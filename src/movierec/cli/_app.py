@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
 import logging
 import os
@@ -133,10 +132,11 @@ def print_table(table: Any, title: str) -> None:
 
     Means over seeds, with ±std where several seeds ran; '-' where a model cannot compute a metric.
     """
+    from movierec import metrics as M
+
     metrics = [c for c in table.columns if not c.endswith("_std")]
-    accuracy = [c for c in metrics if c in ("rmse", "mae", "mse", "rmse_scaled")
-                or c.endswith("_rated") or c.split("@")[0].removeprefix("sampled_") in
-                ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")]
+    accuracy = [c for c in metrics if c.split("@")[0] in M.CATALOGUE
+                and M.CATALOGUE[c.split("@")[0]].family != "beyond"]
     rest = [c for c in metrics if c not in accuracy]
     for cols, part in ((accuracy, "accuracy"), (rest, "beyond accuracy and seconds")):
         out = Table(title=f"{title} — {part}", title_justify="left")
@@ -148,17 +148,13 @@ def print_table(table: Any, title: str) -> None:
         console.print(out)
 
 
-_SHORT = {"precision": "P", "recall": "R", "f1": "F1", "ndcg": "NDCG", "map": "MAP",
-          "mrr": "MRR", "hit": "HR", "coverage": "cov", "diversity": "div", "novelty": "nov",
-          "arp": "ARP", "personalization": "pers", "fit_seconds": "fit s",
-          "recommend_seconds": "rec s", "rmse": "RMSE", "mae": "MAE", "mse": "MSE",
-          "rmse_scaled": "RMSE[0,1]", "precision_rated": "P_rated", "recall_rated": "R_rated",
-          "f1_rated": "F1_rated", "sampled_hit": "sHR", "sampled_ndcg": "sNDCG"}
+_SECONDS = {"fit_seconds": "fit s", "recommend_seconds": "rec s"}
 
 
 def _short(col: str) -> str:
-    name, _, k = col.partition("@")
-    return _SHORT.get(name, name) + (f"@{k}" if k else "")
+    from movierec import metrics as M
+
+    return _SECONDS.get(col) or M.short_label(col)
 
 
 def _cell(row: Any, col: str) -> str:
@@ -173,8 +169,6 @@ def _cell(row: Any, col: str) -> str:
     return text
 
 
-
-
 # --- options shared by `benchmark` and `train` -------------------------------------------------
 DatasetOpt = Annotated[str | None, typer.Option(
     help="Release name (ml-100k, ml-latest-small, ...) or folder. With --train/--test it only "
@@ -183,12 +177,22 @@ SplitOpt = Annotated[str, typer.Option(
     help="Split kind: random, user-random, user-time, time, loo, u1..u5, ua, ub (ML-100K's "
     "predefined folds).")]
 TestSizeOpt = Annotated[float, typer.Option(help="Test fraction for ratio splits.")]
-ValidSizeOpt = Annotated[float, typer.Option(
-    help="Validation fraction carved from train (0 = none); neural models early-stop on it.")]
+ValidSizeOpt = Annotated[float | None, typer.Option(
+    help="Validation fraction carved from train, for every model (per user; the latest ratings "
+    "on time-ordered splits; from the --train file when no --valid file is given). Default: "
+    "none, except that models which early-stop (the neural ones) carve 0.1 of the training "
+    "part for themselves, said in the run record; 0 turns that off.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    help="PyTorch threads for training and scoring (default 1, or $MOVIEREC_THREADS: the "
+    "neural models' small batches run fastest on one thread; see docs). Results repeat "
+    "exactly for the same thread count.", min=1)]
 TrainFileOpt = Annotated[Path | None, typer.Option(
     help="Training ratings file (CSV/TSV/parquet, header optional); use with --test.")]
 TestFileOpt = Annotated[Path | None, typer.Option(help="Test ratings file.")]
 ValidFileOpt = Annotated[Path | None, typer.Option(help="Validation ratings file.")]
+SepOpt = Annotated[str | None, typer.Option(
+    help="Field separator of the --train/--test/--valid files: tab (or \\t), ',', ';', '|', "
+    "'::' or whitespace (default: detected from the first lines).")]
 KOpt = Annotated[str, typer.Option("--k", help="List lengths, comma-separated.")]
 RelevanceOpt = Annotated[float, typer.Option(
     help="Test ratings >= this are relevant (0 = every test rating).")]
@@ -200,42 +204,36 @@ DataDirOpt = Annotated[Path | None, typer.Option(
 ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars (on terminals).")]
 
 
+_SEP_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
+              "space": "whitespace", "spaces": "whitespace", "whitespace": "whitespace"}
+
+
+def parse_sep(text: str | None) -> str | None:
+    """--sep as `load_ratings_file` takes it: names (tab, whitespace) and "\\t" unescaped."""
+    if text is None:
+        return None
+    sep = _SEP_NAMES.get(text.lower(), text)
+    if not sep or any(c in sep for c in "\r\n\""):
+        raise ValueError(f"--sep: unusable separator {text!r}; use tab, ',', ';', '|', '::' "
+                         "or whitespace")
+    return sep
+
+
 def build_split(*, dataset: str | None, split: str, test_size: float, valid_size: float,
                 train: Path | None, test: Path | None, valid: Path | None, seed: int,
                 min_user_ratings: int, min_item_ratings: int, kcore: int,
-                data_dir: Path | None) -> Any:
-    """The Split that the options describe (files, or a release split by `split`)."""
-    from movierec.data import load
-    from movierec.split import PREDEFINED_FOLDS, files_split, make_split
+                data_dir: Path | None, sep: str | None = None) -> Any:
+    """The Split that the options describe (files, or a release split by `split`); `sep` is
+    --sep, the separator of the files (None: detected)."""
+    from movierec.pipeline import SplitSpec
 
-    if (train is None) != (test is None):
-        raise ValueError("--train and --test go together")
-    if train is not None and test is not None:
-        base = load(dataset, data_dir=data_dir) if dataset else None
-        return files_split(train, test, valid, base=base)
-    if dataset is None:
-        raise ValueError("give --dataset NAME, or --train FILE --test FILE")
-    ds = load(dataset, data_dir=data_dir)
     filters = {key: value for key, value in (("min_user_ratings", min_user_ratings),
                ("min_item_ratings", min_item_ratings), ("kcore", kcore)) if value}
-    if filters:
-        ds = ds.filter(**filters)
-    extra: dict[str, Any] = {}
-    if split in PREDEFINED_FOLDS:
-        extra["data_dir"] = _release_folder(dataset, data_dir)
-    made = make_split(ds, split, test_size=test_size, valid_size=valid_size, rng=seed, **extra)
-    # Record the filters with the split, so that results.json says how to rebuild it.
-    return dataclasses.replace(made, params={**made.params, "filters": filters}) if filters \
-        else made
-
-
-def _release_folder(dataset: str, data_dir: Path | None) -> Path:
-    from movierec.data.movielens import resolve
-    from movierec.data.releases import get_release
-
-    if Path(dataset).is_dir():
-        return Path(dataset)
-    return resolve(get_release(dataset), data_dir=data_dir)
+    spec = SplitSpec(kind=split, dataset=dataset, test_size=test_size,
+                     valid_size=valid_size or 0.0, seed=seed, filters=filters, train=train,
+                     test=test, valid=valid,
+                     read_options={"sep": parse_sep(sep)} if sep is not None else {})
+    return spec.build(data_dir=data_dir)
 
 
 def announce_split(the_split: Any, seed: int) -> None:

@@ -50,20 +50,22 @@ def data_describe(
     if as_json:
         console.print_json(json.dumps(stats, default=str))
         return
-    summary = Table(title=str(stats.get("name", name)), show_header=False)
+    # min_width: a table narrower than its title would wrap the title ("rating_histo / gram").
+    title = str(stats.get("name", name))
+    summary = Table(title=title, show_header=False, min_width=len(title))
     for key, value in stats.items():
         if not isinstance(value, dict) and not _is_records(value):
             summary.add_row(key, _fmt(value))
     console.print(summary)
     for key, value in stats.items():
         if _is_records(value):
-            table = Table(*value[0].keys(), title=key)
+            table = Table(*value[0].keys(), title=key, min_width=len(key))
             for rec in value:
                 table.add_row(*(_fmt(v) for v in rec.values()))
             console.print(table)
     for section, values in stats.items():
         if isinstance(values, dict):
-            table = Table(title=section, show_header=False)
+            table = Table(title=section, show_header=False, min_width=len(section))
             for k, v in values.items():
                 table.add_row(str(k), _fmt(v))
             console.print(table)

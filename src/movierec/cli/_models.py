@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,9 +22,11 @@ from movierec.cli._app import (
     MinUserOpt,
     ProgressOpt,
     RelevanceOpt,
+    SepOpt,
     SplitOpt,
     TestFileOpt,
     TestSizeOpt,
+    ThreadsOpt,
     TrainFileOpt,
     ValidFileOpt,
     ValidSizeOpt,
@@ -53,10 +54,11 @@ def train(
     dataset: DatasetOpt = None,
     split: SplitOpt = "user-random",
     test_size: TestSizeOpt = 0.2,
-    valid_size: ValidSizeOpt = 0.0,
+    valid_size: ValidSizeOpt = None,
     train: TrainFileOpt = None,
     test: TestFileOpt = None,
     valid: ValidFileOpt = None,
+    sep: SepOpt = None,
     param: Annotated[list[str] | None, typer.Option(
         help="KEY=VALUE hyper-parameter (or MODEL.KEY=VALUE), repeatable, e.g. epochs=20.")]
     = None,
@@ -74,6 +76,7 @@ def train(
         help="Continue a neural model from its last complete epoch in the checkpoint folder.")]
     = False,
     data_dir: DataDirOpt = None,
+    threads: ThreadsOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Train one model, evaluate it on the test part, and save it with its item table.
@@ -91,18 +94,19 @@ def train(
                seed=seed, k=k, relevance=relevance, min_user_ratings=min_user_ratings,
                min_item_ratings=min_item_ratings, kcore=kcore, device=device,
                checkpoint_dir=checkpoint_dir, resume=resume, data_dir=data_dir,
-               progress=progress, main=distributed.is_main())
+               threads=threads, progress=progress, main=distributed.is_main(), sep=sep)
     finally:
         distributed.shutdown()
 
 
 def _train(*, model: str, out: Path, dataset: str | None, split: str, test_size: float,
-           valid_size: float, train: Path | None, test: Path | None, valid: Path | None,
-           param: list[str] | None, seed: int, k: str, relevance: float, min_user_ratings: int,
-           min_item_ratings: int, kcore: int, device: str | None, checkpoint_dir: Path | None,
-           resume: bool, data_dir: Path | None, progress: bool, main: bool) -> None:
-    from movierec.evaluate import evaluate
-    from movierec.models import get, get_class
+           valid_size: float | None, train: Path | None, test: Path | None,
+           valid: Path | None, sep: str | None, param: list[str] | None, seed: int, k: str,
+           relevance: float, min_user_ratings: int, min_item_ratings: int, kcore: int,
+           device: str | None, checkpoint_dir: Path | None, resume: bool,
+           data_dir: Path | None, threads: int | None, progress: bool, main: bool) -> None:
+    from movierec.models import get_class
+    from movierec.pipeline import EvaluationSpec, fit_evaluate
 
     ks = parse_int_list(k, "--k")
     cls = get_class(model)
@@ -112,46 +116,54 @@ def _train(*, model: str, out: Path, dataset: str | None, split: str, test_size:
         if "device" not in cls.param_names():
             raise ValueError(f"--device: model {model!r} has no device (it runs on the CPU)")
         params["device"] = device
+    if resume and not cls.trains_by_epochs:
+        raise ValueError(f"--resume: model {model!r} is not trained epoch by epoch")
     the_split = build_split(dataset=dataset, split=split, test_size=test_size,
                             valid_size=valid_size, train=train, test=test, valid=valid,
                             seed=seed, min_user_ratings=min_user_ratings,
-                            min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir)
+                            min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir,
+                            sep=sep)
     if main:
         announce_split(the_split, seed)
-    recommender = get(model, **params)
-    fit_kwargs: dict[str, Any] = {}
-    if _is_neural(recommender):
-        fit_kwargs["checkpoint_dir"] = checkpoint_dir or out.with_name(out.name + ".ckpt")
-        fit_kwargs["resume"] = resume
-    elif resume:
-        raise ValueError(f"--resume: model {model!r} is not trained epoch by epoch")
-    t0 = time.perf_counter()
-    recommender.fit(the_split.train, the_split.valid, rng=seed,
-                    progress=progress and sys.stderr.isatty(), **fit_kwargs)
-    fit_seconds = time.perf_counter() - t0
-    # Data-parallel, every rank holds the same weights and scores its share of the test users;
-    # all of them get the same results, and rank 0 alone prints and writes.
-    results = evaluate(recommender, the_split, ks=ks, relevance=relevance)
+    ckpt = (checkpoint_dir or out.with_name(out.name + ".ckpt")) if cls.trains_by_epochs \
+        else None
+    try:
+        # Data-parallel, every rank holds the same weights and scores its share of the test
+        # users; all of them get the same results, and rank 0 alone prints and writes.
+        record = fit_evaluate(model, the_split, params=params, seed=seed,
+                              evaluation=EvaluationSpec(k=tuple(ks), relevance=relevance),
+                              progress=progress and sys.stderr.isatty(), checkpoint_dir=ckpt,
+                              resume=resume, auto_valid=valid_size is None, threads=threads)
+    except KeyboardInterrupt:
+        if main and ckpt is not None:
+            err_console.print(f"interrupted: the last complete epoch is in {ckpt}; continue "
+                              "with the same command and --resume", highlight=False)
+        raise
     if not main:
         return
+    fitted = record.fitted
+    assert fitted is not None
+    resumed = getattr(fitted, "resumed_from_epoch_", None)
+    if resumed is not None:
+        err_console.print(f"resumed from epoch {resumed} in {ckpt}", highlight=False)
+    if record.validation.startswith("carved"):
+        err_console.print(f"validation: {record.validation} (--valid-size 0 turns this off)",
+                          highlight=False)
     extra = {
         "dataset": the_split.train.name,
         "split": the_split.describe(),
         "seed": seed,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fit_seconds": round(fit_seconds, 3),
-        "protocol": results.protocol,
-        "metrics": {key: (None if v != v else v) for key, v in results.summary.items()},
+        "fit_seconds": round(record.fit_seconds, 3),
+        "protocol": {"protocol": "full", "relevance": float(relevance), "k": list(ks),
+                     "candidates": "all-unseen"},
+        "validation": record.validation,
+        "threads": record.threads,
+        "metrics": record.metrics,
     }
-    recommender.save(out, catalog=the_split.train.items, extra=extra)
+    fitted.save(out, catalog=the_split.train.items, extra=extra)
     _print_metrics(model, extra["metrics"], ks)
-    err_console.print(f"saved {out} (fit {fit_seconds:.1f}s)")
-
-
-def _is_neural(model: Any) -> bool:
-    import inspect
-
-    return "checkpoint_dir" in inspect.signature(model.fit).parameters
+    err_console.print(f"saved {out} (fit {record.fit_seconds:.1f}s)")
 
 
 def _print_metrics(model: str, metrics: dict[str, Any], ks: list[int]) -> None:

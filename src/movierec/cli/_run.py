@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from movierec.cli._app import DataDirOpt, ProgressOpt, _friendly_errors, app, console, err_console
+from movierec.metrics import DEFAULT_K, default_k, metric_info
 
 
 @app.command("run")
@@ -19,8 +20,9 @@ from movierec.cli._app import DataDirOpt, ProgressOpt, _friendly_errors, app, co
 def run_command(
     file: Annotated[Path, typer.Argument(help="Experiment file (TOML); see experiments/.")],
     quick: Annotated[bool, typer.Option(
-        "--quick", help="Smoke run: the file's [quick] overrides (default epochs = 1) and only "
-        "the first seed.")] = False,
+        # "\\[": rich markup (typer's help renderer) would read "[quick]" as a style tag.
+        "--quick", help="Smoke run: the file's \\[quick] overrides (default epochs = 1) and "
+        "only the first seed.")] = False,
     out: Annotated[Path | None, typer.Option(
         help="Run folder (default runs/<file name>, with -quick for --quick). Runs already "
         "finished there are skipped.")] = None,
@@ -53,25 +55,103 @@ def run_command(
 
 
 def _print(result: Any, title: str) -> None:
-    """One row per run name (mean over seeds), every metric at k = 10 (or the largest k)."""
+    """Tables of one row per run name: mean ± std over seeds, every metric at k = 10 (or the
+    largest k), grouped by kind so that no header or value is cut."""
     frame = result.frame()
     if frame.empty:
         console.print(f"{title}: no runs")
         return
-    ks = result.protocol.get("k", [10])
-    k = 10 if 10 in ks else max(ks)
+    k = default_k(result.protocol.get("k", [DEFAULT_K]))
     cols = [c for c in frame.columns if c not in ("model", "seed")
             and ("@" not in c or c.endswith(f"@{k}"))]
-    table = frame.groupby("model", sort=False)[cols].mean()
-    out = Table(title=f"{title} — {result.protocol.get('protocol')} (mean over seeds)",
-                title_justify="left")
-    out.add_column("run")
-    for c in cols:
-        out.add_column(c.replace("_seconds", " s"), justify="right")
-    for model, row in table.iterrows():
-        out.add_row(escape(str(model)), *(_cell(v) for v in row))
-    console.print(out)
+    grouped = frame.groupby("model", sort=False)[cols]
+    mean = grouped.mean()
+    seeds = int(frame.groupby("model").size().max())
+    std = grouped.std(ddof=1) if seeds > 1 else None
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+    for part, part_cols in _groups(cols):
+        headers = [_header(c) for c in part_cols]
+        rows = {str(model): [_cell(mean.at[model, c], None if std is None else
+                                   std.at[model, c], c) for c in part_cols]
+                for model in mean.index}
+        run_width = min(max(len(r) for r in ["run", *rows]), 30)
+        if _width(run_width, headers, rows) > console.width:  # too wide: ±std below the mean
+            rows = {r: [cell.replace("±", "\n±") for cell in cells] for r, cells in rows.items()}
+        for columns in _chunks(run_width, headers, rows, console.width):
+            out = Table(title=f"{title} — {result.protocol.get('protocol')}: {part} ({spread})",
+                        title_justify="left")
+            # fold, never "…": a narrow terminal wraps a long run name instead.
+            out.add_column("run", overflow="fold")
+            for j in columns:
+                out.add_column(escape(headers[j]), justify="right", no_wrap=True)
+            for run, cells in rows.items():
+                out.add_row(escape(run), *(escape(cells[j]) for j in columns))
+            console.print(out)
 
 
-def _cell(v: float) -> str:
-    return "-" if v != v else f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
+def _column_widths(headers: list[str], rows: dict[str, list[str]]) -> list[int]:
+    return [max(len(line) for text in (header, *(cells[j] for cells in rows.values()))
+                for line in text.split("\n")) for j, header in enumerate(headers)]
+
+
+def _width(run_width: int, headers: list[str], rows: dict[str, list[str]]) -> int:
+    """Characters a table of these cells takes (rich: 3 per column for padding and border)."""
+    return run_width + sum(_column_widths(headers, rows)) + 3 * (len(headers) + 1) + 1
+
+
+def _chunks(run_width: int, headers: list[str], rows: dict[str, list[str]],
+            limit: int) -> list[list[int]]:
+    """Column indices split into tables that each fit `limit` characters (one column at
+    least per table), so that no value is cut."""
+    chunks: list[list[int]] = [[]]
+    used = run_width + 4
+    for j, width in enumerate(_column_widths(headers, rows)):
+        if chunks[-1] and used + width + 3 > limit:
+            chunks.append([])
+            used = run_width + 4
+        chunks[-1].append(j)
+        used += width + 3
+    return chunks
+
+
+_GROUPS = (("errors", ("rating", "rated")), ("ranking", ("ranking", "sampled")),
+           ("beyond accuracy and seconds", ("beyond", None)))
+
+
+def _family(col: str) -> str | None:
+    try:
+        return metric_info(col).family
+    except KeyError:  # seconds, or a metric the catalogue does not know
+        return None
+
+
+def _groups(cols: list[str]) -> list[tuple[str, list[str]]]:
+    """The columns split into errors, ranking, and beyond accuracy + seconds (empty ones left
+    out), each in the frame's order."""
+    out = []
+    for name, families in _GROUPS:
+        part = [c for c in cols if _family(c) in families]
+        if part:
+            out.append((name, part))
+    return out
+
+
+def _header(col: str) -> str:
+    if col.endswith("_seconds"):
+        return col.removesuffix("_seconds").replace("recommend", "rec") + " s"
+    name, _, k = col.partition("@")
+    try:
+        label = metric_info(name).label
+    except KeyError:
+        label = name
+    return label + (f"@{k}" if k else "")
+
+
+def _cell(v: float, std: float | None, col: str) -> str:
+    if v != v:  # NaN: the run cannot compute it
+        return "-"
+    digits = 2 if col.endswith("_seconds") else 4 if abs(v) < 100 else 1
+    text = f"{v:.{digits}f}"
+    if std is not None and std == std:
+        text += f"±{std:.{digits}f}"
+    return text

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -82,6 +84,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail early, with one line, when `host:port` cannot be listened on (busy, or no such
+    address), instead of uvicorn's log lines and exit code after "serving on ...".
+
+    Binds and closes a socket with the options uvicorn uses (SO_REUSEADDR), so a port left in
+    TIME_WAIT by a previous server counts as free, as it does for uvicorn.
+
+    Raises:
+        OSError: the port is in use, or the address is not one of this machine's; the message
+            names host and port.
+    """
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"--host {host}: cannot resolve the address ({exc.strerror})") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise OSError(f"port {port} on {host} is already in use (another server "
+                                  "is listening there?): stop it or pick another --port"
+                                  ) from None
+                raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 @app.command()
 @_friendly_errors
 def serve(
@@ -130,6 +161,7 @@ def serve(
         # Printed here without markup: rich would read "[serve]" as a style tag and drop it.
         err_console.print(Text.assemble(("error:", "red"), f" {error}"), highlight=False)
         raise typer.Exit(2) from None
+    check_port(host, port)
     if not is_loopback(host):
         err_console.print(f"[yellow]warning:[/yellow] listening on {host}: the service is "
                           "reachable from other machines and has no authentication",
@@ -153,5 +185,14 @@ def serve(
         uvicorn.run(service, host=host, port=port, log_level="warning", access_log=access_log,
                     http=with_header_timeout(read_timeout), timeout_keep_alive=keep_alive_timeout,
                     limit_concurrency=max_connections, timeout_graceful_shutdown=10)
+    except SystemExit as exc:
+        # uvicorn exits 3 when it cannot start (e.g. the port was taken since `check_port`);
+        # it has logged why.
+        if exc.code in (0, None):
+            raise
+        err_console.print(Text.assemble(("error:", "red"), f" the server could not start on "
+                                        f"{host}:{port} (see the message above)"),
+                          highlight=False)
+        raise typer.Exit(2) from None
     finally:
         restore()

@@ -15,6 +15,7 @@ from movierec.cli._app import (
     MinItemOpt,
     MinUserOpt,
     ProgressOpt,
+    SepOpt,
     SplitOpt,
     TestSizeOpt,
     _friendly_errors,
@@ -22,6 +23,7 @@ from movierec.cli._app import (
     console,
     err_console,
     parse_params,
+    parse_sep,
 )
 
 
@@ -74,6 +76,7 @@ def tune(
     min_item_ratings: MinItemOpt = 0,
     kcore: KcoreOpt = 0,
     data_dir: DataDirOpt = None,
+    sep: SepOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Tune one model's hyper-parameters with Optuna (TPE) on validation data only."""
@@ -87,7 +90,7 @@ def tune(
     fit_part, valid_part, source = _parts(
         dataset=dataset, split=split, test_size=test_size, train=train, valid=valid,
         valid_size=valid_size, seed=seed, min_user_ratings=min_user_ratings,
-        min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir)
+        min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir, sep=sep)
     err_console.print(f"tuning [bold]{model}[/bold] on {source}: fit {fit_part.n_ratings:,} / "
                       f"validation {valid_part.n_ratings:,} ratings; metric {metric}; "
                       f"{trials} trials → {out}", highlight=False)
@@ -115,7 +118,8 @@ def _fmt(value: Any) -> str:
 
 def _parts(*, dataset: str | None, split: str, test_size: float, train: Path | None,
            valid: Path | None, valid_size: float, seed: int, min_user_ratings: int,
-           min_item_ratings: int, kcore: int, data_dir: Path | None) -> tuple[Any, Any, str]:
+           min_item_ratings: int, kcore: int, data_dir: Path | None,
+           sep: str | None = None) -> tuple[Any, Any, str]:
     """(fit part, validation part, description); the test part of a split is dropped unread."""
     from movierec.data import load
     from movierec.data.files import load_ratings_file
@@ -125,12 +129,12 @@ def _parts(*, dataset: str | None, split: str, test_size: float, train: Path | N
         raise ValueError(f"--valid-size must be in (0, 1), got {valid_size}")
     if train is not None:
         base = load(dataset, data_dir=data_dir) if dataset else None
-        fit = load_ratings_file(train)
+        fit = load_ratings_file(train, sep=parse_sep(sep))
         fit = fit if base is None else base.with_ratings(fit.ratings)
         if valid is None:
             fit, held = carve_validation(fit, valid_size, seed)
             return fit, held, f"{train} (validation: {valid_size:.0%} per user, seed {seed})"
-        held = load_ratings_file(valid)
+        held = load_ratings_file(valid, sep=parse_sep(sep))
         held = held if base is None else base.with_ratings(held.ratings)
         return fit, held, f"{train} (validation: {valid})"
     if dataset is None:
@@ -143,7 +147,8 @@ def _parts(*, dataset: str | None, split: str, test_size: float, train: Path | N
     the_split = build_split(dataset=dataset, split=split, test_size=test_size, valid_size=0.0,
                             train=None, test=None, valid=None, seed=seed,
                             min_user_ratings=min_user_ratings,
-                            min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir)
+                            min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir,
+                            sep=sep)
     # A time-ordered test asks the validation part to be the future too: each user's latest.
     latest = bool(the_split.params.get("time_aware"))
     fit, held = carve_validation(the_split.train, valid_size, seed, time_ordered=latest)

@@ -29,6 +29,8 @@ from movierec.errors import DownloadError
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "MOVIEREC_CACHE"
+#: Where a local copy of the releases is looked up first (read by `movierec.data.movielens`).
+LOCAL_COPY_ENV = "MOVIEREC_DATA_DIR"
 BASE_URL_ENV = "MOVIEREC_BASE_URL"
 MARKER = ".movierec-complete"
 #: Largest total uncompressed size an archive may declare (ml-32m unpacks to about 1 GB).
@@ -99,7 +101,10 @@ def fetch(
     cache.mkdir(parents=True, exist_ok=True)
     url = release.url(default_base_url(base_url))
     archive = cache / release.archive
-    digests = _download(url, archive, progress=progress)
+    try:
+        digests = _download(url, archive, progress=progress)
+    except DownloadError as exc:
+        raise DownloadError(f"{exc}. {local_copy_hint(release)}") from exc
     try:
         _check_digests(release, url, archive, digests)
         folder = extract(archive, cache, release.folder, max_bytes=max_bytes)
@@ -109,6 +114,15 @@ def fetch(
     archive.unlink(missing_ok=True)
     logger.info("%s downloaded and extracted to %s", release.name, folder)
     return folder
+
+
+def local_copy_hint(release: Release) -> str:
+    """How to use a copy of `release` on disk instead of downloading it."""
+    return (f"{release.name} is not on this machine and could not be downloaded (offline?). "
+            f"If you have a copy, point movierec at the folder that holds the extracted "
+            f"'{release.folder}' folder: --data-dir DIR on the command line, or set "
+            f"{LOCAL_COPY_ENV}=DIR (data_dir=DIR in Python); or download {release.url()} "
+            f"elsewhere and unzip it there")
 
 
 def _download(url: str, target: Path, *, progress: bool) -> dict[str, str]:

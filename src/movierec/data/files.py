@@ -266,7 +266,8 @@ def sniff_separator(lines: Sequence[str], path: str | os.PathLike[str] = "<data>
     if best is not None and best_lines >= 2 and best_lines > len(lines) / 2:
         return best
     raise DataError(f"{path}: could not detect the separator (tried '::', tab, ',', ';', '|', "
-                    f"whitespace); pass sep=...; first line: {lines[0][:80] if lines else ''!r}")
+                    "whitespace); pass sep=... (--sep on the command line); first line: "
+                    f"{lines[0][:80] if lines else ''!r}")
 
 
 def _is_number(value: str) -> bool:

@@ -11,7 +11,12 @@ Layout families (see `movierec.data.releases`):
 - "csv": `ratings.csv`, `movies.csv`, `tags.csv`, `links.csv` of ml-20m and later (UTF-8, quoted
   fields, CRLF line ends).
 
-Titles are kept exactly as in the file (with their "(1995)"); `year` is parsed separately.
+Titles are kept exactly as in the file (with their "(1995)"). `year` is the film's year, taken
+from the title's "(YYYY)" in every layout (the last parenthesized year, so "(1995) (V)" and
+"(2006–2007)" give 1995 and 2006). ML-100K also has a video release date, which is not the
+film's year (Return of the Jedi (1983) came out on video in 1997; 190 of its 1,682 movies
+differ): it is kept as its own column `release_date` (datetime64, NaT when blank), and gives the
+year only to a title without one. ML-1M, ML-10M and the CSV releases have no release date.
 
 A malformed file raises `DataError` naming the file and line (wrong separator or field count,
 ids that are not int32 integers, ratings that are not finite or outside the release's rating
@@ -60,7 +65,10 @@ OCCUPATIONS_1M = (
     "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
 )
 NO_GENRES = "(no genres listed)"
-_TITLE_YEAR = re.compile(r"\((\d{4})[^()]*\)\s*$")
+# The last "(YYYY...)" group of a title, before any "(V)" or "(TV)" style suffixes.
+_TITLE_YEAR = re.compile(r"\((\d{4})[^()]*\)(?:\s*\([A-Za-z]{1,3}\))*\s*$")
+_MONTHS = {m: n for n, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
+                                       "sep", "oct", "nov", "dec"), start=1)}
 _RATING_KINDS = ("int", "int", "float", "int")
 _RATING_NAMES = ("user_id", "item_id", "rating", "timestamp")
 _CSV_RATINGS_HEADER = ("userId", "movieId", "rating", "timestamp")
@@ -218,16 +226,41 @@ def _year_from_title(titles: pd.Series) -> pd.Series:
                          ).astype(np.float64)
 
 
-def _items_frame(ids: list[int], titles: list[str], years: pd.Series | None,
-                 genres: list[tuple[str, ...]]) -> pd.DataFrame:
+def _items_frame(ids: list[int], titles: list[str], genres: list[tuple[str, ...]],
+                 release_dates: pd.Series | None = None) -> pd.DataFrame:
+    """The item table; the film's year from the title, else from the release date."""
     title_s = pd.Series(titles, dtype="str").str.strip()
-    year = _year_from_title(title_s) if years is None else years
-    if years is not None:
-        year = year.fillna(_year_from_title(title_s))
+    year = _year_from_title(title_s)
+    if release_dates is not None:
+        year = year.fillna(pd.Series(release_dates.dt.year, dtype=np.float64))
     frame = pd.DataFrame({"item_id": np.asarray(ids, dtype=np.int32), "title": title_s,
                           "year": year.to_numpy(np.float64)})
     frame["genres"] = pd.Series(genres, dtype=object)
+    if release_dates is not None:
+        frame["release_date"] = release_dates.to_numpy()
     return frame
+
+
+def _release_date(text: str, path: Path, lineno: int) -> tuple[int, int, int] | None:
+    """ML-100K's "01-Jan-1995" as (year, month, day); None when blank."""
+    text = text.strip()
+    if not text:
+        return None
+    parts = text.split("-")
+    month = _MONTHS.get(parts[1].lower(), 0) if len(parts) == 3 else 0
+    if not (month and parts[0].isdigit() and parts[2].isdigit() and 1 <= int(parts[0]) <= 31):
+        raise DataError(f"{path}:{lineno}: release date {text!r} is not DD-Mon-YYYY "
+                        "(e.g. 01-Jan-1995)")
+    return int(parts[2]), month, int(parts[0])
+
+
+def _dates_series(dates: list[tuple[int, int, int] | None]) -> pd.Series:
+    """datetime64[ns] dates (NaT for None or an impossible day such as 31-Feb)."""
+    frame = pd.DataFrame([d or (np.nan, np.nan, np.nan) for d in dates],
+                         columns=["year", "month", "day"], dtype=np.float64)
+    if len(frame) == 0:
+        return pd.Series([], dtype="datetime64[ns]")
+    return pd.Series(pd.to_datetime(frame, errors="coerce"), dtype="datetime64[ns]")
 
 
 def _int(value: str, path: Path, lineno: int, field: str, bits: int = 32) -> int:
@@ -287,17 +320,14 @@ def _read_u_item(path: Path) -> pd.DataFrame:
                             f"found {len(fields)}")
         ids.append(_int(fields[0], path, lineno, "movie id"))
         titles.append(fields[1])
-        dates.append(fields[2])
+        dates.append(_release_date(fields[2], path, lineno))
         flags = fields[5:]
         if any(f not in ("0", "1") for f in flags):
             raise DataError(f"{path}:{lineno}: genre flags must be 0 or 1, found {flags}")
         # "unknown" is the absence of a genre, not a genre (see the module docstring).
         genres.append(tuple(g for g, f in zip(GENRES_100K, flags, strict=True)
                             if f == "1" and g != "unknown"))
-    years = pd.to_numeric(pd.Series(dates, dtype=object).str.extract(r"(\d{4})\s*$",
-                                                                     expand=False),
-                          errors="coerce").astype(np.float64)
-    return _items_frame(ids, titles, years, genres)
+    return _items_frame(ids, titles, genres, _dates_series(dates))
 
 
 # --- ml-1m / ml-10m ------------------------------------------------------------------------------
@@ -324,7 +354,7 @@ def _read_movies_dat(path: Path) -> pd.DataFrame:
         ids.append(_int(head, path, lineno, "movie id"))
         titles.append(title)
         genres.append(_split_genres(genre_text.strip()))
-    return _items_frame(ids, titles, None, genres)
+    return _items_frame(ids, titles, genres)
 
 
 def _read_users_dat(path: Path) -> pd.DataFrame:
@@ -471,7 +501,7 @@ def _read_csv(folder: Path) -> dict[str, pd.DataFrame | None]:
                                  {"movieId": "int32", "title": str, "genres": str},
                                  {"movieId": "item_id", "title": "title", "genres": "genres"})
         genres = [_split_genres(g) for g in movies["genres"].tolist()]
-        items = _items_frame(movies["item_id"].tolist(), movies["title"].tolist(), None, genres)
+        items = _items_frame(movies["item_id"].tolist(), movies["title"].tolist(), genres)
     if (folder / "tags.csv").is_file():
         tags = _read_csv_frame(folder / "tags.csv",
                                {"userId": "int32", "movieId": "int32", "tag": str,

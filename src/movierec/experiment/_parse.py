@@ -25,8 +25,8 @@ from movierec.experiment._spec import (
     EvaluationSpec,
     Experiment,
     ExperimentError,
+    ExperimentSplit,
     ModelSpec,
-    SplitSpec,
     _metric_keys,
     _produces,
     _show,
@@ -283,14 +283,14 @@ def _evaluation(t: _Table, base: EvaluationSpec) -> EvaluationSpec:
 
 
 def _splits(top: _Table, dataset: DatasetSpec, evaluation: EvaluationSpec,
-            ctx: _Ctx) -> tuple[SplitSpec, ...]:
+            ctx: _Ctx) -> tuple[ExperimentSplit, ...]:
     if "split" in top.data and "splits" in top.data:
         raise top.error("splits", "give [split] or [splits.NAME] tables, not both")
     if dataset.train is not None:
         if "split" in top.data or "splits" in top.data:
             raise top.error("split" if "split" in top.data else "splits",
                             "the split comes from the dataset's train/test files; remove it")
-        return (SplitSpec("split", "files", evaluation=evaluation),)
+        return (ExperimentSplit("split", "files", evaluation=evaluation),)
     if "splits" in top.data:
         tables = top.sub("splits", required=True)
         assert tables is not None
@@ -310,7 +310,7 @@ def _splits(top: _Table, dataset: DatasetSpec, evaluation: EvaluationSpec,
 
 
 def _split(t: _Table, name: str, evaluation: EvaluationSpec, filters: dict[str, Any], *,
-           multi: bool) -> SplitSpec:
+           multi: bool) -> ExperimentSplit:
     from movierec.split import PREDEFINED_FOLDS, SPLIT_KINDS
 
     kind = t.get("kind", "str")
@@ -337,7 +337,7 @@ def _split(t: _Table, name: str, evaluation: EvaluationSpec, filters: dict[str, 
     if kind in PREDEFINED_FOLDS and filters:
         raise t.error("kind", f"the predefined fold {kind!r} needs the whole ML-100K: remove "
                       "[dataset.filters] or use another split kind")
-    spec = SplitSpec(name, kind, test_size, valid_size, t.get("seed", "int", 42), options)
+    spec = ExperimentSplit(name, kind, test_size, valid_size, t.get("seed", "int", 42), options)
     if multi:
         models = t.get("models", "strs", None)
         ev = _evaluation(t.sub("evaluation"), evaluation)

@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from movierec import __version__
 from movierec.experiment._spec import (
-    BEYOND,
-    RANKING,
-    RATED,
-    RATING,
-    SAMPLED,
     EvaluationSpec,
     Experiment,
     ExperimentError,
+    ExperimentSplit,
     RunSpec,
-    SplitSpec,
-    _selected,
 )
 from movierec.io import atomic_write_bytes, atomic_write_text, json_default
+from movierec.pipeline import SplitSpec, evaluate_protocols, fit_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -43,48 +36,30 @@ def load_data(exp: Experiment, *, data_dir: str | Path | None = None) -> Any:
     return ds.filter(**spec.filters) if spec.filters else ds
 
 
-def make_experiment_split(exp: Experiment, spec: SplitSpec, ds: Any, *,
+def make_experiment_split(exp: Experiment, spec: ExperimentSplit, ds: Any, *,
                           data_dir: str | Path | None = None) -> Any:
     """The Split that `spec` describes, with the dataset filters recorded in its params."""
-    from movierec.data import load
-    from movierec.split import PREDEFINED_FOLDS, files_split, make_split
+    return split_spec(exp, spec).build(data_dir=data_dir, ds=ds, filtered=True)
 
+
+def split_spec(exp: Experiment, spec: ExperimentSplit) -> SplitSpec:
+    """The pipeline's `SplitSpec` of one split of an experiment."""
     d = exp.dataset
+    dataset = d.release or (str(d.path) if d.path is not None else None)
     if d.train is not None and d.test is not None:
-        base = load(d.release or str(d.path), data_dir=data_dir) if (d.release or d.path) \
-            else None
-        return files_split(d.train, d.test, d.valid, base=base)
-    extra: dict[str, Any] = dict(spec.options)
-    if spec.kind in PREDEFINED_FOLDS:
-        from movierec.data.movielens import resolve
-        from movierec.data.releases import get_release
-
-        extra["data_dir"] = d.path if d.path is not None else resolve(
-            get_release(str(d.release)), data_dir=data_dir)
-    made = make_split(ds, spec.kind, test_size=spec.test_size, valid_size=spec.valid_size,
-                      rng=spec.seed, **extra)
-    if d.filters:  # recorded so that `movierec report` can re-create the split
-        made = replace(made, params={**made.params, "filters": dict(d.filters)})
-    return made
+        return SplitSpec(kind="files", dataset=dataset, train=d.train, test=d.test,
+                         valid=d.valid)
+    options: dict[str, Any] = dict(spec.options)
+    if d.path is not None and spec.kind in ("u1", "u2", "u3", "u4", "u5", "ua", "ub"):
+        options["data_dir"] = d.path
+    return SplitSpec(kind=spec.kind, dataset=dataset, test_size=spec.test_size,
+                     valid_size=spec.valid_size, seed=spec.seed, options=options,
+                     filters=dict(d.filters))
 
 
 def protocol_record(ev: EvaluationSpec) -> dict[str, Any]:
     """The results.json "protocol" entry of an evaluation."""
-    out: dict[str, Any] = {"protocol": "+".join(ev.protocols), "protocols": list(ev.protocols),
-                           "relevance": ev.relevance, "k": list(ev.k)}
-    if "full" in ev.protocols:
-        out["candidates"] = "all-unseen"
-    elif "sampled" in ev.protocols:
-        out["candidates"] = f"1 held-out + {ev.n_negatives} sampled"
-    else:
-        out["candidates"] = "the user's rated test items"
-    if "sampled" in ev.protocols:
-        out["n_negatives"] = ev.n_negatives
-    if "rated-items" in ev.protocols:
-        out["rated_threshold"] = ev.rated_threshold
-    if ev.metrics is not None:
-        out["metrics"] = list(ev.metrics)
-    return out
+    return ev.record()
 
 
 def run_experiment(
@@ -155,7 +130,8 @@ def run_experiment(
 
 def _run_key(run: RunSpec, split: Any, ev: EvaluationSpec, quick: bool) -> str:
     spec = {"model": run.model, "params": run.params, "seed": run.seed, "quick": quick,
-            "split": split.describe(), "train": split.train.fingerprint, "evaluation": asdict(ev)}
+            "split": split.describe(), "train": split.train.fingerprint,
+            "evaluation": {k: v for k, v in asdict(ev).items() if k != "max_memory_mb"}}
     text = json.dumps(spec, sort_keys=True, default=json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -191,93 +167,38 @@ def _headline(record: dict[str, Any]) -> str:
     return ", ".join(f"{k}={m[k]:.4f}" for k in shown[:4] if m[k] is not None) or "done"
 
 
-def _fit(model: Any, split: Any, run: RunSpec, folder: Path, exp: Experiment,
-         progress: bool, run_key: str) -> None:
-    kwargs: dict[str, Any] = {}
-    if exp.checkpoints and "checkpoint_dir" in inspect.signature(model.fit).parameters:
-        # The settings' hash in the name: an interrupted run resumes only its own checkpoint.
-        kwargs = {"checkpoint_dir": folder / "checkpoints" / f"{run.key}-{run_key}",
-                  "resume": True}
-    model.fit(split.train, split.valid, rng=run.seed, progress=progress, **kwargs)
-
-
 def _run_one(exp: Experiment, run: RunSpec, split: Any, ev: EvaluationSpec, folder: Path,
              progress: bool, run_key: str) -> dict[str, Any]:
     from movierec.models import get
 
     model = get(run.model, **run.params)
+    checkpoint = None
+    if exp.checkpoints and model.trains_by_epochs:
+        # The settings' hash in the name: an interrupted run resumes only its own checkpoint.
+        checkpoint = folder / "checkpoints" / f"{run.key}-{run_key}"
     logger.info("fitting %s (seed %d)", run.name, run.seed)
-    t0 = time.perf_counter()
-    _fit(model, split, run, folder, exp, progress, run_key)
-    fit_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    metrics, counts, lists, rank_seconds = evaluate_run(model, split, ev, seed=run.seed,
-                                                        keep_lists=exp.lists)
-    eval_seconds = time.perf_counter() - t0
-    if lists is not None:
-        atomic_write_bytes(folder / "lists" / f"{run.key}.parquet", lists.to_parquet(index=False))
+    # Experiment files say whether they have a validation part: no silent carve-out here.
+    record = fit_evaluate(model, split, seed=run.seed, evaluation=ev, keep_lists=exp.lists,
+                          progress=progress, checkpoint_dir=checkpoint,
+                          resume=checkpoint is not None and _has_checkpoint(checkpoint),
+                          auto_valid=False, name=run.name,
+                          extra={"registry_model": run.model, "label": run.label,
+                                 "run_key": run_key})
+    if record.lists is not None:
+        atomic_write_bytes(folder / "lists" / f"{run.key}.parquet",
+                           record.lists.to_parquet(index=False))
     if exp.recommend is not None:
-        _write_recommendations(model, split, exp.recommend, folder / "recommendations" /
+        _write_recommendations(record.fitted, split, exp.recommend, folder / "recommendations" /
                                f"{run.key}.csv")
-    record: dict[str, Any] = {
-        "model": run.name, "registry_model": run.model, "label": run.label,
-        "params": model.params(), "seed": run.seed, "fit_seconds": round(fit_seconds, 4),
-        "recommend_seconds": round(rank_seconds if rank_seconds is not None else eval_seconds, 4),
-        "evaluate_seconds": round(eval_seconds, 4), "metrics": metrics, "counts": counts,
-        "run_key": run_key,
-    }
-    history = getattr(model, "history_", None)
-    if history is not None:
-        record["history"] = [{k: _clean(v) for k, v in epoch.items()} for epoch in history]
-    # As results.json will hold it (tuples as lists, numpy as Python), resumed or not.
-    return json.loads(json.dumps(record, default=json_default))
+    return record.to_dict()
 
 
-def evaluate_run(model: Any, split: Any, ev: EvaluationSpec, *, seed: int = 42,
-                 keep_lists: bool = True) -> tuple[dict[str, Any], dict[str, Any], Any,
-                                                   float | None]:
-    """Metrics of one fitted model under every protocol of `ev`, filtered to `ev.metrics`.
+def _has_checkpoint(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
 
-    Returns:
-        (metrics, counts, top-k lists or None, seconds spent ranking or None).
-    """
-    from movierec import metrics as M
-    from movierec.evaluate import evaluate, evaluate_rated_items
 
-    wanted = _selected(ev)
-
-    def asked(*keys: str) -> bool:
-        return wanted is None or bool(wanted & set(keys))
-
-    metrics: dict[str, Any] = {}
-    counts: dict[str, Any] = {}
-    lists, seconds = None, None
-    if "full" in ev.protocols and asked(*RANKING, *BEYOND):
-        res = evaluate(model, split, ks=ev.k, relevance=ev.relevance, rng=seed,
-                       keep_lists=keep_lists)
-        metrics.update(res.summary)
-        counts.update(res.counts)
-        lists, seconds = res.lists, res.timings.get("ranking")
-    if "sampled" in ev.protocols and asked(*SAMPLED):
-        res = evaluate(model, split, ks=ev.k, relevance=ev.relevance, protocol="sampled",
-                       n_negatives=ev.n_negatives, rng=seed)
-        metrics.update(res.summary)
-        counts.update({f"sampled_{k}": v for k, v in res.counts.items() if k not in counts})
-    if model.rates and "rmse" not in metrics and asked(*RATING, "rmse_scaled"):
-        test = split.test.ratings
-        yhat = model.predict(test["user_id"].to_numpy(), test["item_id"].to_numpy())
-        y = test["rating"].to_numpy()
-        metrics.update(rmse=M.rmse(y, yhat), mae=M.mae(y, yhat))
-    if "rated-items" in ev.protocols and model.rates and asked(*RATED):
-        rated, rated_counts = evaluate_rated_items(model, split, ev.rated_threshold,
-                                                   with_counts=True)
-        metrics.update(rated)
-        counts.update(rated_counts)
-    if "rmse" in metrics and wanted is not None and "mse" in wanted:
-        metrics["mse"] = metrics["rmse"] ** 2
-    if wanted is not None:
-        metrics = {k: v for k, v in metrics.items() if k.split("@")[0] in wanted}
-    return {k: _clean(v) for k, v in metrics.items()}, counts, lists, seconds
+#: The former name of `movierec.pipeline.evaluate_protocols`.
+evaluate_run = evaluate_protocols
 
 
 def _write_recommendations(model: Any, split: Any, recommend: tuple[int, int],
@@ -298,12 +219,6 @@ def _assemble(split: Any, ev: EvaluationSpec, records: list[dict[str, Any]],
                              protocol=protocol_record(ev), runs=records)
     result.save(folder)  # results.json + results.csv; the lists are already in lists/
     return result
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and value != value:
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 __all__ = ["evaluate_run", "load_data", "make_experiment_split", "protocol_record",

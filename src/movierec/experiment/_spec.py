@@ -9,14 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from movierec import metrics as M
 from movierec.errors import MovieRecError
+from movierec.pipeline import PROTOCOLS as PROTOCOLS  # re-exported by movierec.experiment
+from movierec.pipeline import EvaluationSpec, metric_keys, selected_metrics
 
-PROTOCOLS = ("full", "sampled", "rated-items")
-RATING = ("rmse", "mae", "mse")
-RANKING = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")
-BEYOND = ("coverage", "diversity", "novelty", "arp", "personalization", "gini")
-SAMPLED = ("sampled_hit", "sampled_ndcg")
-RATED = ("precision_rated", "recall_rated", "f1_rated", "rmse_scaled")
+# Metric groups, read from the one catalogue (movierec.metrics).
+RATING = M.names("rating")
+RANKING = M.names("ranking")
+BEYOND = M.names("beyond")
+SAMPLED = M.names("sampled")
+RATED = M.names("rated")
 FILTERS = {"min_user_ratings": "int", "min_item_ratings": "int", "kcore": "int",
            "min_rating": "float", "require_genres": "bool", "min_year": "int", "max_year": "int"}
 DEFAULT_QUICK = {"epochs": 1}
@@ -43,20 +46,9 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
-class EvaluationSpec:
-    """Protocols, list lengths, relevance threshold and the metrics to keep."""
-
-    protocols: tuple[str, ...] = ("full",)
-    k: tuple[int, ...] = (5, 10, 20)
-    relevance: float = 4.0
-    rated_threshold: float = 4.0
-    n_negatives: int = 100
-    metrics: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    """One split: `name` is its folder under DIR when the file has several."""
+class ExperimentSplit:
+    """One named split of an experiment file, with its evaluation (its folder under DIR when the
+    file has several). The split itself is built by `movierec.pipeline.SplitSpec`."""
 
     name: str
     kind: str
@@ -112,7 +104,7 @@ class Experiment:
 
     name: str
     dataset: DatasetSpec
-    splits: tuple[SplitSpec, ...]
+    splits: tuple[ExperimentSplit, ...]
     models: tuple[ModelSpec, ...]
     description: str = ""
     seeds: tuple[int, ...] = (42,)
@@ -126,7 +118,7 @@ class Experiment:
     def multi_split(self) -> bool:
         return len(self.splits) > 1 or self.splits[0].name != "split"
 
-    def runs(self, split: SplitSpec, *, quick: bool = False) -> list[RunSpec]:
+    def runs(self, split: ExperimentSplit, *, quick: bool = False) -> list[RunSpec]:
         """The runs of one split: models in file order, grid combinations, then seeds."""
         from movierec.models import get_class
 
@@ -146,7 +138,7 @@ class Experiment:
                 out += [RunSpec(name, spec.label, spec.model, params, s) for s in seeds]
         return out
 
-    def skipped(self, split: SplitSpec) -> list[str]:
+    def skipped(self, split: ExperimentSplit) -> list[str]:
         """Included models left out of `split` because they give none of its metrics."""
         from movierec.models import get_class
 
@@ -167,33 +159,12 @@ def _show(value: Any) -> str:
 
 
 # --- metrics and capability ----------------------------------------------------------------------
-def _metric_keys(name: str, protocols: Sequence[str]) -> set[str]:
-    """Base metric keys (before '@') that the metric name selects under these protocols."""
-    out: set[str] = set()
-    if name in RATING:
-        out.add(name)
-    if "full" in protocols and name in (*RANKING, *BEYOND):
-        out.add(name)
-    if "sampled" in protocols and (name in ("hit", "ndcg") or name in SAMPLED):
-        out.add(name if name in SAMPLED else f"sampled_{name}")
-    if "rated-items" in protocols:
-        if name in ("precision", "recall", "f1"):
-            out.add(f"{name}_rated")
-        elif name in RATED:
-            out.add(name)
-        elif name == "rmse":
-            out.add("rmse_scaled")
-    return out
+_metric_keys = metric_keys
+_selected = selected_metrics
 
 
 def _rating_only(keys: set[str]) -> bool:
     return all(k in (*RATING, *RATED) for k in keys)
-
-
-def _selected(ev: EvaluationSpec) -> set[str] | None:
-    if ev.metrics is None:
-        return None
-    return set().union(*(_metric_keys(m, ev.protocols) for m in ev.metrics))
 
 
 def _produces(cls: Any, ev: EvaluationSpec, params: Sequence[dict[str, Any]] = ({},)) -> bool:
@@ -207,3 +178,5 @@ def _produces(cls: Any, ev: EvaluationSpec, params: Sequence[dict[str, Any]] = (
     return not _rating_only(keys)
 
 
+#: The former name of `ExperimentSplit` (before `movierec.pipeline.SplitSpec` existed).
+SplitSpec = ExperimentSplit

@@ -39,7 +39,9 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "svdpp": ("movierec.models.svdpp:SVDpp", "torch"),
     "autorec": ("movierec.models.autorec:AutoRec", "torch"),
     "glocalk": ("movierec.models.glocalk:GLocalK", "torch"),
+    # The seven-member stack with torch, the light one (logged) without.
     "blend": ("movierec.models.blend:Blend", None),
+    "blend-light": ("movierec.models.blend:LightBlend", None),
 }
 
 # extra -> the module whose presence means the extra is installed
@@ -90,8 +92,19 @@ def load(path: str | Path) -> Recommender:
 
 
 def get(name: str, **params: Any) -> Recommender:
-    """Build the model registered as `name` with keyword hyper-parameters."""
+    """Build the model registered as `name` with keyword hyper-parameters.
+
+    A parameter's old name (the class's `renamed_params`, e.g. itemknn's `k` for
+    `n_neighbors`) is still accepted with a DeprecationWarning; this is the path of `--param`,
+    experiment files and saved model folders alike.
+
+    Raises:
+        KeyError: `name` is not registered.
+        MissingExtraError: the model's optional dependencies are not installed.
+        ValueError: a parameter the model does not take, or one given under both names.
+    """
     cls = get_class(name)
+    params = cls.canonical_params(params)
     known = cls.param_names()
     unknown = [k for k in params if k not in known]
     if unknown:

@@ -120,11 +120,13 @@ class ImplicitALS(Recommender):
     """Weighted ALS for implicit feedback (Hu, Koren & Volinsky 2008), conjugate-gradient solver.
 
     The defaults are `implicit`'s (`AlternatingLeastSquares`): 100 factors, λ = 0.01, α = 1,
-    15 iterations, 3 CG steps, so `benchmarks/peers.py` compares the same model.
+    15 iterations (here `epochs`), 3 CG steps, so `benchmarks/peers.py` compares the same
+    model.
 
     Args:
         embedding_size: factors per user and item (default 100, ≥ 1).
-        iterations: ALS sweeps, each users then items (default 15, ≥ 1).
+        epochs: ALS sweeps, each users then items (default 15, ≥ 1; formerly `iterations`,
+            still accepted with a DeprecationWarning).
         reg: L2 penalty λ (default 0.01, ≥ 0).
         alpha: confidence slope α in c = 1 + α·x (default 1.0, ≥ 0).
         cg_steps: conjugate-gradient steps per row and half-sweep (default 3, ≥ 1).
@@ -135,18 +137,19 @@ class ImplicitALS(Recommender):
     name: ClassVar[str] = "ials"
     search_space: ClassVar[SearchSpace] = {
         "embedding_size": Int(16, 256, log=True),
-        "iterations": Int(5, 40),
+        "epochs": Int(5, 40),
         "reg": Float(1e-3, 10.0, log=True),
         "alpha": Float(0.1, 100.0, log=True),
         "feedback": Choice(list(FEEDBACK)),
     }
     predicts_ratings: ClassVar[bool] = False
     supports_fold_in: ClassVar[bool] = True
+    renamed_params: ClassVar[dict[str, str]] = {"iterations": "epochs"}
 
-    def __init__(self, *, embedding_size: int = 100, iterations: int = 15, reg: float = 0.01,
+    def __init__(self, *, embedding_size: int = 100, epochs: int = 15, reg: float = 0.01,
                  alpha: float = 1.0, cg_steps: int = 3, feedback: str = "binary",
                  init_std: float = 0.01) -> None:
-        for name, value in (("embedding_size", embedding_size), ("iterations", iterations),
+        for name, value in (("embedding_size", embedding_size), ("epochs", epochs),
                             ("cg_steps", cg_steps)):
             check_param(name, value, is_int(value, 1), "an integer ≥ 1")
         for name, value in (("reg", reg), ("alpha", alpha)):
@@ -154,7 +157,7 @@ class ImplicitALS(Recommender):
         check_param("feedback", feedback, feedback in FEEDBACK, f"one of {list(FEEDBACK)}")
         check_param("init_std", init_std, is_number(init_std) and init_std > 0, "a number > 0")
         self.embedding_size = embedding_size
-        self.iterations = iterations
+        self.epochs = epochs
         self.reg = reg
         self.alpha = alpha
         self.cg_steps = cg_steps
@@ -178,7 +181,7 @@ class ImplicitALS(Recommender):
         x = (gen.random((self.n_users, k)) * self.init_std).astype(np.float32)
         y = (gen.random((self.n_items, k)) * self.init_std).astype(np.float32)
         reg = np.float32(self.reg)
-        for _ in tqdm(range(self.iterations), desc=f"fit {self.name}", unit="iteration",
+        for _ in tqdm(range(self.epochs), desc=f"fit {self.name}", unit="epoch",
                       disable=not progress, leave=False):
             cg_half_sweep(cu.indptr, cu.indices, cu.data, x, y, (y.T @ y).astype(np.float32), reg,
                           self.cg_steps)
@@ -217,9 +220,9 @@ class ImplicitALS(Recommender):
         return self.item_factors_
 
     def dot_vectors(self) -> Any:
-        """The scores as a dot product x_u · y_i (`movierec.ann.DotVectors`), so that
+        """The scores as a dot product x_u · y_i (`movierec.ranking.DotVectors`), so that
         `movierec.ann.ANNIndex` can index this model."""
-        from movierec.ann import DotVectors
+        from movierec.ranking import DotVectors
 
         self._check_fitted()
         return DotVectors(users=self.user_factors_, items=self.item_factors_)

@@ -14,7 +14,7 @@ from movierec.data.dataset import Dataset
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Float, Int, SearchSpace
-from movierec.train import TorchRecommender, is_device
+from movierec.training import TorchRecommender, check_trainer_params
 
 __all__ = ["AutoRec", "AutoRecModule", "ItemRatings", "dense_rows", "masked_mse"]
 
@@ -156,21 +156,17 @@ class AutoRec(ItemRatings, TorchRecommender):
     Defaults were chosen on a 10% validation carve-out of ML-100K u1.base (see
     benchmarks/autorec_ml100k.py), never on u1.test.
 
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch is
+    items (rows of R); with the other defaults the validation RMSE is lowest around epoch
+    45-60 of 60, then creeps up (0.8975 after 200).
+
     Args:
         hidden_size: code size k (default 250, ≥ 1; the paper uses 500, which scores 0.8895
             validation RMSE against 0.888 for 250 on the carve-out below, at twice the cost).
-        epochs: maximum passes over the items (default 60, ≥ 1; with the other defaults the
-            validation RMSE is lowest around epoch 45-60, then creeps up: 0.8975 after 200).
-        batch_size: items per Adam step (default 64, ≥ 1).
-        learning_rate: Adam step size (default 3e-4, > 0).
         reg: λ of the L2 penalty λ/2 (‖W‖² + ‖V‖²) on the paper's summed-error scale
             (default 150, ≥ 0).
         dropout: dropout probability on the code during training (default 0.0, in [0, 1); not in
             the paper).
-        patience: epochs without validation improvement before stopping, when `fit` gets `valid`
-            (default 10; None: never stop early).
-        grad_clip: maximum global gradient norm (default None: no clipping).
-        device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
     """
 
     name: ClassVar[str] = "autorec"
@@ -190,20 +186,10 @@ class AutoRec(ItemRatings, TorchRecommender):
                  patience: int | None = 10, grad_clip: float | None = None,
                  device: str = "auto") -> None:
         check_param("hidden_size", hidden_size, is_int(hidden_size, 1), "an integer ≥ 1")
-        check_param("epochs", epochs, is_int(epochs, 1), "an integer ≥ 1")
-        check_param("batch_size", batch_size, is_int(batch_size, 1), "an integer ≥ 1")
-        check_param("learning_rate", learning_rate, is_number(learning_rate) and learning_rate > 0,
-                    "a number > 0")
+        check_trainer_params(locals())
         check_param("reg", reg, is_number(reg) and reg >= 0, "a number ≥ 0")
         check_param("dropout", dropout, is_number(dropout) and 0 <= dropout < 1,
                     "a number in [0, 1)")
-        check_param("patience", patience, patience is None or is_int(patience, 1),
-                    "an integer ≥ 1 or None")
-        check_param("grad_clip", grad_clip, grad_clip is None or (is_number(grad_clip) and
-                                                                 grad_clip > 0),
-                    "a number > 0 or None")
-        check_param("device", device, isinstance(device, str) and is_device(device),
-                    '"auto", "cpu", "cuda" or "cuda:<n>"')
         self.hidden_size = hidden_size
         self.epochs = epochs
         self.batch_size = batch_size

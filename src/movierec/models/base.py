@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Iterable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -16,219 +18,22 @@ from movierec.data.vocab import Vocabulary
 from movierec.errors import ArtifactError, MovieRecError, NotFittedError
 from movierec.models.space import SearchSpace
 from movierec.random import RNGLike
+from movierec.ranking import (  # noqa: F401  (re-exported: the kernel's names before ranking.py)
+    BYTES_PER_SCORE,
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_MEMORY_MB,
+    DotVectors,
+    block_size_for,
+    mask_rows,
+    progress_blocks,
+    rank_block,
+    resolve_block_size,
+    top_k_frame,
+    topk_rows,
+    user_blocks,
+)
 
 ARTIFACT_FORMAT = 1
-
-
-#: Working memory per (user, item) score while a block of users is ranked, in bytes. The peak is
-#: while the model scores: MF's float32 output plus torch's matmul and bias sums take 16 bytes a
-#: score (an ItemKNN sparse product and its dense copy 12); the float32 working copy that NaN and
-#: exclusions are written into and the top-k mask (1 byte) come after. 4 more bytes cover the
-#: memory allocator's slack (benchmarks/scale_scoring.py measures the peak RSS).
-BYTES_PER_SCORE = 20
-#: Users per block when neither `block_size` nor `max_memory_mb` is given...
-DEFAULT_BLOCK_SIZE = 1024
-#: ...unless that block would need more than this many MB (catalogs above ~12,000 items). Smaller
-#: blocks were also faster at 60,000 items (benchmarks/scale_scoring.py): every large block
-#: array is fresh memory from the kernel, whose pages are zeroed and faulted in once more.
-DEFAULT_MEMORY_MB = 250.0
-# Scores per row chunk of `topk_rows`. Most rows need only a 1-byte mask per score; rows handed
-# back to argpartition need its int64 indices and a negated copy (12 bytes a score), so the
-# top-k temporaries stay under ~13 MB whatever the block.
-_TOPK_CHUNK = 1 << 20
-_MB = 1e6
-
-
-def block_size_for(n_items: int, max_memory_mb: float, *,
-                   bytes_per_score: int = BYTES_PER_SCORE) -> int:
-    """Users per block whose scores fit in `max_memory_mb`: ⌊budget / (n_items × bytes_per_score)⌋.
-
-    Args:
-        n_items: columns scored per user (the catalog size).
-        max_memory_mb: working memory allowed for one block, in MB (10⁶ bytes).
-        bytes_per_score: bytes per (user, item) score (default `BYTES_PER_SCORE`).
-
-    Raises:
-        ValueError: max_memory_mb is not a positive number.
-        MovieRecError: not even one user fits; the message gives the memory one user needs.
-    """
-    if not (is_number(max_memory_mb) and max_memory_mb > 0):
-        raise ValueError(f"max_memory_mb must be a number > 0, got {max_memory_mb!r}")
-    per_user = max(1, n_items) * bytes_per_score
-    block = int(max_memory_mb * _MB // per_user)
-    if block < 1:
-        raise MovieRecError(
-            f"max_memory_mb={max_memory_mb:g} cannot hold the scores of one user: ranking "
-            f"{n_items:,} items needs {per_user / _MB:.2f} MB a user ({bytes_per_score} bytes a "
-            "score); raise max_memory_mb")
-    return block
-
-
-def resolve_block_size(n_items: int, block_size: int | None = None,
-                       max_memory_mb: float | None = None, *,
-                       bytes_per_score: int = BYTES_PER_SCORE) -> int:
-    """The users scored at once: `block_size`, or what `max_memory_mb` allows, never both.
-
-    With neither, `DEFAULT_BLOCK_SIZE` users, fewer where that would take more than
-    `DEFAULT_MEMORY_MB` (large catalogs).
-
-    Raises:
-        ValueError: both are given, or one is not positive.
-        MovieRecError: max_memory_mb is too small for one user (see `block_size_for`).
-    """
-    if block_size is not None and max_memory_mb is not None:
-        raise ValueError(f"give block_size or max_memory_mb, not both (got block_size="
-                         f"{block_size!r}, max_memory_mb={max_memory_mb!r})")
-    if block_size is not None:
-        if not is_int(block_size, 1):
-            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-        return int(block_size)
-    if max_memory_mb is not None:
-        return block_size_for(n_items, max_memory_mb, bytes_per_score=bytes_per_score)
-    fits = int(DEFAULT_MEMORY_MB * _MB // (max(1, n_items) * bytes_per_score))
-    return max(1, min(DEFAULT_BLOCK_SIZE, fits))
-
-
-def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k columns of every row of `scores`, best first.
-
-    Ties are broken by the lower column index, so results are deterministic. Entries equal to
-    -inf are never returned: their positions are -1 (and scores -inf) when a row has fewer than
-    k finite candidates. Rows are ranked in chunks of about 10⁶ scores, so the temporaries stay
-    small whatever the size of `scores`.
-
-    Returns:
-        (columns int32 [rows, k], scores float32 [rows, k]).
-    """
-    n_rows, n_cols = scores.shape
-    cols = np.full((n_rows, k), -1, dtype=np.int32)
-    vals = np.full((n_rows, k), -np.inf, dtype=np.float32)
-    kk = min(k, n_cols)
-    if kk <= 0:
-        return cols, vals
-    step = max(1, _TOPK_CHUNK // max(1, n_cols))
-    prefilter = n_cols >= 8 * _sample_size(kk, n_cols)
-    for start in range(0, n_rows, step):
-        rows = slice(start, min(n_rows, start + step))
-        chunk = scores[rows]
-        if prefilter:
-            c, v, rest = _topk_by_threshold(chunk, kk)
-            if len(rest):
-                c[rest], v[rest] = _topk_chunk(chunk[rest], kk)
-        else:
-            c, v = _topk_chunk(chunk, kk)
-        cols[rows, :kk], vals[rows, :kk] = c, v
-    return cols, vals
-
-
-def _sample_size(kk: int, n_cols: int) -> int:
-    return min(n_cols, max(64 * kk, 2048))
-
-
-def _topk_by_threshold(scores: np.ndarray, kk: int
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`_topk_chunk` for wide rows, from the few columns that can be in the top kk.
-
-    The kk-th largest score of an evenly spaced sample of columns is a lower bound of the row's
-    kk-th largest, so only columns scoring at least that much are sorted (by score, then column,
-    as `_topk_chunk` orders them): one comparison a score instead of a partition of the row.
-    Rows where the bound keeps fewer than kk or too many columns (NaN, -inf, columns ordered by
-    score) are returned in `rest` for `_topk_chunk`.
-
-    Returns:
-        (columns int32 [rows, kk], scores float32 [rows, kk], row indices left to do).
-    """
-    n_rows, n_cols = scores.shape
-    stride = n_cols // _sample_size(kk, n_cols)
-    sample = scores[:, ::stride]
-    bound = np.partition(sample, sample.shape[1] - kk, axis=1)[:, sample.shape[1] - kk]
-    keep = scores >= bound[:, None]
-    counts = keep.sum(axis=1)
-    ok = (counts >= kk) & (counts <= 16 * kk * stride + 1024)
-    keep[~ok] = False
-    r, c = np.nonzero(keep)
-    del keep
-    v = scores[r, c]
-    order = np.lexsort((c, -v, r))
-    starts = np.cumsum(counts[ok]) - counts[ok]
-    first = (np.arange(len(order)) - np.repeat(starts, counts[ok])) < kk
-    order = order[first]
-    cols = np.full((n_rows, kk), -1, dtype=np.int32)
-    vals = np.full((n_rows, kk), -np.inf, dtype=np.float32)
-    cols[ok] = c[order].reshape(-1, kk)
-    vals[ok] = v[order].reshape(-1, kk)
-    cols[~np.isfinite(vals) & (vals < 0)] = -1
-    return cols, vals, np.flatnonzero(~ok)
-
-
-def _topk_chunk(scores: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-    """`topk_rows` of one chunk for kk <= n_cols (no padding)."""
-    n_rows, n_cols = scores.shape
-    if kk < n_cols:
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk].copy()
-        # argpartition may cut through a tie at the k-th value; in the rows where it does, take
-        # the tied columns of lowest index so that results are deterministic.
-        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
-        tied = np.flatnonzero(np.sum(scores >= kth, axis=1) > kk)
-        if len(tied) == n_rows:  # every row (pop, coarse scores): no copy of the rows
-            part = _lowest_index_ties(scores, kth, kk)
-        elif len(tied):
-            part[tied] = _lowest_index_ties(scores[tied], kth[tied], kk)
-    else:
-        part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    cols = np.take_along_axis(part, order, axis=1).astype(np.int32)
-    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
-    cols[~np.isfinite(vals) & (vals < 0)] = -1
-    return cols, vals
-
-
-def _lowest_index_ties(scores: np.ndarray, kth: np.ndarray, kk: int) -> np.ndarray:
-    """Per row, the kk columns made of every score above `kth` and the lowest-index ties."""
-    chosen = scores == kth
-    need = kk - np.sum(scores > kth, axis=1, keepdims=True)
-    # In place, so that the temporaries stay near 6 bytes a score on top of `scores`.
-    chosen &= np.cumsum(chosen, axis=1, dtype=np.int32) <= need
-    chosen |= scores > kth
-    return np.nonzero(chosen)[1].reshape(len(scores), kk)
-
-
-def mask_rows(scores: np.ndarray, matrix: sp.csr_matrix, rows: np.ndarray) -> None:
-    """Set scores[r, j] = -inf in place wherever matrix[rows[r], j] is stored."""
-    sub = matrix[rows]
-    r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-    scores[r, sub.indices] = -np.inf
-
-
-def top_k_frame(model: Recommender, user_codes: np.ndarray, cols: np.ndarray,
-                vals: np.ndarray) -> pd.DataFrame:
-    """[user_id, item_id, score, rank] in original ids from a block's top-k codes and scores
-    (cols −1 where a user has fewer than k candidates)."""
-    valid = cols >= 0
-    rows = np.repeat(np.arange(cols.shape[0]), valid.sum(axis=1))
-    return pd.DataFrame({
-        "user_id": model.user_vocab_.ids(user_codes[rows]),
-        "item_id": model.item_vocab_.ids(cols[valid]),
-        "score": vals[valid],
-        "rank": np.nonzero(valid)[1] + 1,
-    })
-
-
-def user_blocks(n: int, block_size: int) -> Iterator[slice]:
-    """Slices that cover range(n) in blocks of at most `block_size`."""
-    for start in range(0, n, max(1, block_size)):
-        yield slice(start, min(n, start + block_size))
-
-
-def progress_blocks(n: int, block_size: int, progress: bool, desc: str) -> Iterator[slice]:
-    """`user_blocks`, behind a tqdm bar when `progress` (disabled off terminals by tqdm.auto)."""
-    blocks: Iterable[slice] = user_blocks(n, block_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        blocks = tqdm(list(blocks), desc=desc, unit="block")
-    yield from blocks
 
 
 class Recommender:
@@ -243,6 +48,8 @@ class Recommender:
         uses_features: the model reads `items`/`users` side tables.
         uses_sequence: the model reads the time order of each user's ratings.
         supports_fold_in: the model can score a new user from a few ratings.
+        trains_by_epochs: the shared Trainer fits it (checkpoints, resume, early stopping).
+        deterministic: its fit does not depend on `rng`.
     """
 
     name: ClassVar[str] = ""
@@ -250,8 +57,16 @@ class Recommender:
     uses_features: ClassVar[bool] = False
     uses_sequence: ClassVar[bool] = False
     supports_fold_in: ClassVar[bool] = False
+    # Trained epoch by epoch by the Trainer (checkpoints, resume, early stopping on validation).
+    trains_by_epochs: ClassVar[bool] = False
+    # The fit ignores `rng` (closed forms, counts): one fit serves every seed of a benchmark.
+    deterministic: ClassVar[bool] = False
     # Parameters `movierec tune` searches (see movierec.models.space); empty: nothing to tune.
     search_space: ClassVar[SearchSpace] = {}
+    # Old hyper-parameter names still accepted, with a DeprecationWarning, by the constructor,
+    # `models.get` (so `--param`, experiment files and saved model.json too): old name -> new
+    # name, or (new name, function turning an old value into a new one).
+    renamed_params: ClassVar[Mapping[str, str | tuple[str, Callable[[Any], Any]]]] = {}
 
     # Learned state common to every model, set by `_setup`.
     user_vocab_: Vocabulary
@@ -276,7 +91,35 @@ class Recommender:
         """`rates_with(self.params())`: this instance's `predict` estimates ratings."""
         return self.rates_with(self.params())
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.renamed_params and "__init__" in cls.__dict__:
+            cls.__init__ = _accepting_renamed(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
     # --- hyper-parameters ----------------------------------------------------------------------
+    @classmethod
+    def canonical_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """`params` with old names (`renamed_params`) replaced by the current ones.
+
+        Each old name gives a DeprecationWarning naming its replacement.
+
+        Raises:
+            ValueError: naming both when a parameter is given under its old and its new name.
+        """
+        out = dict(params)
+        for old, target in cls.renamed_params.items():
+            if old not in out:
+                continue
+            new, convert = (target, None) if isinstance(target, str) else target
+            if new in out:
+                raise ValueError(f"{cls.__name__}: give {new!r} only ({old!r} is its old name)")
+            value = out.pop(old)
+            out[new] = value if convert is None else convert(value)
+            how = "" if convert is None else f" (converted: {old}={value!r} is {new}={out[new]!r})"
+            warnings.warn(f"{cls.__name__}: parameter {old!r} is deprecated; use {new!r}{how}",
+                          DeprecationWarning, stacklevel=3)
+        return out
+
     @classmethod
     def param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
@@ -307,6 +150,12 @@ class Recommender:
         self.rating_scale_ = tuple(float(x) for x in (train.rating_scale or (0.0, 0.0)))
         self.train_fingerprint_ = train.fingerprint
         self.train_name_ = train.name
+        from movierec.explain import liked_matrix
+
+        # Which training ratings say "liked", for "because you liked" (movierec.explain).
+        self.liked_ = liked_matrix(train)
+        # The item table, for `save`'s default catalog: not learned state (no trailing "_").
+        self._train_items = train.items
         return train.codes
 
     def _check_fitted(self) -> None:
@@ -362,17 +211,16 @@ class Recommender:
             user_codes: codes of known users.
             k: list length.
             exclude_seen: never return items the user rated in training.
-            candidates: optional item codes to restrict the ranking to.
+            candidates: optional items to restrict the ranking to: item codes, or a bool mask
+                [n_items] (e.g. a genre filter); see `movierec.ranking.candidate_mask`.
+
+        Returns:
+            (codes int32 [users, k], scores float32 [users, k]), best first; among equal scores
+            the lower item code first; -1/-inf padded where fewer than k items are allowed.
         """
-        # A fresh float32 copy (never the model's own array) with NaN turned into -inf, in one pass.
-        scores = np.fmax(self._score(user_codes), np.float32(-np.inf), dtype=np.float32)
-        if exclude_seen:
-            mask_rows(scores, self.seen_, user_codes)
-        if candidates is not None:
-            keep = np.zeros(scores.shape[1], dtype=bool)
-            keep[candidates] = True
-            scores[:, ~keep] = -np.inf
-        return topk_rows(scores, k)
+        user_codes = np.asarray(user_codes)
+        seen = self.seen_[user_codes] if exclude_seen else None
+        return rank_block(self._score(user_codes), k, exclude=seen, candidates=candidates)
 
     def recommend(self, user_ids: np.ndarray | list[int] | int, k: int = 10, *,
                   exclude_seen: bool = True, candidates: np.ndarray | None = None,
@@ -417,11 +265,36 @@ class Recommender:
         """Item vectors [n_items, d] of models with an item embedding space, else None."""
         return None
 
-    def similar_items(self, item_id: int, k: int = 10) -> pd.DataFrame:
-        """The k most similar items: [item_id, similarity, rank] (see movierec.explain)."""
-        from movierec.explain import similar_items
+    def dot_vectors(self) -> DotVectors | None:
+        """The scores as a dot product of user and item vectors (`movierec.ranking.DotVectors`),
+        which `movierec.ann.ANNIndex` indexes; None (the default) for models that do not score
+        by a dot product."""
+        return None
 
-        return similar_items(self, item_id, k)
+    def _item_similarity(self, item_codes: np.ndarray, columns: np.ndarray | None = None
+                         ) -> np.ndarray | None:
+        """The model's own item-to-item weights [len(item_codes), n_items or len(columns)]
+        (entry [a, b]: how much item a supports item b), or None to compare items by the cosine
+        of `item_vectors()` or of co-occurrence (see movierec.explain)."""
+        return None
+
+    def similar_items(self, item_id: int, k: int = 10, *, min_support: int | None = None,
+                      shrinkage: float | None = None) -> pd.DataFrame:
+        """The k most similar items: [item_id, similarity, rank] (see movierec.explain).
+
+        Args:
+            item_id: original id of a training item.
+            k: list length.
+            min_support: leave out items with fewer training ratings (default
+                `movierec.explain.MIN_SUPPORT`, 5; 0 keeps every item).
+            shrinkage: λ of the shrinkage n / (n + λ) of a similarity by the item's number of
+                training ratings n (default `movierec.explain.SHRINKAGE`, 10; 0: none).
+        """
+        from movierec.explain import MIN_SUPPORT, SHRINKAGE, similar_items
+
+        return similar_items(self, item_id, k,
+                             min_support=MIN_SUPPORT if min_support is None else min_support,
+                             shrinkage=SHRINKAGE if shrinkage is None else shrinkage)
 
     def explain(self, user_id: int, item_ids: np.ndarray | list[int], n: int = 3
                 ) -> dict[int, list[tuple[int, float]]]:
@@ -431,20 +304,24 @@ class Recommender:
         return explain(self, user_id, item_ids, n)
 
     # --- persistence ---------------------------------------------------------------------------
-    def save(self, path: str | Path, *, catalog: pd.DataFrame | None = None,
+    def save(self, path: str | Path, *, catalog: pd.DataFrame | None | bool = None,
              extra: dict[str, Any] | None = None) -> Path:
         """Write the model folder atomically; returns its path.
 
         Args:
             path: the folder (replaced whole once the new one is complete).
             catalog: the item table (item_id, title, year, genres) so that the saved model can
-                answer with titles; written as items.json.
+                answer with titles; written as items.json. Default (None): the item table of
+                the dataset the model was fitted on, where it had one. False: no item table.
             extra: more JSON-able fields for model.json (dataset, split, metrics, ...).
         """
         from movierec.artifact import save_model
 
         self._check_fitted()
-        return save_model(self, path, catalog=catalog, extra=extra)
+        if catalog is None or catalog is True:
+            catalog = self.__dict__.get("_train_items")
+        return save_model(self, path, catalog=None if catalog is False else catalog,
+                          extra=extra)
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
@@ -457,12 +334,29 @@ class Recommender:
         return model
 
     def _state(self) -> dict[str, Any]:
-        """Learned state: every attribute whose name ends in '_' (see artifact.py for types)."""
-        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+        """Learned state: every attribute whose name ends in '_' (see artifact.py for types),
+        except hyper-parameters so named (EASE's `lambda_`), which model.json records."""
+        params = set(self.param_names())
+        return {k: v for k, v in vars(self).items()
+                if k.endswith("_") and not k.startswith("_") and k not in params}
 
     def _restore(self, state: dict[str, Any]) -> None:
+        # Older artifacts saved hyper-parameters such as EASE's `lambda_` as state too: the
+        # constructor has set them from model.json already.
+        params = set(self.param_names())
         for k, v in state.items():
-            setattr(self, k, v)
+            if k not in params:
+                setattr(self, k, v)
+
+
+def _accepting_renamed(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a constructor so that it also takes the class's old parameter names."""
+
+    @functools.wraps(init)  # keeps the signature that `param_names` reads
+    def __init__(self: Recommender, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **type(self).canonical_params(kwargs))
+
+    return __init__
 
 
 def is_number(x: object) -> bool:

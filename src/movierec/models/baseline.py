@@ -102,6 +102,7 @@ class GlobalMean(Recommender):
     name: ClassVar[str] = "mean"
     predicts_ratings: ClassVar[bool] = True
     supports_fold_in: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
 
     def __init__(self) -> None:
         pass
@@ -156,6 +157,7 @@ class Bias(Recommender):
     }
     predicts_ratings: ClassVar[bool] = True
     supports_fold_in: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
 
     def __init__(self, *, reg_user: float = 15.0, reg_item: float = 10.0, epochs: int = 10) -> None:
         check_param("reg_user", reg_user, is_number(reg_user) and reg_user >= 0, "a number ≥ 0")
@@ -228,6 +230,7 @@ class Popularity(Recommender):
 
     name: ClassVar[str] = "pop"
     supports_fold_in: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
 
     def __init__(self) -> None:
         pass

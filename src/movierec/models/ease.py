@@ -3,7 +3,7 @@ Sparse Data", WWW 2019)."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.linalg
@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
-from movierec.models.base import Recommender, check_param
+from movierec.models.base import Recommender, check_param, is_number
 from movierec.models.space import Float, SearchSpace
 from movierec.random import RNGLike
 
@@ -24,6 +24,11 @@ _BYTES_PER_PAIR = 12
 _BLOCK_BYTES = 1 << 24
 
 
+def _gb_to_mb(value: Any) -> Any:
+    """An old `max_memory_gb` value in MB (anything but a number is left for the check)."""
+    return value * 1000 if is_number(value) else value
+
+
 class EASE(Recommender):
     """Item-item linear autoencoder with a closed-form solution (Steck 2019, eq. 8).
 
@@ -33,7 +38,7 @@ class EASE(Recommender):
     The item x item Gram matrix is dense: fitting holds one n_items² float64 matrix (built in row
     blocks, inverted and turned into B in place) and the float32 weights kept for scoring, 12 ×
     n_items² bytes at the peak. `fit` refuses with a MovieRecError naming that need, before
-    allocating anything, when it exceeds `max_memory_gb` (60,000 items: 43.2 GB).
+    allocating anything, when it exceeds `max_memory_mb` (60,000 items: 43.2 GB).
 
     Fold-in: a new user is scored exactly like a training user, x · B with x the binary row of
     the items they rated (`_score_history`); nothing is refitted.
@@ -41,8 +46,10 @@ class EASE(Recommender):
     Args:
         lambda_: L2 regularization λ added to the diagonal of XᵀX (default 500.0, > 0). On the
             command line the key is `lambda`.
-        max_memory_gb: largest peak memory (12 × n_items² bytes), in GB (10⁹ bytes), that `fit`
-            may use (default 4.0, > 0: up to 18,257 items).
+        max_memory_mb: largest peak memory (12 × n_items² bytes), in MB (10⁶ bytes, the unit of
+            `evaluate`'s and `recommend`'s `max_memory_mb`), that `fit` may use (default 4000,
+            > 0: up to 18,257 items). Formerly `max_memory_gb` in GB, still accepted with a
+            DeprecationWarning (the value is multiplied by 1000).
     """
 
     name: ClassVar[str] = "ease"
@@ -50,12 +57,16 @@ class EASE(Recommender):
         "lambda_": Float(1.0, 1e4, log=True),
     }
     supports_fold_in: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
+    renamed_params: ClassVar[dict[str, Any]] = {"max_memory_gb": ("max_memory_mb", _gb_to_mb)}
 
-    def __init__(self, *, lambda_: float = 500.0, max_memory_gb: float = 4.0) -> None:
+    def __init__(self, *, lambda_: float = 500.0, max_memory_mb: float = 4000.0) -> None:
         check_param("lambda_", lambda_, _positive(lambda_), "a number > 0")
-        check_param("max_memory_gb", max_memory_gb, _positive(max_memory_gb), "a number > 0")
+        check_param("max_memory_mb", max_memory_mb, _positive(max_memory_mb), "a number > 0")
+        # A hyper-parameter despite its trailing underscore (`lambda` is a Python keyword): it
+        # is recorded in model.json's params, never saved as learned state.
         self.lambda_ = lambda_
-        self.max_memory_gb = max_memory_gb
+        self.max_memory_mb = max_memory_mb
 
     def fit(
         self,
@@ -68,13 +79,13 @@ class EASE(Recommender):
         """Solve for the item weights B in closed form; returns self."""
         n = train.n_items
         needed = memory_needed_gb(n)
-        if needed > self.max_memory_gb:
-            fits = int(np.sqrt(self.max_memory_gb * 1e9 / _BYTES_PER_PAIR))
+        if needed * 1000 > self.max_memory_mb:
+            fits = int(np.sqrt(self.max_memory_mb * 1e6 / _BYTES_PER_PAIR))
             gb = f"{needed:.1f}" if needed >= 0.1 else f"{needed:.2g}"
             raise MovieRecError(
                 f"EASE needs about {gb} GB for {n:,} x {n:,} item matrices (one float64 "
-                f"to invert, float32 weights to keep) but max_memory_gb={self.max_memory_gb:g}; "
-                f"raise max_memory_gb if the machine has that much memory, or keep at most "
+                f"to invert, float32 weights to keep) but max_memory_mb={self.max_memory_mb:g}; "
+                f"raise max_memory_mb if the machine has that much memory, or keep at most "
                 f"{fits:,} items (e.g. Dataset.filter(min_item_ratings=...)), or use itemknn, "
                 "whose memory grows with n_items x k"
             )
@@ -102,6 +113,15 @@ class EASE(Recommender):
         codes = np.unique(np.asarray(item_codes, dtype=np.int64))
         codes = codes[codes >= 0]
         return self.item_weights_[codes].sum(axis=0, dtype=np.float32)
+
+    def _item_similarity(self, item_codes: np.ndarray, columns: np.ndarray | None = None
+                         ) -> np.ndarray:
+        """EASE's own item-to-item weights: entry [a, b] = B[a, b], what having item a adds to
+        item b's score (so the movies "like" a are the ones a user who watched only a gets).
+        Not symmetric: "because you liked" reads B[liked, recommended]."""
+        self._check_fitted()
+        rows = self.item_weights_[np.asarray(item_codes, dtype=np.int64)]
+        return rows if columns is None else rows[:, np.asarray(columns, dtype=np.int64)]
 
 
 def memory_needed_gb(n_items: int) -> float:

@@ -40,13 +40,13 @@ from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Choice, Float, Int, SearchSpace
 from movierec.models.svdpp import csr_bags
-from movierec.train import (
+from movierec.training import (
     LOSSES,
     NegativeSampler,
     TorchRecommender,
     bce_loss,
     bpr_loss,
-    is_device,
+    check_trainer_params,
     iterate_batches,
     mse_loss,
     scaled_logit,
@@ -400,15 +400,14 @@ class FeatureNet(TorchRecommender):
     (0.887), the user sum also in the MLP (0.885), wide_size 16 or 64, hidden 256, embedding 32,
     wide_reg 0.1, dropout 0.8 (all within ±0.003 or worse).
 
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch
+    is ratings.
+
     Args:
         embedding_size: dimension of p_u and q_i (default 64, ≥ 1).
         hidden_size: units of the hidden layer (default 128, ≥ 1).
         batch_norm: BatchNorm1d after the first linear layer (default True).
         dropout: dropout probability after the ReLU (default 0.7, in [0, 1)).
-        epochs: maximum passes over the training ratings (default 30, ≥ 1).
-        batch_size: ratings per Adam step (default 512, ≥ 1).
-        learning_rate: Adam step size (default 1e-3, > 0).
-        weight_decay: Adam weight decay on every parameter (default 1e-4, ≥ 0).
         reg: per-batch L2 penalty on the embeddings the batch touches,
             λ · mean(‖p_u‖² + ‖q_i‖²) (default 0.01, ≥ 0).
         scale_ratings: squash the output to the rating range with a scaled sigmoid
@@ -420,9 +419,6 @@ class FeatureNet(TorchRecommender):
         age_encoding: "auto", "number" or "groups" (see `user_feature_spec`; default "auto").
         loss: "mse" (ratings), "bpr" or "bce" (ranking with sampled negatives). Default "mse".
         n_negatives: sampled unseen items per rating for bpr/bce (default 1, ≥ 1).
-        patience: epochs without validation improvement before stopping, when `fit` gets `valid`
-            (default 3; None: never stop early).
-        grad_clip: maximum global gradient norm (default None: no clipping).
         wide_size: factor dimension of the wide biased-MF branch (default 32; 0: no branch).
         wide_reg: per-batch L2 penalty on the wide factors and biases the batch touches,
             λ_w · mean(‖p'_u‖² + ‖q'_i‖² + b_u² + b_i²) (default 0.05, ≥ 0; as MF's `reg`).
@@ -437,7 +433,6 @@ class FeatureNet(TorchRecommender):
         reg_implicit: per-batch L2 penalty on the implicit factors of the batch's users and
             items, λ_y · mean(|N(u)|^-1 Σ_{j ∈ N(u)} ‖y_j‖²) and the same for the items
             (default 0.3, ≥ 0).
-        device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
     """
 
     name: ClassVar[str] = "featurenet"
@@ -472,7 +467,6 @@ class FeatureNet(TorchRecommender):
                  implicit: str = "wide", item_implicit: str = "both",
                  reg_implicit: float = 0.3, device: str = "auto") -> None:
         for name, value in (("embedding_size", embedding_size), ("hidden_size", hidden_size),
-                            ("epochs", epochs), ("batch_size", batch_size),
                             ("n_negatives", n_negatives)):
             check_param(name, value, is_int(value, 1), "an integer ≥ 1")
         for name, value in (("batch_norm", batch_norm), ("scale_ratings", scale_ratings),
@@ -490,21 +484,11 @@ class FeatureNet(TorchRecommender):
                     "False when wide_size is 0 (the feature factors live in the wide branch)")
         check_param("dropout", dropout, is_number(dropout) and 0 <= dropout < 1,
                     "a number in [0, 1)")
-        check_param("learning_rate", learning_rate, is_number(learning_rate) and learning_rate > 0,
-                    "a number > 0")
-        check_param("weight_decay", weight_decay, is_number(weight_decay) and weight_decay >= 0,
-                    "a number ≥ 0")
+        check_trainer_params(locals())
         check_param("reg", reg, is_number(reg) and reg >= 0, "a number ≥ 0")
         check_param("age_encoding", age_encoding, age_encoding in AGE_ENCODINGS,
                     f"one of {list(AGE_ENCODINGS)}")
         check_param("loss", loss, loss in LOSSES, f"one of {list(LOSSES)}")
-        check_param("patience", patience, patience is None or is_int(patience, 1),
-                    "an integer ≥ 1 or None")
-        check_param("grad_clip", grad_clip,
-                    grad_clip is None or (is_number(grad_clip) and grad_clip > 0),
-                    "a number > 0 or None")
-        check_param("device", device, isinstance(device, str) and is_device(device),
-                    '"auto", "cpu", "cuda" or "cuda:<n>"')
         self.embedding_size = embedding_size
         self.hidden_size = hidden_size
         self.batch_norm = batch_norm

@@ -35,17 +35,17 @@ the reference's `ScipyOptimizerInterface(maxiter=iter_p)` called once per epoch:
 `iterations` on AE(ReLU(R ∗ G)) over every parameter, the layers (also through the AE(R) that
 G is pooled from) and C. Float32 tensors, float64 optimizer state, as in the reference.
 
-This is a `TorchRecommender` for its module, device handling, block scoring and safetensors
-persistence, but `fit` is its own: the shared `Trainer` is an Adam loop over mini-batches, and
-L-BFGS needs one deterministic full-batch closure (the whole matrix is one batch). So there are
-no per-epoch checkpoints, no resume and no data-parallel training. `history_` has the
-Trainer's record layout (epoch, train_loss, valid_metric, metric, seconds) plus `stage`
-("pretrain" / "finetune") and `train_rmse`; `on_epoch` is honoured (`movierec tune` prunes with
-it). With `valid`, the validation RMSE is measured after every epoch and the best epoch over both
-stages is kept (`patience` can stop the fine-tuning stage early); when no fine-tuning epoch beats
-the pre-trained autoencoder (ml-latest-small: 0.8588 pre-trained, 0.8697 at best fine-tuned),
-the model stays the local-kernel autoencoder (`finetuned_` False). Without `valid`, the last
-epoch.
+This is a `TorchRecommender` trained by the shared `Trainer` in two full-batch stages
+(`training_stages`): each epoch is one `optimizer.step(closure)` of the `LBFGS` optimizer (scipy's
+L-BFGS-B restarted), over the whole matrix as one batch. So it gets the Trainer's per-epoch
+checkpoints and resume (L-BFGS keeps no state between epochs); under torchrun every process
+computes the same full batch (no speed-up). `history_` has the Trainer's record layout (epoch,
+train_loss, valid_metric, metric, seconds) plus `stage` ("pretrain" / "finetune") and
+`train_rmse`; `on_epoch` is honoured (`movierec tune` prunes with it). With `valid`, the
+validation RMSE is measured after every epoch and the best epoch over both stages is kept
+(`patience` can stop the fine-tuning stage early); when no fine-tuning epoch beats the
+pre-trained autoencoder (ml-latest-small: 0.8588 pre-trained, 0.8697 at best fine-tuned), the
+model stays the local-kernel autoencoder (`finetuned_` False). Without `valid`, the last epoch.
 
 Cost: everything is dense. Each L-BFGS function evaluation is a forward and backward pass over
 the n_items × n_users matrix (two autoencoder passes when fine-tuning), and L-BFGS makes 6-8 of
@@ -86,9 +86,8 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable
-from typing import Any, ClassVar, Self
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -96,21 +95,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from movierec.data.dataset import Dataset
-from movierec.errors import MovieRecError
 from movierec.models.autorec import ItemRatings
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Float, Int, SearchSpace
-from movierec.random import RNGLike, derive_seed
-from movierec.train import (
-    TorchRecommender,
-    is_device,
-    resolve_device,
-    seeded_torch,
-    validation_metric,
-)
+from movierec.training import Stage, TorchRecommender, check_trainer_params
 
 __all__ = [
+    "LBFGS",
     "GLocalK",
     "GLocalKModule",
     "LocalKernelLayer",
@@ -309,6 +301,19 @@ def lbfgs(params: list[nn.Parameter], objective: Callable[[], Tensor], iteration
     L-BFGS history (10 pairs), float64 optimizer state, float32 parameters and gradients. The
     parameters end at the returned point; returns the objective there.
     """
+    def closure() -> Tensor:
+        for p in params:
+            p.grad = None
+        loss = objective()
+        loss.backward()
+        return loss
+
+    return _minimize(params, closure, iterations)
+
+
+def _minimize(params: list[nn.Parameter], closure: Callable[[], Tensor], iterations: int
+              ) -> float:
+    """`lbfgs` given a closure that clears the gradients, computes the loss and backpropagates."""
     from scipy.optimize import minimize
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -316,8 +321,7 @@ def lbfgs(params: list[nn.Parameter], objective: Callable[[], Tensor], iteration
         for p in params:
             p.grad = None
         with torch.enable_grad():
-            loss = objective()
-            loss.backward()
+            loss = closure()
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -329,6 +333,30 @@ def lbfgs(params: list[nn.Parameter], objective: Callable[[], Tensor], iteration
     for p in params:
         p.grad = None
     return float(result.fun)
+
+
+class LBFGS(torch.optim.Optimizer):
+    """scipy's L-BFGS-B as a torch optimizer: each `step(closure)` is one `lbfgs` call.
+
+    A step restarts L-BFGS (fresh history) and runs at most `iterations` iterations, as the
+    reference's per-epoch `ScipyOptimizerInterface.minimize`; it keeps no state between steps,
+    so a checkpoint holds none. `step` returns the objective where it ends, as a tensor.
+
+    Args:
+        params: the parameters to optimize.
+        iterations: L-BFGS iterations per step (≥ 1).
+    """
+
+    def __init__(self, params: Any, iterations: int) -> None:
+        super().__init__(params, {"iterations": iterations})
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+        """Minimize the closure's loss from the current parameters; returns the final loss."""
+        if closure is None:
+            raise ValueError("LBFGS.step needs a closure that computes the loss")
+        params = [p for group in self.param_groups for p in group["params"]]
+        loss = _minimize(params, closure, int(self.param_groups[0]["iterations"]))
+        return torch.tensor(loss, dtype=torch.float64)
 
 
 class GLocalK(ItemRatings, TorchRecommender):
@@ -354,9 +382,9 @@ class GLocalK(ItemRatings, TorchRecommender):
         iterations: L-BFGS iterations per fine-tuning epoch (default 5, ≥ 1; iter_f).
         global_kernel_size: side k of the global convolution kernel (default 3, ≥ 1; gk_size).
         dot_scale: scale of the pooled-vector · C product (default 1.0, > 0).
-        patience: with `valid`, stop fine-tuning after this many epochs without a better
-            validation RMSE (default None: run every epoch, keep the best).
-        device: "cpu", "cuda", "cuda:1" or "auto" (cuda when available) (default "cpu").
+
+    `patience` (with `valid`, stops the fine-tuning stage; default None: run every epoch, keep
+    the best) and `device` (default "cpu") are shared trainer parameters (`TrainerParams`).
     """
 
     name: ClassVar[str] = "glocalk"
@@ -389,10 +417,7 @@ class GLocalK(ItemRatings, TorchRecommender):
             check_param(name, value, is_number(value) and value >= 0, "a number ≥ 0")
         check_param("dot_scale", dot_scale, is_number(dot_scale) and dot_scale > 0,
                     "a number > 0")
-        check_param("patience", patience, patience is None or is_int(patience, 1),
-                    "an integer ≥ 1 or None")
-        check_param("device", device, isinstance(device, str) and is_device(device),
-                    '"auto", "cpu", "cuda" or "cuda:<n>"')
+        check_trainer_params({"patience": patience, "device": device})
         self.hidden_size = hidden_size
         self.n_layers = n_layers
         self.kernel_dim = kernel_dim
@@ -434,99 +459,60 @@ class GLocalK(ItemRatings, TorchRecommender):
         pred = module(ratings, finetuned=finetuned)
         return masked_sse(pred, ratings, mask) + module.penalty(self.reg, self.reg_kernel)
 
-    # --- fitting -------------------------------------------------------------------------------
-    def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
-            progress: bool = True,
-            on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Self:
-        """Pre-train the local-kernel autoencoder, then fine-tune with the global kernel.
+    # --- training stages (run by the shared Trainer) ------------------------------------------
+    def training_data(self, train: Dataset) -> dict[str, Tensor]:
+        """The whole rating matrix as one batch: R [n_items, n_users] and its observed mask."""
+        ratings, mask = self.dense_ratings(torch.device("cpu"))
+        # The device copy that `_record` reads after every epoch (the Trainer moves the batch).
+        self._train_dense = (ratings.to(self.device_), mask.to(self.device_))
+        return {"ratings": ratings, "mask": mask}
 
-        Args:
-            train: training ratings.
-            valid: optional validation ratings: RMSE after every epoch; the best epoch of
-                either stage is kept (`patience` may stop fine-tuning early).
-            rng: seed or Generator; the same seed gives the same weights (same device and
-                number of torch threads).
-            progress: show a progress bar (only on terminals).
-            on_epoch: called with each epoch's history record; an exception it raises stops
-                training and propagates (how `movierec tune` prunes a trial).
+    def batches(self, data: dict[str, Tensor], generator: torch.Generator
+                ) -> Iterator[dict[str, Tensor]]:
+        """One full batch per epoch (L-BFGS needs a deterministic objective)."""
+        yield data
+
+    def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        assert isinstance(module, GLocalKModule)
+        return self.training_loss(module, batch["ratings"], batch["mask"], self.finetuned_)
+
+    def training_stages(self) -> list[Stage]:
+        """Pre-training on AE(R) (the layers), then fine-tuning on AE(ReLU(R ∗ G)) (all).
+
+        Each epoch is one L-BFGS restart (`LBFGS`); the best validation epoch is kept over both
+        stages, and `patience` stops the last stage that runs.
         """
-        from tqdm.auto import tqdm
+        def stage(name: str, epochs: int, iterations: int, patience: int | None) -> Stage:
+            finetune = name == "finetune"
 
-        self._setup(train)
-        self._prepare(train)
-        self.device_ = resolve_device(str(self.device))
-        generator = torch.Generator().manual_seed(derive_seed(rng))
-        with seeded_torch(generator, self.device_):
-            self.module_ = self.build_module().to(self.device_)
-        module = self.module_
-        module.train()
-        ratings, mask = self.dense_ratings(self.device_)
-        stages = [("pretrain", self.pretrain_epochs, self.pretrain_iterations),
-                  ("finetune", self.epochs, self.iterations)]
-        history: list[dict[str, Any]] = []
-        # (validation RMSE, epoch, weights, fine-tuned?) of the best epoch over both stages.
-        best: tuple[float, int, dict[str, Tensor], bool] | None = None
-        bar = tqdm(total=self.pretrain_epochs + self.epochs, unit="epoch", desc="GLocalK",
-                   disable=None if progress else True, leave=False)
-        try:
-            for stage, n_epochs, iterations in stages:
-                if n_epochs == 0:
-                    continue
-                self.finetuned_ = stage == "finetune"
-                params = (module.layer_parameters() if stage == "pretrain"
-                          else list(module.parameters()))
-                since_best = 0
-                for _ in range(n_epochs):
-                    t0 = time.perf_counter()
-                    loss = lbfgs(params, lambda: self.training_loss(module, ratings, mask,
-                                                                    self.finetuned_), iterations)
-                    if not math.isfinite(loss):
-                        raise MovieRecError(f"GLocalK: the training objective is {loss} after "
-                                            f"epoch {len(history) + 1} ({stage}); lower reg or "
-                                            "check the ratings")
-                    record = self._record(len(history) + 1, stage, loss, ratings, mask)
-                    if valid is not None:
-                        name, value = validation_metric(self, valid)
-                        record.update(valid_metric=value, metric=name)
-                        if best is None or value < best[0]:
-                            weights = {k: v.detach().clone()
-                                       for k, v in module.state_dict().items()}
-                            best = (value, record["epoch"], weights, self.finetuned_)
-                            since_best = 0
-                        else:
-                            since_best += 1
-                    record["seconds"] = time.perf_counter() - t0
-                    history.append(record)
-                    bar.update(1)
-                    bar.set_postfix({k: f"{record[k]:.4f}" for k in ("train_rmse", "valid_metric")
-                                     if record.get(k) is not None}, refresh=False)
-                    logger.info("epoch %d (%s): %s", record["epoch"], stage, record)
-                    if on_epoch is not None:
-                        on_epoch(dict(record))
-                    last = stage == "finetune" or self.epochs == 0
-                    if last and self.patience is not None and since_best >= self.patience:
-                        break
-        finally:
-            bar.close()
-        if best is not None:
-            module.load_state_dict(best[2])
-            self.finetuned_ = best[3]  # no fine-tuning epoch beat the pre-trained autoencoder
-        module.eval()
-        self.history_ = history
-        self.best_epoch_ = best[1] if best is not None else len(history)
-        return self
+            def start() -> None:
+                self.finetuned_ = finetune
 
-    def _record(self, epoch: int, stage: str, loss: float, ratings: Tensor, mask: Tensor
-                ) -> dict[str, Any]:
-        """The history record of an epoch: the objective per training rating and the (clipped)
+            def parameters(module: nn.Module) -> list[nn.Parameter]:
+                assert isinstance(module, GLocalKModule)
+                return list(module.parameters()) if finetune else module.layer_parameters()
+
+            return Stage(epochs=epochs, name=name, parameters=parameters,
+                         optimizer=lambda params: LBFGS(params, iterations), full_batch=True,
+                         patience=patience, on_start=start,
+                         record=lambda loss: self._record(loss),
+                         hint="lower reg or check the ratings")
+
+        return [stage("pretrain", self.pretrain_epochs, self.pretrain_iterations,
+                      self.patience if self.epochs == 0 else None),
+                stage("finetune", self.epochs, self.iterations, self.patience)]
+
+    def _record(self, loss: float) -> dict[str, Any]:
+        """History fields of an epoch: the objective per training rating and the (clipped)
         training RMSE of the current stage's reconstruction."""
+        ratings, mask = self._train_dense
         with torch.no_grad():
             pred = self.module_(ratings, finetuned=self.finetuned_)[mask].double().cpu().numpy()
         target = ratings[mask].double().cpu().numpy()
         err = clip_to_scale(pred, self.rating_scale_) - target
-        return {"epoch": epoch, "stage": stage, "train_loss": loss / max(self.n_ratings_, 1),
+        return {"train_loss": loss / max(self.n_ratings_, 1),
                 "train_rmse": float(np.sqrt(np.mean(err**2))) if len(err) else 0.0,
-                "valid_metric": None, "metric": None}
+                "metric": None}
 
     # --- scoring -------------------------------------------------------------------------------
     def reconstruction(self, module: GLocalKModule) -> Tensor:

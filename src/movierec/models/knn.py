@@ -1,9 +1,11 @@
 """Neighbourhood models: item-based and user-based k-nearest neighbours.
 
 Both share one engine. Similarities between the columns of a (centred) value matrix are computed
-by sparse products in column blocks, shrunk, and pruned to each target's `k` most similar
-positive neighbours, so the stored model is a sparse matrix with at most k entries per row
-(`neighbors_[t, n] = s(t, n)`, t the target, n one of its neighbours).
+by sparse products in column blocks, shrunk, and pruned to each target's `n_neighbors` most
+similar positive neighbours, so the stored model is a sparse matrix with at most n_neighbors
+entries per row (`neighbors_[t, n] = s(t, n)`, t the target, n one of its neighbours). (The
+parameter was called `k` before; `k` is the list length everywhere else. The old name is still
+accepted with a DeprecationWarning.)
 
 Two uses of the same neighbourhood:
 
@@ -18,7 +20,8 @@ are computed from.
 Fold-in (`_score_history`, a new user given a few ratings, nothing refitted): ItemKNN sums the
 stored neighbourhoods of the rated items, exactly the ranking score of a training user with
 that history; UserKNN computes the new user's similarity to every training user the way `fit`
-did (same centring, cosine and shrinkage), keeps the k most similar, and sums their rows.
+did (same centring, cosine and shrinkage), keeps the n_neighbors most similar, and sums their
+rows.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset
-from movierec.models.base import Recommender, check_param
+from movierec.models.base import Recommender, check_param, is_int
 from movierec.models.baseline import baseline_predict, clip_to_scale, fit_biases
 from movierec.models.space import Float, Int, SearchSpace
 from movierec.random import RNGLike
@@ -171,16 +174,14 @@ class _KNN(Recommender):
 
     predicts_ratings: ClassVar[bool] = True
     supports_fold_in: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
+    renamed_params: ClassVar[dict[str, str]] = {"k": "n_neighbors"}
     # True: targets are items (columns of the user x item matrix); False: targets are users.
     _item_based: ClassVar[bool] = True
 
-    def __init__(self, *, k: int, similarity: str, shrinkage: float, feedback: str) -> None:
-        check_param(
-            "k",
-            k,
-            isinstance(k, int | np.integer) and not isinstance(k, bool) and k >= 1,
-            "an integer ≥ 1",
-        )
+    def __init__(self, *, n_neighbors: int, similarity: str, shrinkage: float,
+                 feedback: str) -> None:
+        check_param("n_neighbors", n_neighbors, is_int(n_neighbors, 1), "an integer ≥ 1")
         check_param("similarity", similarity, similarity in SIMILARITIES, f"one of {SIMILARITIES}")
         check_param(
             "shrinkage",
@@ -198,7 +199,7 @@ class _KNN(Recommender):
             feedback == "explicit" or similarity == "cosine",
             "'cosine' with feedback='implicit' (centring needs ratings)",
         )
-        self.k = k
+        self.n_neighbors = n_neighbors
         self.similarity = similarity
         self.shrinkage = shrinkage
         self.feedback = feedback
@@ -233,7 +234,7 @@ class _KNN(Recommender):
                 "values, roughly %.0f minutes on one core at 10^8 a second (memory stays "
                 "bounded: a block of targets at a time)%s",
                 type(self).__name__, values.shape[1], pairs, pairs / 1e8 / 60, hint)
-        self.neighbors_ = similarity_matrix(values, k=self.k, shrinkage=self.shrinkage)
+        self.neighbors_ = similarity_matrix(values, k=self.n_neighbors, shrinkage=self.shrinkage)
         self._cache: dict[str, sp.csr_matrix] = {}
         return self
 
@@ -264,7 +265,7 @@ class _KNN(Recommender):
         return cache[key]
 
     def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
-        """r̂_ui = b_ui + Σ_n s(t, n)(r_cn − b_cn) / Σ_n s(t, n), n ∈ N_k(t) rated by c."""
+        """r̂_ui = b_ui + Σ_n s(t, n)(r_cn − b_cn) / Σ_n s(t, n), n ∈ N(t) rated by c."""
         self._check_fitted()
         u = np.asarray(user_codes)
         i = np.asarray(item_codes)
@@ -289,16 +290,18 @@ class _KNN(Recommender):
 class ItemKNN(_KNN):
     """Item-based k-nearest neighbours (Sarwar et al., WWW 2001; Deshpande & Karypis, TOIS 2004).
 
-    Ranking: score(u, j) = Σ_{i ∈ I_u} s_ij, with s_ij kept only when i is among the k most
-    similar items of j (self-similarity 0). With the defaults (binary cosine, k=100) this is
-    exactly the project's reference `itemknn`.
+    Ranking: score(u, j) = Σ_{i ∈ I_u} s_ij, with s_ij kept only when i is among the
+    n_neighbors most similar items of j (self-similarity 0). With the defaults (binary cosine,
+    100 neighbours) this is exactly the project's reference `itemknn`.
 
-    Rating prediction (Koren 2010, eq. 3): r̂_uj = b_uj + Σ_{i ∈ N_k(j) ∩ I_u} s_ij (r_ui − b_ui)
-    / Σ_{i ∈ N_k(j) ∩ I_u} s_ij, with ALS baselines b (Surprise `BaselineOnly` defaults); the
-    baseline alone where j has no rated neighbour. Clipped to the rating scale.
+    Rating prediction (Koren 2010, eq. 3): r̂_uj = b_uj + Σ_{i ∈ N(j) ∩ I_u} s_ij (r_ui − b_ui)
+    / Σ_{i ∈ N(j) ∩ I_u} s_ij, N(j) the neighbours of j, with ALS baselines b (Surprise
+    `BaselineOnly` defaults); the baseline alone where j has no rated neighbour. Clipped to the
+    rating scale.
 
     Args:
-        k: neighbours kept per item (default 100, ≥ 1).
+        n_neighbors: neighbours kept per item (default 100, ≥ 1; formerly `k`, still accepted
+            with a DeprecationWarning).
         similarity: "cosine" (default), "pearson" (item-mean-centred cosine), "adjusted_cosine"
             (user-mean-centred cosine) or "pearson_baseline" (cosine of the residuals r − b_ui).
             Only "cosine" is allowed with implicit feedback.
@@ -309,7 +312,7 @@ class ItemKNN(_KNN):
 
     name: ClassVar[str] = "itemknn"
     search_space: ClassVar[SearchSpace] = {
-        "k": Int(5, 500, log=True),
+        "n_neighbors": Int(5, 500, log=True),
         "shrinkage": Float(0.0, 100.0),
     }
     _item_based: ClassVar[bool] = True
@@ -317,12 +320,13 @@ class ItemKNN(_KNN):
     def __init__(
         self,
         *,
-        k: int = 100,
+        n_neighbors: int = 100,
         similarity: str = "cosine",
         shrinkage: float = 0.0,
         feedback: str = "implicit",
     ) -> None:
-        super().__init__(k=k, similarity=similarity, shrinkage=shrinkage, feedback=feedback)
+        super().__init__(n_neighbors=n_neighbors, similarity=similarity, shrinkage=shrinkage,
+                         feedback=feedback)
 
     def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()
@@ -344,18 +348,29 @@ class ItemKNN(_KNN):
         neighbors_t = self._cached("neighbors_t")  # [neighbour i, target j] = s_ij
         return np.asarray(neighbors_t[codes].sum(axis=0), dtype=np.float32).ravel()
 
+    def _item_similarity(self, item_codes: np.ndarray, columns: np.ndarray | None = None
+                         ) -> np.ndarray:
+        """ItemKNN's own similarities: entry [a, b] = s_ab where a is among b's kept neighbours
+        (0 elsewhere), what having item a adds to item b's ranking score."""
+        self._check_fitted()
+        rows = self._cached("neighbors_t")[np.asarray(item_codes, dtype=np.int64)]
+        if columns is not None:
+            rows = rows[:, np.asarray(columns, dtype=np.int64)]
+        return np.asarray(rows.toarray(), dtype=np.float32)
+
 
 class UserKNN(_KNN):
     """User-based k-nearest neighbours (Herlocker et al., SIGIR 1999; Resnick et al., CSCW 1994).
 
-    Ranking: score(u, j) = Σ_{v ∈ N_k(u)} s_uv x_vj, N_k(u) the k most similar users of u and x
-    the binary interaction matrix.
+    Ranking: score(u, j) = Σ_{v ∈ N(u)} s_uv x_vj, N(u) the n_neighbors most similar users of u
+    and x the binary interaction matrix.
 
-    Rating prediction: r̂_uj = b_uj + Σ_{v ∈ N_k(u) ∩ U_j} s_uv (r_vj − b_vj) / Σ s_uv (the
+    Rating prediction: r̂_uj = b_uj + Σ_{v ∈ N(u) ∩ U_j} s_uv (r_vj − b_vj) / Σ s_uv (the
     baseline alone where no neighbour rated j). Clipped to the rating scale.
 
     Args:
-        k: neighbours kept per user (default 100, ≥ 1).
+        n_neighbors: neighbours kept per user (default 100, ≥ 1; formerly `k`, still accepted
+            with a DeprecationWarning).
         similarity: "cosine" (default), "pearson" (user-mean-centred cosine), "adjusted_cosine"
             (item-mean-centred cosine) or "pearson_baseline" (cosine of the residuals r − b_ui).
             Only "cosine" is allowed with implicit feedback.
@@ -366,7 +381,7 @@ class UserKNN(_KNN):
 
     name: ClassVar[str] = "userknn"
     search_space: ClassVar[SearchSpace] = {
-        "k": Int(5, 500, log=True),
+        "n_neighbors": Int(5, 500, log=True),
         "shrinkage": Float(0.0, 100.0),
     }
     _item_based: ClassVar[bool] = False
@@ -374,12 +389,13 @@ class UserKNN(_KNN):
     def __init__(
         self,
         *,
-        k: int = 100,
+        n_neighbors: int = 100,
         similarity: str = "cosine",
         shrinkage: float = 0.0,
         feedback: str = "implicit",
     ) -> None:
-        super().__init__(k=k, similarity=similarity, shrinkage=shrinkage, feedback=feedback)
+        super().__init__(n_neighbors=n_neighbors, similarity=similarity, shrinkage=shrinkage,
+                         feedback=feedback)
 
     def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()
@@ -387,13 +403,13 @@ class UserKNN(_KNN):
         return np.asarray((self.neighbors_[user_codes] @ seen).toarray(), dtype=np.float32)
 
     def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        """Scores float32 [n_items] of a new user: score(j) = Σ_{v ∈ N_k(new)} s(new, v) x_vj.
+        """Scores float32 [n_items] of a new user: score(j) = Σ_{v ∈ N(new)} s(new, v) x_vj.
 
         s(new, v) is computed as in `fit`: the new user's row is built like the training rows
         (binary, raw, user-centred, item-centred or baseline residuals, as `feedback` and
         `similarity` say), compared by cosine with every training user's row, shrunk by
-        n / (n + shrinkage) with n the common items, and pruned to the k most similar positive
-        neighbours. Codes of −1 (unknown items) are ignored.
+        n / (n + shrinkage) with n the common items, and pruned to the n_neighbors most similar
+        positive neighbours. Codes of −1 (unknown items) are ignored.
         """
         self._check_fitted()
         codes = np.asarray(item_codes, dtype=np.int64)
@@ -413,7 +429,7 @@ class UserKNN(_KNN):
             present[codes] = 1.0
             common = self.seen_ @ present
             sims *= common / (common + self.shrinkage)
-        kk = min(self.k, len(sims))
+        kk = min(self.n_neighbors, len(sims))
         top = np.argpartition(-sims, kk - 1)[:kk] if kk < len(sims) else np.arange(len(sims))
         top = top[sims[top] > 0]
         scores = self.seen_[top].T @ sims[top]

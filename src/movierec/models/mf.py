@@ -12,13 +12,14 @@ from movierec.data.dataset import Dataset
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Float, Int, SearchSpace
-from movierec.train import (
+from movierec.ranking import DotVectors
+from movierec.training import (
     LOSSES,
     NegativeSampler,
     TorchRecommender,
     bce_loss,
     bpr_loss,
-    is_device,
+    check_trainer_params,
     iterate_batches,
     mse_loss,
     scaled_logit,
@@ -118,28 +119,18 @@ class MF(TorchRecommender):
     Fold-in: a new user's (p, b) are solved in closed form by ridge regression against the fixed
     item factors (`_score_history`).
 
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch is
+    ratings; with the other defaults the validation RMSE plateaus from about epoch 20 of
+    25; `sparse_updates` makes a step ~25x faster than dense Adam at 160k users x 60k items.
+
     Args:
         embedding_size: factor dimension k (default 64, ≥ 1).
-        epochs: maximum passes over the training ratings (default 25, ≥ 1; the validation RMSE
-            plateaus from about epoch 20 with the other defaults).
-        batch_size: ratings per Adam step (default 1024, ≥ 1).
-        learning_rate: Adam step size (default 2e-3, > 0).
-        weight_decay: Adam weight decay on every parameter (default 1e-4, ≥ 0).
         reg: per-batch L2 penalty λ on the touched factors and biases (default 0.05, ≥ 0).
         dropout: dropout probability on the factors during training (default 0.0, in [0, 1)).
         sigmoid: squash predictions to the rating range with a scaled sigmoid (default False).
         loss: "mse" (ratings), "bpr" or "bce" (ranking with sampled negatives). Default "mse".
         n_negatives: sampled unseen items per rating for bpr/bce (default 1, ≥ 1).
-        patience: epochs without validation improvement before stopping, when `fit` gets `valid`
-            (default 3; None: never stop early).
-        grad_clip: maximum global gradient norm (default None: no clipping).
         fold_in_reg: ridge λ of `_score_history` for a new user's factors and bias (default 1.0).
-        sparse_updates: update only the embedding rows each batch touches (row-sparse gradients,
-            `movierec.optim.LazyAdam`; `weight_decay` then decays the touched rows only). A step
-            then costs the batch, not the tables: at 160k users x 60k items ~25x faster per step
-            than dense Adam. Default False (dense Adam, as the defaults were tuned). Not with
-            `grad_clip`.
-        device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
     """
 
     name: ClassVar[str] = "mf"
@@ -160,30 +151,15 @@ class MF(TorchRecommender):
                  fold_in_reg: float = 1.0, sparse_updates: bool = False,
                  device: str = "auto") -> None:
         check_param("embedding_size", embedding_size, is_int(embedding_size, 1), "an integer ≥ 1")
-        check_param("epochs", epochs, is_int(epochs, 1), "an integer ≥ 1")
-        check_param("batch_size", batch_size, is_int(batch_size, 1), "an integer ≥ 1")
-        check_param("learning_rate", learning_rate, is_number(learning_rate) and learning_rate > 0,
-                    "a number > 0")
-        check_param("weight_decay", weight_decay, is_number(weight_decay) and weight_decay >= 0,
-                    "a number ≥ 0")
+        check_trainer_params(locals())
         check_param("reg", reg, is_number(reg) and reg >= 0, "a number ≥ 0")
         check_param("dropout", dropout, is_number(dropout) and 0 <= dropout < 1,
                     "a number in [0, 1)")
         check_param("sigmoid", sigmoid, isinstance(sigmoid, bool), "a bool")
         check_param("loss", loss, loss in LOSSES, f"one of {list(LOSSES)}")
         check_param("n_negatives", n_negatives, is_int(n_negatives, 1), "an integer ≥ 1")
-        check_param("patience", patience, patience is None or is_int(patience, 1),
-                    "an integer ≥ 1 or None")
-        check_param("grad_clip", grad_clip, grad_clip is None or (is_number(grad_clip) and
-                                                                 grad_clip > 0),
-                    "a number > 0 or None")
         check_param("fold_in_reg", fold_in_reg, is_number(fold_in_reg) and fold_in_reg > 0,
                     "a number > 0")
-        check_param("sparse_updates", sparse_updates, isinstance(sparse_updates, bool) and
-                    not (sparse_updates and grad_clip is not None),
-                    "a bool (and False when grad_clip is set)")
-        check_param("device", device, isinstance(device, str) and is_device(device),
-                    '"auto", "cpu", "cuda" or "cuda:<n>"')
         self.embedding_size = embedding_size
         self.epochs = epochs
         self.batch_size = batch_size
@@ -283,3 +259,25 @@ class MF(TorchRecommender):
             z = lo + (hi - lo) / (1 + np.exp(-z))
         return z.astype(np.float32)
 
+
+    # --- dot-product vectors (movierec.ann) -----------------------------------------------------
+    def dot_vectors(self) -> DotVectors:
+        """The scores as output(μ + b_u + b_i + p_u · q_i) (`movierec.ranking.DotVectors`), so
+        that `movierec.ann.ANNIndex` can index this model; SVD++'s module puts its implicit sum
+        into p_u. The output is the module's own (the identity, or the scaled sigmoid)."""
+        self._check_fitted()
+        with self._eval() as module:
+            device = self.device_
+            terms = module.user_terms(torch.arange(self.n_users, device=device))
+            items, b_i = module.item_terms(torch.arange(self.n_items, device=device))
+            p, b_u = terms[0], terms[1]
+            output = None
+            if getattr(module, "scale", None) is not None:
+                def output(z: np.ndarray) -> np.ndarray:
+                    with torch.no_grad():
+                        x = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
+                        return module.output(x.to(device)).cpu().numpy()
+            return DotVectors(users=p.float().cpu().numpy(), items=items.float().cpu().numpy(),
+                              user_offset=(b_u.float().cpu().numpy()
+                                           + np.float32(float(module.offset))),
+                              item_bias=b_i.float().cpu().numpy(), output=output)

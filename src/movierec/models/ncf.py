@@ -41,9 +41,8 @@ data, pass about 6 epochs for NeuMF on ratings.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import Any, ClassVar, Self
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -54,19 +53,17 @@ from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Choice, Float, Int, SearchSpace
 from movierec.random import RNGLike, as_generator, derive_seed
-from movierec.train import (
+from movierec.training import (
     LOSSES,
     NegativeSampler,
+    Stage,
     TorchRecommender,
-    Trainer,
     bce_loss,
     bpr_loss,
-    is_device,
+    check_trainer_params,
     iterate_batches,
     mse_loss,
-    resolve_device,
     scaled_logit,
-    seeded_torch,
 )
 
 __all__ = ["GMF", "MLP", "NCFModule", "NeuMF", "item_feature_matrix"]
@@ -422,24 +419,16 @@ class GMF(_NCF):
     Scoring a block of users against every item is one matrix product (p_u ⊙ h) Qᵀ. Objectives,
     unknown ids, item side input and the choice of defaults are described in the module docstring.
 
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch
+    is ratings (positives, each with its `n_negatives` for bce/bpr).
+
     Args:
         embedding_size: width of p_u and q_i (default 64, ≥ 1).
         dropout: dropout probability on p_u ⊙ q_i during training (default 0.0, in [0, 1)).
-        epochs: maximum passes over the training ratings (default 20, ≥ 1).
-        batch_size: ratings (positives) per Adam step (default 1024, ≥ 1).
-        learning_rate: Adam step size (default 1e-3, > 0).
-        weight_decay: Adam weight decay on every parameter (default 1e-5, ≥ 0).
         loss: "mse" (ratings), "bce" or "bpr" (ranking with sampled negatives). Default "mse".
         n_negatives: sampled unseen items per positive for bce/bpr (default 4, as in the paper).
         scale_ratings: with "mse", fit ratings scaled to [0, 1] through a sigmoid output and
             predict on the original scale (default False).
-        patience: epochs without validation improvement before stopping, when `fit` gets
-            `valid` (default 3; None: never stop early).
-        grad_clip: maximum global gradient norm (default None: no clipping).
-        sparse_updates: update only the embedding rows each batch touches (`LazyAdam`, see
-            `movierec.optim`), so a step's cost follows the batch, not the tables (large
-            catalogs); default False (dense Adam). Not with `grad_clip`.
-        device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
         item_features: "none", "genres" or "genres+tags" item side input (default "none").
         n_tags: tag columns with "genres+tags": the most used training tags (default 100, ≥ 1).
     """
@@ -473,26 +462,18 @@ class MLP(_NCF):
     first layer, W_1 [p; q] = W_1ᵘ p + W_1ⁱ q, and broadcasts the sum over users × items.
     Objectives, unknown ids and item side input are described in the module docstring.
 
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch
+    is ratings (positives, each with its `n_negatives` for bce/bpr).
+
     Args:
         embedding_size: width of p_u and q_i (default 64, ≥ 1).
         layers: ReLU layer widths, a tuple or list stored unchanged (default (128, 64, 32)).
         dropout: dropout probability after every ReLU layer during training (default 0.0; the
             paper uses none).
-        epochs: maximum passes over the training ratings (default 20, ≥ 1).
-        batch_size: ratings (positives) per Adam step (default 1024, ≥ 1).
-        learning_rate: Adam step size (default 1e-3, > 0).
-        weight_decay: Adam weight decay on every parameter (default 1e-5, ≥ 0).
         loss: "mse" (ratings), "bce" or "bpr" (ranking with sampled negatives). Default "mse".
         n_negatives: sampled unseen items per positive for bce/bpr (default 4, as in the paper).
         scale_ratings: with "mse", fit ratings scaled to [0, 1] through a sigmoid output and
             predict on the original scale (default False).
-        patience: epochs without validation improvement before stopping, when `fit` gets
-            `valid` (default 3; None: never stop early).
-        grad_clip: maximum global gradient norm (default None: no clipping).
-        sparse_updates: update only the embedding rows each batch touches (`LazyAdam`, see
-            `movierec.optim`), so a step's cost follows the batch, not the tables (large
-            catalogs); default False (dense Adam). Not with `grad_clip`.
-        device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
         item_features: "none", "genres" or "genres+tags" item side input (default "none").
         n_tags: tag columns with "genres+tags": the most used training tags (default 100, ≥ 1).
     """
@@ -535,7 +516,12 @@ class NeuMF(_NCF):
     at `finetune_learning_rate`. The paper switches to plain SGD for this stage; a small Adam
     step serves the same purpose (stay near the pre-trained solution) without a second
     optimizer in the Trainer. The branches' histories are kept in `pretrain_history_`. With
-    `resume=True` the branches are refitted before the NeuMF checkpoint is loaded.
+    `resume=True` the branches are refitted before the NeuMF checkpoint is loaded. `epochs`,
+    `patience` and the other trainer parameters apply to each of the three fits;
+    `learning_rate` is the branches' step size.
+
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch
+    is ratings (positives, each with its `n_negatives` for bce/bpr).
 
     Args:
         embedding_size: width of every embedding (default 64, ≥ 1).
@@ -543,21 +529,10 @@ class NeuMF(_NCF):
             the first layer reads 2 × embedding_size.
         dropout: dropout probability on φ^GMF and after every ReLU layer during training
             (default 0.0).
-        epochs: maximum passes over the training ratings, per stage (default 20, ≥ 1).
-        batch_size: ratings (positives) per Adam step (default 1024, ≥ 1).
-        learning_rate: Adam step size; with `pretrain`, that of the branches (default 1e-3).
-        weight_decay: Adam weight decay on every parameter (default 1e-5, ≥ 0).
         loss: "mse" (ratings), "bce" or "bpr" (ranking with sampled negatives). Default "mse".
         n_negatives: sampled unseen items per positive for bce/bpr (default 4, as in the paper).
         scale_ratings: with "mse", fit ratings scaled to [0, 1] through a sigmoid output and
             predict on the original scale (default False).
-        patience: epochs without validation improvement before stopping, when `fit` gets
-            `valid` (default 3; None: never stop early).
-        grad_clip: maximum global gradient norm (default None: no clipping).
-        sparse_updates: update only the embedding rows each batch touches (`LazyAdam`, see
-            `movierec.optim`), so a step's cost follows the batch, not the tables (large
-            catalogs); default False (dense Adam). Not with `grad_clip`.
-        device: "auto" (cuda when available), "cpu", "cuda", "cuda:1"... (default "auto").
         item_features: "none", "genres" or "genres+tags" item side input (default "none").
         n_tags: tag columns with "genres+tags": the most used training tags (default 100, ≥ 1).
         pretrain: fit GMF and MLP first and start from them (default False).
@@ -589,24 +564,17 @@ class NeuMF(_NCF):
                  finetune_learning_rate: float = 1e-4) -> None:
         self._set_params(_arguments(locals()))
 
-    def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
-            progress: bool = True, checkpoint_dir: str | Path | None = None,
-            resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None
-            ) -> Self:
-        """Train NeuMF (after fitting its GMF and MLP branches when `pretrain`); returns self.
+    def pretraining(self, train: Dataset, valid: Dataset | None, *, rng: RNGLike,
+                    progress: bool) -> int:
+        """With `pretrain`, fit the GMF and MLP branches (the Trainer's pre-training hook).
 
-        Args:
-            train: training data.
-            valid: optional validation data for early stopping (of the branches too).
-            rng: seed or Generator; the same seed gives the same weights on CPU.
-            progress: show progress bars (only on terminals).
-            checkpoint_dir: write last.safetensors + last.json there after every NeuMF epoch.
-            resume: continue from the checkpoint in `checkpoint_dir` when there is one.
-            on_epoch: called with each NeuMF (fine-tuning) epoch's record; see `Trainer`.
+        Three seeds are drawn from `rng`: the GMF's, the MLP's and NeuMF's own (returned).
+        The branches see the same data and `valid`; with `resume=True` they are refitted
+        before the NeuMF checkpoint is loaded.
         """
+        self._branches: tuple[GMF, MLP] | None = None
         if not self.pretrain:
-            return super().fit(train, valid, rng=rng, progress=progress,
-                               checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
+            return super().pretraining(train, valid, rng=rng, progress=progress)
         gen = as_generator(rng)
         seeds = [derive_seed(gen) for _ in range(3)]
         shared = {k: v for k, v in self.params().items()
@@ -618,25 +586,23 @@ class NeuMF(_NCF):
         # Kept for inspection only: not learned state of NeuMF, so never saved.
         self._branches = (gmf, mlp)
         self.pretrain_history_ = {"gmf": gmf.history_, "mlp": mlp.history_}
-        # TorchRecommender.fit, with the pre-trained start and the fine-tuning step size.
-        self._setup(train)
-        self._prepare(train)
-        self.device_ = resolve_device(self.device)
-        generator = torch.Generator().manual_seed(seeds[2])
-        with seeded_torch(generator, self.device_):
-            module = self.build_module()
+        return seeds[2]
+
+    def initialize_module(self, module: nn.Module) -> None:
+        """After pre-training, start from the branches (`NCFModule.load_pretrained`)."""
+        if self._branches is None:
+            return
+        gmf, mlp = self._branches
+        assert isinstance(module, NCFModule)
         assert isinstance(gmf.module_, NCFModule) and isinstance(mlp.module_, NCFModule)
         module.load_pretrained(gmf.module_.cpu(), mlp.module_.cpu(), alpha=0.5)
         gmf.module_.to(gmf.device_)
         mlp.module_.to(mlp.device_)
-        self.module_ = module.to(self.device_)
-        trainer = Trainer(epochs=self.epochs, learning_rate=self.finetune_learning_rate,
-                          weight_decay=self.weight_decay, patience=self.patience,
-                          grad_clip=self.grad_clip, progress=progress,
-                          checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch,
-                          sparse_updates=self.sparse_updates)
-        trainer.fit(self, train, valid, generator)
-        return self
+
+    def training_stages(self) -> list[Stage]:
+        """One stage of `epochs`; after pre-training at `finetune_learning_rate`."""
+        rate = self.finetune_learning_rate if self.pretrain else None
+        return [Stage(epochs=self.epochs, learning_rate=rate)]
 
 
 def _arguments(frame: dict[str, Any]) -> dict[str, Any]:
@@ -647,24 +613,15 @@ def _arguments(frame: dict[str, Any]) -> dict[str, Any]:
 # --- validation ----------------------------------------------------------------------------------
 def _check_params(p: dict[str, Any]) -> None:
     """ValueError naming the first invalid hyper-parameter in `p` (only those present)."""
+    check_trainer_params(p)
     checks: dict[str, tuple[Any, str]] = {
         "embedding_size": (lambda x: is_int(x, 1), "an integer ≥ 1"),
         "layers": (lambda x: isinstance(x, tuple | list) and len(x) > 0
                    and all(is_int(w, 1) for w in x), "a non-empty tuple or list of integers ≥ 1"),
         "dropout": (lambda x: is_number(x) and 0 <= x < 1, "a number in [0, 1)"),
-        "epochs": (lambda x: is_int(x, 1), "an integer ≥ 1"),
-        "batch_size": (lambda x: is_int(x, 1), "an integer ≥ 1"),
-        "learning_rate": (lambda x: is_number(x) and x > 0, "a number > 0"),
-        "weight_decay": (lambda x: is_number(x) and x >= 0, "a number ≥ 0"),
         "loss": (lambda x: x in LOSSES, f"one of {list(LOSSES)}"),
         "n_negatives": (lambda x: is_int(x, 1), "an integer ≥ 1"),
         "scale_ratings": (lambda x: isinstance(x, bool), "a bool"),
-        "patience": (lambda x: x is None or is_int(x, 1), "an integer ≥ 1 or None"),
-        "grad_clip": (lambda x: x is None or (is_number(x) and x > 0), "a number > 0 or None"),
-        "sparse_updates": (lambda x: isinstance(x, bool) and not (x and p.get("grad_clip")),
-                           "a bool (and False when grad_clip is set)"),
-        "device": (lambda x: isinstance(x, str) and is_device(x),
-                   '"auto", "cpu", "cuda" or "cuda:<n>"'),
         "item_features": (lambda x: x in ITEM_FEATURES, f"one of {list(ITEM_FEATURES)}"),
         "n_tags": (lambda x: is_int(x, 1), "an integer ≥ 1"),
         "pretrain": (lambda x: isinstance(x, bool), "a bool"),

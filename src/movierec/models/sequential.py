@@ -32,12 +32,12 @@ from movierec.data.dataset import Dataset
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Choice, Float, Int, SearchSpace
-from movierec.train import (
+from movierec.training import (
     NegativeSampler,
     TorchRecommender,
     bce_loss,
     bpr_loss,
-    is_device,
+    check_trainer_params,
     iterate_batches,
     mse_loss,
 )
@@ -367,20 +367,10 @@ def _check_common(max_len: int, dropout: float, epochs: int, batch_size: int,
                   patience: int | None, grad_clip: float | None, device: str) -> None:
     check_param("max_len", max_len, is_int(max_len, 1), "an integer ≥ 1")
     check_param("dropout", dropout, is_number(dropout) and 0 <= dropout < 1, "a number in [0, 1)")
-    check_param("epochs", epochs, is_int(epochs, 1), "an integer ≥ 1")
-    check_param("batch_size", batch_size, is_int(batch_size, 1), "an integer ≥ 1")
-    check_param("learning_rate", learning_rate, is_number(learning_rate) and learning_rate > 0,
-                "a number > 0")
-    check_param("weight_decay", weight_decay, is_number(weight_decay) and weight_decay >= 0,
-                "a number ≥ 0")
     check_param("n_negatives", n_negatives, is_int(n_negatives, 1), "an integer ≥ 1")
-    check_param("patience", patience, patience is None or is_int(patience, 1),
-                "an integer ≥ 1 or None")
-    check_param("grad_clip", grad_clip,
-                grad_clip is None or (is_number(grad_clip) and grad_clip > 0),
-                "a number > 0 or None")
-    check_param("device", device, isinstance(device, str) and is_device(device),
-                '"auto", "cpu", "cuda" or "cuda:<n>"')
+    check_trainer_params({"epochs": epochs, "batch_size": batch_size,
+                          "learning_rate": learning_rate, "weight_decay": weight_decay,
+                          "patience": patience, "grad_clip": grad_clip, "device": device})
 
 
 class LSTMRec(_Sequential):
@@ -399,6 +389,9 @@ class LSTMRec(_Sequential):
     With `loss="mse"` it fits r̂ = μ + q_t · e'_i + b_i, the rating of the next item given the
     prefix (early stopping on RMSE).
 
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch
+    is sequence windows.
+
     Args:
         embedding_size: item (and user) embedding size (default 64, ≥ 1).
         hidden_size: LSTM state size (default 128, ≥ 1).
@@ -407,13 +400,6 @@ class LSTMRec(_Sequential):
         max_len: latest interactions kept as context and training window length (default 50).
         loss: "bce" (default), "bpr" or "mse".
         n_negatives: sampled unseen items per position for bce/bpr (default 1, ≥ 1).
-        epochs: maximum passes (default 30, ≥ 1).
-        batch_size: sequence windows per Adam step (default 128, ≥ 1).
-        learning_rate: Adam step size (default 1e-3, > 0).
-        weight_decay: Adam weight decay (default 0, ≥ 0).
-        patience: epochs without validation improvement before stopping (default 3; None: never).
-        grad_clip: maximum global gradient norm (default 5.0; None: no clipping).
-        device: "auto", "cpu", "cuda", "cuda:1"... (default "auto").
     """
 
     name: ClassVar[str] = "lstm"
@@ -478,6 +464,9 @@ class SASRec(_Sequential):
     `max_len` training items once and multiplies F_last by every item embedding; an unknown user
     gets the empty (all-padding) context. SASRec ranks: it does not predict ratings.
 
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch
+    is sequence windows.
+
     Args:
         embedding_size: d (default 64, ≥ 1, divisible by n_heads).
         n_layers: self-attention blocks (default 2, ≥ 1).
@@ -486,13 +475,6 @@ class SASRec(_Sequential):
         max_len: latest interactions kept as context and training window length (default 50).
         loss: "bce" (default, the paper's) or "bpr".
         n_negatives: sampled unseen items per position (default 1, ≥ 1).
-        epochs: maximum passes (default 30, ≥ 1).
-        batch_size: sequence windows per Adam step (default 128, ≥ 1).
-        learning_rate: Adam step size (default 1e-3, > 0).
-        weight_decay: Adam weight decay (default 0, ≥ 0).
-        patience: epochs without validation improvement before stopping (default 3; None: never).
-        grad_clip: maximum global gradient norm (default None: no clipping).
-        device: "auto", "cpu", "cuda", "cuda:1"... (default "auto").
     """
 
     name: ClassVar[str] = "sasrec"

@@ -266,9 +266,9 @@ class SVD(Recommender):
         return self.item_factors_
 
     def dot_vectors(self) -> Any:
-        """The scores as a dot product (`movierec.ann.DotVectors`): p_u · q_i + b_i, offset
+        """The scores as a dot product (`movierec.ranking.DotVectors`): p_u · q_i + b_i, offset
         μ + b_u; lets `movierec.ann.ANNIndex` index this model."""
-        from movierec.ann import DotVectors
+        from movierec.ranking import DotVectors
 
         self._check_fitted()
         return DotVectors(users=self.user_factors_, items=self.item_factors_,

@@ -2,7 +2,8 @@
 
 Built only by the factory `create_app(model, catalog, meta)` (or `app_from_folder(path)`): no
 app exists at import time and nothing is read from the environment. The OpenAPI schema is at
-/openapi.json and its pages at /docs.
+/openapi.json and its pages at /docs (Swagger UI) and /redoc, served from local files so that
+they work offline.
 
 This module deliberately has no `from __future__ import annotations`: FastAPI reads the
 endpoint signatures at run time, and the request class of POST /recommendations is built per
@@ -19,11 +20,13 @@ import anyio.to_thread
 import pandas as pd
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from movierec import __version__
 from movierec.errors import MovieRecError, UnknownIdError
+from movierec.explain import MIN_SUPPORT, SHRINKAGE
 from movierec.models.base import Recommender
 from movierec.serve.engine import Engine, InvalidRequestError
 from movierec.serve.guard import BodyLimits, ModelTimeoutError, run_model_work
@@ -119,6 +122,8 @@ def create_app(model: Recommender, catalog: pd.DataFrame | None = None,
         rating_min=scale[0] if scale else None, rating_max=scale[1] if scale else None,
         max_k=max_k, max_ratings=max_ratings)
     app = FastAPI(
+        docs_url=None,  # served by `_add_docs` from local files, not from a CDN
+        redoc_url=None,
         title="movierec",
         version=__version__,
         summary="Movie recommendations from one saved model (GET /model says which)",
@@ -132,6 +137,7 @@ def create_app(model: Recommender, catalog: pd.DataFrame | None = None,
     app.add_middleware(BodyLimits, max_bytes=max_body_bytes, timeout=read_timeout)
     _add_error_handlers(app)
     _add_routes(app, body_model, request_timeout)
+    _add_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -225,7 +231,9 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
                              exclude_seen: Annotated[bool, Query(
                                  description="Leave out movies the user rated in training."
                              )] = True, genres: Genres = None) -> dict[str, Any]:
-        """Top-k movies for a user of the training data, with "because you liked"."""
+        """Top-k movies for a user of the training data, with "because you liked": the movies
+        of the user's training ratings that support each recommendation most, among those the
+        user liked (rated 4 or more, or above their own mean rating)."""
         return await work(lambda e: e.recommend_user(
             user_id, k, exclude_seen=exclude_seen, genres=_split_genres(genres)))
 
@@ -234,7 +242,8 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
     async def recommend_new(
             body: body_model) -> dict[str, Any]:  # pyright: ignore[reportInvalidTypeForm]
         """Top-k movies for a new user from posted ratings, folded into the model (no
-        retraining); popularity when no posted movie is known to the model."""
+        retraining); popularity when no posted movie is known to the model. "Because you liked"
+        cites only posted movies rated 4 or more or above the posted ratings' mean."""
         ratings = body.ratings
         items, values = [r.item for r in ratings], [r.rating for r in ratings]
         return await work(lambda e: e.recommend_new(
@@ -245,14 +254,82 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
     async def search(q: Annotated[str, Query(min_length=1, max_length=200,
                                              description="Part of a title, e.g. toy.")],
                      limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
-        """Movies whose title contains `q` (case- and accent-insensitive)."""
+        """Movies whose title contains `q`, ignoring case, accents, punctuation and where the
+        article stands ("the godfather" finds "Godfather, The"); exact titles first, then titles
+        that start with `q`, then the most rated."""
         return await work(lambda e: e.search(q, limit))
 
     @app.get("/movies/{item_id}/similar", response_model=SimilarResponse, responses=_ERRORS,
              tags=["movies"])
-    async def similar(item_id: ItemId, k: KParam = 10) -> dict[str, Any]:
-        """The k movies most similar to a movie in the model's item space."""
-        return await work(lambda e: e.similar(item_id, k))
+    async def similar(item_id: ItemId, k: KParam = 10,
+                      min_support: Annotated[int, Query(
+                          ge=0, le=ID_MAX, description="Leave out movies with fewer training "
+                          f"ratings (default {MIN_SUPPORT}).")] = MIN_SUPPORT,
+                      shrinkage: Annotated[float, Query(
+                          ge=0, le=1e9, description="λ of the shrinkage n / (n + λ) of each "
+                          "similarity by the movie's number of training ratings n (default "
+                          f"{SHRINKAGE:g}; 0: none).")] = SHRINKAGE) -> dict[str, Any]:
+        """The k movies most similar to a movie, in the model's own terms (EASE's weights,
+        ItemKNN's neighbourhoods, else the cosine of item vectors or co-occurrence), not
+        dominated by movies that only a few users rated."""
+        return await work(lambda e: e.similar(item_id, k, min_support=min_support,
+                                              shrinkage=shrinkage))
+
+
+# --- API docs -------------------------------------------------------------------------------
+DOCS_ASSETS = "/docs-assets"
+
+
+def _docs_assets_dir() -> FsPath | None:
+    """The folder of Swagger UI's and ReDoc's files shipped by `fastapi-offline` (serve extra)."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    folder = FsPath(fastapi_offline.__file__).parent / "static"
+    needed = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+    return folder if all((folder / name).is_file() for name in needed) else None
+
+
+def _add_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from files served by this app, so they work offline.
+
+    FastAPI's own pages load their scripts from a CDN and stay blank without internet. The
+    assets come from the `fastapi-offline` package (in the `serve` extra); without it the pages
+    fall back to FastAPI's CDN links, with a warning.
+    """
+    assets = _docs_assets_dir()
+    openapi_url = app.openapi_url or "/openapi.json"
+    if assets is None:
+        logger.warning("fastapi-offline is not installed: /docs and /redoc load Swagger UI and "
+                       "ReDoc from a CDN (pip install 'movierec[serve]' to serve them locally)")
+    else:
+        app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    title = f"{app.title} {app.version} API"
+
+    def local(name: str, cdn: str) -> dict[str, str]:
+        return {} if assets is None else {cdn: f"{DOCS_ASSETS}/{name}"}
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        urls = {**local("swagger-ui-bundle.js", "swagger_js_url"),
+                **local("swagger-ui.css", "swagger_css_url"),
+                **local("favicon.png", "swagger_favicon_url")}
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url, title=f"{title} — Swagger UI",
+            # No online validator badge: it would call validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None},
+            **{key: root + url for key, url in urls.items()})
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        urls = {**local("redoc.standalone.js", "redoc_js_url"),
+                **local("favicon.png", "redoc_favicon_url")}
+        return get_redoc_html(openapi_url=root + openapi_url, title=f"{title} — ReDoc",
+                              with_google_fonts=False,
+                              **{key: root + url for key, url in urls.items()})
 
 
 # --- errors ---------------------------------------------------------------------------------

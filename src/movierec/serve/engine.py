@@ -2,42 +2,47 @@
 
 Everything derived from the artifact is computed once, when the engine is built: the catalog
 aligned to the model's item codes (JSON-ready movie records), genre masks, popularity (the
-tie-breaker and the no-history fallback), search keys, and the model's own lazy caches (item
+search order and the no-history fallback), search keys, and the model's own lazy caches (item
 neighbourhoods, unit item vectors, user rows), which are warmed so that no request builds them.
 A request then costs one score vector (the user's row, or a fold-in), one masked top-k and one
 small similarity block for the explanations, all vectorized over items.
+
+Ranking is not done here: a training user's list is the model's own `top_k_codes` (the kernel
+behind `Recommender.recommend`) with the genre filter as a candidate mask, and fold-in and
+similar-movie lists go through the same `movierec.ranking.rank_block`. So the service and
+`model.recommend` give the same items in the same order (ties to the lower item code); the
+engine adds only presentation (titles, predicted ratings, explanations).
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from movierec.data.search import TitleIndex
 from movierec.errors import MovieRecError, UnknownIdError
-from movierec.explain import item_similarity
+from movierec.explain import (
+    MIN_SUPPORT,
+    SHRINKAGE,
+    item_similarity,
+    liked_codes,
+    liked_mask,
+    similar_scores,
+    supports,
+)
 from movierec.fold_in import fold_in, fold_in_method
 from movierec.models.base import Recommender
 from movierec.models.baseline import item_popularity
+from movierec.ranking import rank_block
 
 __all__ = ["Engine", "InvalidRequestError"]
-
-_ARTICLE = re.compile(r"^(?P<name>.*), (?P<article>the|a|an|les|la|le|il|das|der|die|el)"
-                      r"(?P<rest>\s*\(\d{4}\))?\s*$")
 
 
 class InvalidRequestError(MovieRecError, ValueError):
     """A well-formed request asks for something impossible (e.g. an unknown genre): HTTP 422."""
-
-
-def _fold(text: str) -> str:
-    """Lower case without accents, so that "amelie" finds "Amélie"."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 class Engine:
@@ -102,12 +107,7 @@ class Engine:
         if len(flat):
             rows = pd.Categorical(flat.to_numpy(), categories=names).codes
             self.genre_masks[rows, flat.index.to_numpy(dtype=np.int64)] = True
-        keys = pd.Series([_fold(t) for t in titles], dtype="string")
-        moved = keys.str.replace(_ARTICLE, lambda m: f"{m['article']} {m['name']}"
-                                 f"{m['rest'] or ''}", regex=True)
-        self._search_keys = keys
-        self._search_moved = moved
-        self._search_bare = moved.str.replace(r"\s*\(\d{4}\)\s*$", "", regex=True)
+        self._titles_index = TitleIndex(titles, self.popularity)
 
     def _warm(self) -> None:
         """Build every lazy cache of the model now, so that requests only read them."""
@@ -196,49 +196,32 @@ class Engine:
         """Item codes a training user rated."""
         return self.seen.indices[self.seen.indptr[code]:self.seen.indptr[code + 1]]
 
-    # --- ranking --------------------------------------------------------------------------------
-    def top(self, scores: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
-            mask: np.ndarray | None = None) -> np.ndarray:
-        """Codes of the k best items, best first; ties go to the more popular, then lower code.
-
-        Args:
-            scores: float scores [n_items] (modified in place: a private copy is expected).
-            k: list length (fewer come back when fewer items are allowed).
-            exclude: item codes never to return.
-            mask: bool [n_items], only True items may be returned.
-        """
-        scores[np.isnan(scores)] = -np.inf
-        if exclude is not None and len(exclude):
-            scores[exclude] = -np.inf
-        if mask is not None:
-            scores[~mask] = -np.inf
-        n_ok = int(np.count_nonzero(scores > -np.inf))
-        kk = min(k, n_ok)
-        if kk == 0:
-            return np.empty(0, dtype=np.int64)
-        kth = np.partition(scores, len(scores) - kk)[len(scores) - kk]
-        cand = np.flatnonzero(scores >= kth)
-        order = np.lexsort((cand, -self.popularity[cand], -scores[cand]))[:kk]
-        return cand[order]
+    # --- ranking (the model's kernel) -----------------------------------------------------------
+    @staticmethod
+    def _listed(ranked: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(codes int64, scores float32) of the one row of a `rank_block`/`top_k_codes` result,
+        without the -1 padding."""
+        cols, vals = ranked
+        keep = cols[0] >= 0
+        return cols[0][keep].astype(np.int64), vals[0][keep]
 
     def explain(self, codes: np.ndarray, history: np.ndarray) -> list[list[dict[str, Any]]]:
-        """For each recommended code, the most similar history items (positive similarity)."""
+        """For each recommended code, the `history` items that support it most (positive
+        similarity); `history` holds the movies the user liked (see `movierec.explain`)."""
         n = self.n_explanations
         if len(history) == 0 or len(codes) == 0 or n == 0:
             return [[] for _ in range(len(codes))]
-        sims = item_similarity(self.model, codes)[:, history]
-        order = np.argsort(-sims, axis=1, kind="stable")[:, :n]
-        vals = np.take_along_axis(sims, order, axis=1)
-        picks = history[order]
+        picks, vals = supports(self.model, codes, history, n)
         return [[{"item_id": self.movies[c]["item_id"], "title": self.titles[c],
                   "similarity": float(v)} for c, v in zip(row_c, row_v, strict=True) if v > 0]
                 for row_c, row_v in zip(picks.tolist(), vals.tolist(), strict=True)]
 
     def _cards(self, codes: np.ndarray, scores: np.ndarray, history: np.ndarray,
                predicted: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Cards of the ranked `codes`, whose scores are `scores` (aligned with `codes`)."""
         why = self.explain(codes, history)
         pred = [None] * len(codes) if predicted is None else [float(p) for p in predicted]
-        return [{**self.movies[c], "rank": r + 1, "score": float(scores[c]),
+        return [{**self.movies[c], "rank": r + 1, "score": float(scores[r]),
                  "predicted_rating": pred[r], "because_you_liked": why[r]}
                 for r, c in enumerate(codes.tolist())]
 
@@ -248,16 +231,16 @@ class Engine:
         """Top-k for a training user, with titles and "because you liked"."""
         code = self.user_code(user_id)
         mask = self.genre_mask(genres)
-        raw = np.asarray(self.model._score(np.array([code], dtype=np.int64))[0],
-                         dtype=np.float32)
-        history = self.history_codes(code)
-        top = self.top(raw.copy(), k, exclude=history if exclude_seen else None, mask=mask)
+        top, scores = self._listed(self.model.top_k_codes(
+            np.array([code], dtype=np.int64), k, exclude_seen=exclude_seen, candidates=mask))
+        # "Because you liked" cites only the movies the user liked (movierec.explain.liked_mask).
+        liked = liked_codes(self.model, code)
         predicted = None
         if self.model.rates and len(top):
             predicted = self.model._predict(np.full(len(top), code, dtype=np.int64), top)
         return {"user_id": user_id, "model": self.model.name, "k": k,
                 "exclude_seen": exclude_seen, "genres": genres or None,
-                "recommendations": self._cards(top, raw, history, predicted)}
+                "recommendations": self._cards(top, scores, liked, predicted)}
 
     def recommend_new(self, items: list[int], ratings: list[float], k: int = 10, *,
                       exclude_rated: bool = True, genres: list[str] | None = None
@@ -266,42 +249,39 @@ class Engine:
         mask = self.genre_mask(genres)
         result = fold_in(self.model, np.asarray(items, dtype=np.int64),
                          np.asarray(ratings, dtype=np.float64))
-        raw = result.scores
-        top = self.top(raw.copy(), k, exclude=result.item_codes if exclude_rated else None,
-                       mask=mask)
+        top, scores = self._listed(rank_block(
+            result.scores[None, :], k, exclude=result.item_codes if exclude_rated else None,
+            candidates=mask))
         r = result.ratings
-        # "Because you liked": the rated movies at or above the user's own mean rating.
-        liked = result.item_codes[r >= r.mean()] if len(r) else result.item_codes
+        # "Because you liked": the posted movies rated ≥ 4 or above the user's own mean.
+        liked = result.item_codes[liked_mask(np.zeros(len(r)), r)]
         if result.method == "popularity":
             liked = liked[:0]
         return {"model": self.model.name, "k": k, "method": result.method,
                 "used_ratings": len(result.item_codes),
                 "ignored_items": result.unknown_item_ids.tolist(), "genres": genres or None,
-                "recommendations": self._cards(top, raw, liked)}
+                "recommendations": self._cards(top, scores, liked)}
 
-    def similar(self, item_id: int, k: int = 10) -> dict[str, Any]:
-        """The k movies most similar to one movie, in the model's item space."""
+    def similar(self, item_id: int, k: int = 10, *, min_support: int = MIN_SUPPORT,
+                shrinkage: float = SHRINKAGE) -> dict[str, Any]:
+        """The k movies most similar to one movie, in the model's terms, leaving out movies
+        with fewer than `min_support` training ratings and shrinking the similarity by the
+        movie's ratings n, n / (n + shrinkage) (see `movierec.explain.similar_scores`)."""
         code = self.item_code(item_id)
-        sims = np.asarray(item_similarity(self.model, np.array([code]))[0], dtype=np.float32)
-        top = self.top(sims.copy(), k, exclude=np.array([code]))
+        sims = similar_scores(self.model, code, min_support=min_support, shrinkage=shrinkage)
+        top, values = self._listed(rank_block(sims[None, :], k, exclude=np.array([code])))
         return {"movie": self.movies[code], "k": k,
-                "similar": [{**self.movies[c], "rank": r + 1, "similarity": float(sims[c])}
+                "similar": [{**self.movies[c], "rank": r + 1, "similarity": float(values[r])}
                             for r, c in enumerate(top.tolist())]}
 
     def search(self, query: str, limit: int = 20) -> dict[str, Any]:
-        """Titles containing `query` (case- and accent-insensitive; "the godfather" finds
-        "Godfather, The"): exact titles first, then prefixes, then by popularity."""
-        q = _fold(query.strip())
-        if not q:
-            raise InvalidRequestError("q must contain a non-space character")
-        hit = (self._search_keys.str.contains(q, regex=False)
-               | self._search_moved.str.contains(q, regex=False)).to_numpy(dtype=bool)
-        codes = np.flatnonzero(hit)
-        exact = (self._search_bare.iloc[codes] == q).to_numpy(dtype=bool)
-        prefix = (self._search_moved.iloc[codes].str.startswith(q)
-                  | self._search_keys.iloc[codes].str.startswith(q)).to_numpy(dtype=bool)
-        order = np.lexsort((codes, -self.popularity[codes], ~prefix, ~exact))[:limit]
-        picked = codes[order]
+        """Titles containing `query` (`movierec.data.search`: case, accents, punctuation and
+        articles ignored, "the godfather" finds "Godfather, The"): exact titles first, then
+        prefixes, then by popularity."""
+        try:
+            picked = self._titles_index.search(query, limit)  # movierec.data.search
+        except ValueError as exc:
+            raise InvalidRequestError(f"q: {exc}") from None
         return {"query": query, "results": [
             {**self.movies[c], "n_ratings": int(self.popularity[c])} for c in picked.tolist()]}
 

@@ -111,12 +111,15 @@ class Movie(BaseModel):
 
     item_id: int
     title: str
-    year: int | None
+    year: int | None = Field(description="The film's year (from its title; null if unknown).")
     genres: list[str]
 
 
 class Support(BaseModel):
-    """A movie of the user's history that supports a recommendation ("because you liked")."""
+    """A movie the user liked that supports a recommendation ("because you liked").
+
+    Only movies the user liked are cited: rated 4 or more, or above the user's own mean rating.
+    `similarity` is how much it supports the recommended movie in the model's terms."""
 
     item_id: int
     title: str
@@ -124,7 +127,8 @@ class Support(BaseModel):
 
 
 class Recommendation(Movie):
-    """One recommended movie: its rank, the model's score and the supporting history."""
+    """One recommended movie: its rank, the model's ranking score (not a rating), the predicted
+    rating where the model predicts ratings, and the liked movies that support it."""
 
     rank: int
     score: float
@@ -225,7 +229,8 @@ def _rating_help(lo: float | None, hi: float | None) -> str:
 
 
 class SimilarMovie(Movie):
-    """A movie similar to the asked one, in the model's item space."""
+    """A movie similar to the asked one, in the model's terms; `similarity` is shrunk by the
+    movie's number of training ratings n, times n / (n + shrinkage)."""
 
     rank: int
     similarity: float

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from movierec.train import NegativeSampler
+from movierec.training import NegativeSampler
 
 __all__ = ["NeighborSampler", "PopularityNegativeSampler", "SampledGraph", "bipartite_degrees",
            "choose_distinct", "drop_edges", "normalized_adjacency", "propagate",

@@ -27,11 +27,12 @@ from movierec.models.graph._modules import (
     _lookup,
 )
 from movierec.models.space import Float, Int, SearchSpace
-from movierec.train import (
+from movierec.ranking import DotVectors
+from movierec.training import (
     NegativeSampler,
     TorchRecommender,
     bpr_loss,
-    is_device,
+    check_trainer_params,
     iterate_batches,
     mse_loss,
 )
@@ -49,16 +50,11 @@ def _check_common(embedding_size: object, n_layers: object, layer_range: tuple[i
     check_param("embedding_size", embedding_size, is_int(embedding_size, 1), "an integer ≥ 1")
     check_param("n_layers", n_layers, is_int(n_layers, lo) and n_layers <= hi,  # type: ignore
                 f"an integer in [{lo}, {hi}]")
-    check_param("epochs", epochs, is_int(epochs, 1), "an integer ≥ 1")
-    check_param("batch_size", batch_size, is_int(batch_size, 1), "an integer ≥ 1")
-    check_param("learning_rate", learning_rate,
-                is_number(learning_rate) and learning_rate > 0, "a number > 0")  # type: ignore
     check_param("reg", reg, is_number(reg) and reg >= 0, "a number ≥ 0")  # type: ignore
     check_param("n_negatives", n_negatives, is_int(n_negatives, 1), "an integer ≥ 1")
-    check_param("patience", patience, patience is None or is_int(patience, 1),
-                "an integer ≥ 1 or None")
-    check_param("device", device, isinstance(device, str) and is_device(device),
-                '"auto", "cpu", "cuda" or "cuda:<n>"')
+    check_trainer_params({"epochs": epochs, "batch_size": batch_size,
+                          "learning_rate": learning_rate, "patience": patience,
+                          "device": device})
 
 
 def _check_sampling(sampling: object, num_neighbors: object, negatives: object) -> None:
@@ -321,21 +317,19 @@ class LightGCN(_GraphRecommender):
     layers 1..K are the normalized sums of its items' trained layers, its E^(0) row is fitted by
     BPR on its items (`_score_history`).
 
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch
+    is (user, positive) pairs; learning_rate 5e-3 was better than 1e-3 on a validation
+    carve-out of ML-100K, where 2048-rating batches give few steps per epoch.
+
     Args:
         embedding_size: d (default 64).
         n_layers: K propagation layers (default 3, in [0, 8]).
-        epochs: maximum epochs (default 200; early stopping on validation NDCG@10).
-        batch_size: (user, positive) pairs per step (default 2048).
-        learning_rate: Adam step (default 5e-3: better than 1e-3 on a validation carve-out of
-            ML-100K, where 2048-rating batches give few steps per epoch).
         reg: λ of the L2 penalty on the batch's ego embeddings (default 1e-4).
         n_negatives: sampled unseen items per positive (default 1).
         negatives: "uniform" (default) or "popularity" (P ∝ count^0.75 among unseen items).
         sampling: "full" (default: every step propagates over the whole graph) or "neighbor"
             (mini-batches on `n_layers`-hop neighbour-sampled subgraphs, see `NeighborSampler`).
         num_neighbors: fanout per node and hop with sampling="neighbor" (default 10).
-        patience: epochs without validation improvement before stopping (default 10; None).
-        device: "auto", "cpu", "cuda"… (default "auto").
     """
 
     name: ClassVar[str] = "lightgcn"
@@ -380,6 +374,15 @@ class LightGCN(_GraphRecommender):
         assert isinstance(module, LightGCNModule)
         return self._dot_loss(module, batch)
 
+    def dot_vectors(self) -> DotVectors:
+        """The scores e_u · e_i of the propagated representations (`movierec.ranking.DotVectors`),
+        so that `movierec.ann.ANNIndex` can index this model."""
+        self._check_fitted()
+        with self._eval() as module:
+            users, items = module.final()  # type: ignore[operator]
+            return DotVectors(users=users.reshape(len(users), -1).float().cpu().numpy(),
+                              items=items.reshape(len(items), -1).float().cpu().numpy())
+
 
 class NGCF(_GraphRecommender):
     """Neural Graph Collaborative Filtering (Wang, He, Wang, Feng & Chua, SIGIR 2019).
@@ -395,6 +398,9 @@ class NGCF(_GraphRecommender):
     Fold-in of a new user runs its messages from the items' trained layers through the same
     W1/W2 layers and fits its ego row (and bias, with MSE) to its ratings (`_score_history`).
 
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch
+    is (user, positive) pairs.
+
     Args:
         embedding_size: d of every layer (default 64).
         n_layers: K in [1, 4] (default 3).
@@ -405,13 +411,8 @@ class NGCF(_GraphRecommender):
         sampling: "full" (default) or "neighbor" (neighbour-sampled subgraphs; node dropout then
             drops sampled edges).
         num_neighbors: fanout per node and hop with sampling="neighbor" (default 10).
-        epochs: maximum epochs (default 200).
-        batch_size: default 2048.
-        learning_rate: default 1e-3.
         reg: λ on the batch's ego embeddings (default 1e-5).
         n_negatives: default 1.
-        patience: default 10 (None: never stop early).
-        device: default "auto".
     """
 
     name: ClassVar[str] = "ngcf"
@@ -486,6 +487,22 @@ class NGCF(_GraphRecommender):
                  + _lookup(module.item_bias.weight, item_codes).squeeze(-1))
         return s
 
+    def dot_vectors(self) -> DotVectors:
+        """The scores e*_u · e*_i (plus μ + b_u + b_i with `loss="mse"`) as
+        `movierec.ranking.DotVectors`, so that `movierec.ann.ANNIndex` can index this model."""
+        self._check_fitted()
+        with self._eval() as module:
+            assert isinstance(module, NGCFModule)
+            users, items = module.final()  # type: ignore[misc]
+            vectors = DotVectors(users=users.reshape(len(users), -1).float().cpu().numpy(),
+                                 items=items.reshape(len(items), -1).float().cpu().numpy())
+            if self.loss != "mse":
+                return vectors
+            b_u = module.user_bias.weight.squeeze(-1).float().cpu().numpy()
+            b_i = module.item_bias.weight.squeeze(-1).float().cpu().numpy()
+            return DotVectors(users=vectors.users, items=vectors.items, item_bias=b_i,
+                              user_offset=b_u + np.float32(float(module.offset)))
+
 
 class AttnGraphRec(_GraphRecommender):
     """Attention-weighted graph recommender (the seed paper's hybrid of GCN and attention).
@@ -504,6 +521,9 @@ class AttnGraphRec(_GraphRecommender):
     Block scoring evaluates the attention for every pair, chunked to at most `pair_chunk` pairs
     at a time.
 
+    Trainer parameters (`movierec.training.TrainerParams`; defaults in the signature): a batch
+    is (user, positive) pairs.
+
     Args:
         embedding_size: d (default 64).
         n_layers: K (default 2, in [1, 6]).
@@ -514,9 +534,8 @@ class AttnGraphRec(_GraphRecommender):
         negatives: "uniform" (default) or "popularity" (BPR only).
         sampling: "full" (default) or "neighbor" (neighbour-sampled subgraphs).
         num_neighbors: fanout per node and hop with sampling="neighbor" (default 10).
-        epochs: default 50. batch_size: default 2048. learning_rate: default 1e-3.
         reg: λ on the batch's ego embeddings (default 1e-4).
-        n_negatives: default 1. patience: default 5. device: default "auto".
+        n_negatives: sampled negatives per positive with bpr (default 1).
     """
 
     name: ClassVar[str] = "attngraphrec"
