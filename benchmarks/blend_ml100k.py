@@ -3,10 +3,10 @@
 Members: bias, item- and user-kNN (explicit ratings, pearson_baseline, 40 neighbours,
 shrinkage 100), MF and FeatureNet (defaults), plus SVD++ and AutoRec (defaults) when
 `movierec.models.get_class` can import them: with torch installed, the members of the default
-`blend` (`movierec.models.blend.STRONG_MEMBERS`). The blend carves its ridge holdout (10%) out of its own training data; nothing
-is chosen on u1.test. With `--valid-size` > 0 a share of u1.base is set aside for the members'
-early stopping (as the other u1 benchmarks do); with 0 (default) every member trains on all of
-u1.base for its fixed number of epochs.
+`blend` (`movierec.models.blend.STRONG_MEMBERS`). The blend carves its ridge holdout (10%) out
+of its own training data; nothing is chosen on u1.test. With `--valid-size` > 0 a share of
+u1.base is set aside for the members' early stopping (as the other u1 benchmarks do); with 0
+(default) every member trains on all of u1.base for its fixed number of epochs.
 
 Prints a table (RMSE/MAE on u1.test per member and for the blend, fit seconds) and writes
 benchmarks/results/blend_ml100k.json atomically.

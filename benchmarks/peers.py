@@ -263,7 +263,7 @@ def ranking_models(quick: bool, lightgcn_epochs: int) -> list[tuple[str, Any]]:
     return [
         ("ease", lambda t: get("ease")),
         ("itemknn", lambda t: get("itemknn")),
-        ("ials", lambda t: get("ials", **({"iterations": 3} if quick else {}))),
+        ("ials", lambda t: get("ials", **({"epochs": 3} if quick else {}))),
         ("mf (bpr)", lambda t: get("mf", loss="bpr", device="cpu",
                                    **({"epochs": 3} if quick else {}))),
         ("lightgcn", lambda t: get("lightgcn", device="cpu",
@@ -409,7 +409,7 @@ def main() -> None:
             # numba.set_num_threads() starts it, and torch then ran 10-20x slower in this process.
             t0 = time.perf_counter()
             get("svd", epochs=1).fit(split.train, rng=args.seed, progress=False)
-            get("ials", iterations=1).fit(split.train, rng=args.seed, progress=False)
+            get("ials", epochs=1).fit(split.train, rng=args.seed, progress=False)
             report["numba_warmup_seconds"] = time.perf_counter() - t0
         if args.only != "ranking":
             print("rating models:", flush=True)

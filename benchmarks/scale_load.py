@@ -62,7 +62,7 @@ def peak_mib() -> float:
 
 def generate_worker(spec: str) -> None:
     """In a fresh process: write the synthetic release `spec` describes; print JSON."""
-    from movierec.data.synth import write_release_like
+    from movierec.data.synthetic import write_release_like
 
     info = json.loads(spec)
     c0 = time.process_time()

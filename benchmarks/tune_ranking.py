@@ -26,8 +26,8 @@ from movierec.data import load
 from movierec.evaluate import evaluate
 from movierec.io import atomic_write_text
 from movierec.models import get, get_class
-from movierec.split import make_split
-from movierec.tune import carve_validation, tune
+from movierec.split import carve_validation, make_split
+from movierec.tune import tune
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -84,7 +84,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             res = tune(name, fit_part, valid, metric=args.metric, trials=trials,
-                       timeout=args.timeout, seed=args.seed, relevance=args.relevance,
+                       timeout=args.timeout, rng=args.seed, relevance=args.relevance,
                        fixed=fixed, out=tmp, progress=True)
             minutes = (time.perf_counter() - t0) / 60
             frame = pd.read_csv(Path(tmp) / "trials.csv")

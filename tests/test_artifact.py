@@ -14,7 +14,7 @@ from movierec.models import get
 
 @pytest.fixture
 def saved(tiny, tmp_path):
-    model = get("itemknn", k=3).fit(tiny)
+    model = get("itemknn", n_neighbors=3).fit(tiny)
     path = model.save(tmp_path / "model")
     return model, path
 
@@ -22,7 +22,7 @@ def saved(tiny, tmp_path):
 def test_model_json_records_provenance(saved, tiny):
     model, path = saved
     meta = read_meta(path)
-    assert meta["model"] == "itemknn" and meta["params"]["k"] == 3
+    assert meta["model"] == "itemknn" and meta["params"]["n_neighbors"] == 3
     assert meta["train"]["fingerprint"] == tiny.fingerprint
     assert meta["format"] == 1 and len(meta["sha256"]["state.safetensors"]) == 64
     assert sorted(p.name for p in path.iterdir()) == ["model.json", "state.safetensors"]

@@ -26,7 +26,7 @@ def release(tmp_path_factory):
 def trained(release, tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "itemknn"
     result = runner.invoke(app, ["train", "--dataset", str(release), "--model", "itemknn",
-                                 "--param", "k=10", "--out", str(out), "--relevance", "0",
+                                 "--param", "n_neighbors=10", "--out", str(out), "--relevance", "0",
                                  "--no-progress"])
     assert result.exit_code == 0, result.output
     return out
@@ -34,7 +34,7 @@ def trained(release, tmp_path_factory):
 
 def test_train_writes_a_complete_artifact(trained):
     meta = read_meta(trained)
-    assert meta["model"] == "itemknn" and meta["params"]["k"] == 10
+    assert meta["model"] == "itemknn" and meta["params"]["n_neighbors"] == 10
     assert meta["split"]["name"] == "user-random" and meta["seed"] == 42
     assert 0 <= meta["metrics"]["ndcg@10"] <= 1 and meta["metrics"]["rmse"] > 0
     catalog = load_catalog(trained)

@@ -86,3 +86,15 @@ def test_mkdocs_nav_lists_exactly_the_pages_in_docs() -> None:
     assert len(listed) == len(set(listed)), "a page is listed twice in the nav"
     on_disk = {p.relative_to(docs_dir).as_posix() for p in docs_dir.rglob("*.md")}
     assert sorted(on_disk - set(listed)) == []
+
+
+def test_readme_and_model_pages_name_every_registered_model() -> None:
+    from movierec.models import available
+
+    names = available()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    counts = re.findall(r"--models all\s+# every registered model \((\d+)\)", readme)
+    assert counts == [str(len(names))], "the README's `--models all` comment gives another count"
+    overview = (DOCS / "models" / "index.md").read_text(encoding="utf-8")
+    assert [n for n in names if f"| `{n}` |" not in overview] == []
+    assert [n for n in names if f"`{n}`" not in readme] == []

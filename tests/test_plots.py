@@ -209,3 +209,78 @@ def test_user_card_lists_history_and_recommendations(bench, tmp_path):
     assert len(recs.texts) == 2 * 5 and len(history.texts) >= 2
     data = P.save_png(fig, tmp_path / "card.png")
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "card.png").read_bytes() == data
+
+
+# --- many models (a `--models all` benchmark) -------------------------------------------------
+MANY = ["mean", "bias", "pop", "userknn", "itemknn", "ease", "svd", "ials", "mf", "gmf", "mlp",
+        "neumf", "featurenet", "lstm", "sasrec", "ngcf", "lightgcn", "attngraphrec", "svdpp",
+        "autorec", "glocalk", "blend"]
+
+
+def test_model_colors_are_distinct_for_22_models():
+    from movierec.plots._base import model_colors
+
+    colors = model_colors(MANY)
+    assert len(set(colors.values())) == 22  # tab20 repeated mean/glocalk and bias/blend
+    assert colors["glocalk"] != colors["mean"] and colors["blend"] != colors["bias"]
+    assert list(model_colors(MODELS).values()) == ["#1f77b4", "#ff7f0e", "#2ca02c"]  # tab10
+
+
+@pytest.fixture(scope="module")
+def many(bench):
+    """22 models: the bench's runs and lists copied under every registry name."""
+    from movierec.benchmark import BenchmarkResult
+
+    result, split, lists = bench
+    runs = []
+    for j, name in enumerate(MANY):
+        source = MODELS[j % len(MODELS)]
+        for r in result.runs:
+            if r["model"] == source:
+                runs.append({**r, "model": name,
+                             "metrics": {m: v * (1 + j / 100) for m, v in r["metrics"].items()}})
+    many_result = BenchmarkResult(result.dataset, result.split, result.protocol, runs)
+    return many_result, split, {name: lists[MODELS[j % len(MODELS)]]
+                                for j, name in enumerate(MANY)}
+
+
+@pytest.mark.parametrize(("family", "n_metrics"), [("ranking", 7), ("beyond", 6)])
+def test_model_comparison_with_22_models_is_one_panel_per_metric(many, family, n_metrics):
+    result, _, _ = many
+    fig = P.model_comparison(result, family)
+    panels = [a for a in fig.axes if a.get_visible()]
+    assert len(panels) == n_metrics
+    FigureCanvasAgg(fig).draw()
+    for ax in panels:
+        bars = [p for c in ax.containers if hasattr(c, "patches") for p in c.patches]
+        assert len(bars) == 22 and len({tuple(b.get_facecolor()) for b in bars}) == 22
+    # the models are named once, on the shared y axis, first at the top; nothing overlaps
+    labels = panels[0].get_yticklabels()
+    assert [t.get_text() for t in labels] == MANY
+    boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: b.y0)
+    assert all(low.y1 <= high.y0 + 0.5 for low, high in zip(boxes, boxes[1:], strict=False))
+    assert panels[0].get_ylim()[0] > panels[0].get_ylim()[1]  # inverted: mean on top
+    titles = [a.get_title() for a in panels]
+    if family == "beyond":  # descriptions of the lists: no "better" arrow
+        assert not any("↑" in t or "↓" in t for t in titles), titles
+    else:
+        assert all(t.endswith("↑") for t in titles)
+
+
+def test_genre_distribution_with_22_models_is_a_table(many):
+    _, split, lists = many
+    (ax, _colorbar) = P.genre_distribution(split.train, lists, k=10).axes
+    (image,) = ax.images
+    assert image.get_array().shape == (len(split.train.genres), 2 + 22)
+    assert [t.get_text() for t in ax.get_xticklabels()][2:] == MANY
+    assert len(ax.texts) == len(split.train.genres) * 24  # every share written in its cell
+
+
+def test_genre_distribution_legend_is_outside_the_dots(bench):
+    _, split, lists = bench
+    fig = P.genre_distribution(split.train, lists, k=10)
+    (ax,) = fig.axes
+    FigureCanvasAgg(fig).draw()
+    legend, plot = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= plot.x1  # right of the axes: it no longer covers the upper genres
+    assert fig.bbox.x1 >= legend.x1  # and inside the figure

@@ -302,3 +302,25 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert all(f"<section id='{sid}'>" in page for sid in SECTIONS)
     assert "was given with the results" in page
+
+
+def test_results_table_bolds_a_best_only_where_better_is_defined():
+    from movierec.benchmark import BenchmarkResult
+    from movierec.report import _results
+
+    def metrics(ndcg: float, rmse: float, novelty: float, arp: float, cov: float) -> dict:
+        return {"ndcg@10": ndcg, "rmse": rmse, "novelty@10": novelty, "arp@10": arp,
+                "coverage@10": cov}
+
+    runs = [{"model": m, "seed": 1, "fit_seconds": 1.0, "recommend_seconds": 0.1,
+             "metrics": metrics(*values)} for m, values in (
+                 ("strong", (0.30, 0.90, 2.0, 300.0, 0.20)),
+                 ("weak", (0.01, 1.20, 9.0, 2.0, 0.95)),  # random-like: most novel, least popular
+                 ("middle", (0.20, 0.95, 4.0, 100.0, 0.50)))]
+    result = BenchmarkResult("synth", {"name": "random"}, {"k": [10]}, runs)
+    html = _results(result, 10)
+    best = re.findall(r"<td class='best'>([^<]+)</td>", html)
+    assert best == ["0.9", "0.3"]  # rmse (lower) and ndcg@10 (higher), both by "strong"
+    head = re.findall(r"<th>([^<]+)</th>", html)
+    assert "rmse ↓" in head and "ndcg@10 ↑" in head
+    assert {"novelty@10", "arp@10", "coverage@10"} <= set(head)  # no arrow: no better direction

@@ -224,7 +224,7 @@ def test_userknn_warns_when_the_similarity_will_take_long(
 ) -> None:
     monkeypatch.setattr("movierec.models.knn._SLOW_PAIRS", 0.0)
     with caplog.at_level(logging.WARNING, logger="movierec.models.knn"):
-        UserKNN(k=2).fit(tiny)
+        UserKNN(n_neighbors=2).fit(tiny)
     assert "pairs of co-rated values" in caplog.text and "itemknn multiplies" in caplog.text
 
 
@@ -236,7 +236,7 @@ def test_ease_refusal_names_the_memory_and_the_way_out() -> None:
     with pytest.raises(MovieRecError) as info:
         EASE().fit(Catalog())  # type: ignore[arg-type]
     msg = str(info.value)
-    assert "43.2 GB" in msg and "60,000 x 60,000" in msg and "max_memory_gb=4" in msg
+    assert "43.2 GB" in msg and "60,000 x 60,000" in msg and "max_memory_mb=4000" in msg
     assert "18,257 items" in msg and "min_item_ratings" in msg
 
 

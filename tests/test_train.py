@@ -136,12 +136,58 @@ def test_sparse_updates_refuse_grad_clip() -> None:
         MF(sparse_updates=True, grad_clip=1.0)
 
 
-def test_resume_without_checkpoint_trains_from_scratch(tmp_path: Path) -> None:
+def test_resume_without_checkpoint_is_an_error_unless_auto(tmp_path: Path) -> None:
     data = low_rank()
+    with pytest.raises(MovieRecError, match=r"--resume: no checkpoint in .*new"):
+        MF(**QUICK).fit(data, rng=1, progress=False, checkpoint_dir=tmp_path / "new",
+                        resume=True)
+    # "auto" (what automated runners use) starts over when there is nothing to resume.
     a = MF(**QUICK).fit(data, rng=1, progress=False)
     b = MF(**QUICK).fit(data, rng=1, progress=False, checkpoint_dir=tmp_path / "new",
-                        resume=True)
+                        resume="auto")
     assert_same_weights(a, b)
+    assert b.resumed_from_epoch_ is None and a.resumed_from_epoch_ is None
+    with pytest.raises(ValueError, match="resume"):
+        MF(**QUICK).fit(data, rng=1, progress=False, checkpoint_dir=tmp_path, resume="yes")
+
+
+def test_resume_says_which_epoch_it_continues_from(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    data = low_rank()
+    MF(**{**QUICK, "epochs": 3}).fit(data, rng=1, progress=False, checkpoint_dir=tmp_path)
+    with caplog.at_level("INFO", logger="movierec.training"):
+        model = MF(**QUICK).fit(data, rng=1, progress=False, checkpoint_dir=tmp_path,
+                                resume=True)
+    assert model.resumed_from_epoch_ == 3
+    assert [h["epoch"] for h in model.history_] == [1, 2, 3, 4]
+    assert any("after epoch 3 of 4" in r.getMessage() and r.levelname == "INFO"
+               for r in caplog.records)
+
+
+def test_resume_with_other_parameters_is_one_line(tmp_path: Path) -> None:
+    from movierec.errors import ArtifactError
+
+    MF(**{**QUICK, "epochs": 1}).fit(low_rank(), rng=1, progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(ArtifactError) as info:
+        MF(**{**QUICK, "embedding_size": 16}).fit(low_rank(), rng=1, progress=False,
+                                                  checkpoint_dir=tmp_path, resume=True)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'user_factors.weight' has shape [60, 8], the model's [60, 16]" in message
+    assert "embedding_size=8 (now 16)" in message and "last.safetensors" in message
+
+
+def test_no_validation_data_warns_when_early_stopping_is_asked(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="movierec.training"):
+        MF(**QUICK).fit(low_rank(), rng=0, progress=False)
+    assert any("no validation data" in r.getMessage() and r.levelname == "WARNING"
+               for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="movierec.training"):
+        MF(**QUICK).fit(low_rank(), low_rank(seed=1), rng=0, progress=False)
+        MF(**{**QUICK, "patience": None}).fit(low_rank(), rng=0, progress=False)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_resume_checks_the_data(tmp_path: Path) -> None:
@@ -165,6 +211,10 @@ def test_checkpoint_files_are_safetensors_and_json(tmp_path: Path) -> None:
         keys = set(fh.keys())
         assert json.loads(fh.metadata()["checkpoint"]) == meta
     assert "module.user_factors.weight" in keys and "generator" in keys
+    # The first release's format: old checkpoints resume, new single-stage ones read as before.
+    assert set(meta) == {"format", "model", "params", "train_fingerprint", "epoch", "history",
+                         "best_metric", "best_epoch", "bad_epochs", "stopped", "has_best",
+                         "optimizer"} and meta["format"] == 1
     assert any(k.startswith("optim.") for k in keys) and any(k.startswith("best.") for k in keys)
 
 
@@ -254,3 +304,109 @@ def test_losses_on_hand_values() -> None:
     value = float(bce_loss(t([2.0]), t([[0.0, -1.0]])))
     by_hand = (math.log1p(math.exp(-2.0)) + math.log(2) + math.log1p(math.exp(-1.0))) / 3
     assert value == pytest.approx(by_hand)
+
+
+# --- stages, validation through evaluate, capabilities -----------------------------------------
+class TwoStageMF(MF):
+    """MF trained in two stages: item side only (lr 0.05), then everything (the model's lr)."""
+
+    def training_stages(self):
+        from movierec.training import Stage
+
+        def items(module):
+            return [module.item_factors.weight, module.item_bias.weight]
+
+        return [Stage(epochs=2, name="items", parameters=items, learning_rate=0.05),
+                Stage(epochs=self.epochs, name="all")]
+
+
+def test_stages_run_in_order_with_their_own_parameters() -> None:
+    data = low_rank()
+    model = TwoStageMF(**{**QUICK, "epochs": 2, "patience": None}).fit(data, rng=0,
+                                                                      progress=False)
+    assert [(h["epoch"], h["stage"]) for h in model.history_] == [
+        (1, "items"), (2, "items"), (3, "all"), (4, "all")]
+    # The first stage steps only the item side: the user factors stay where they started.
+    model = TwoStageMF(**{**QUICK, "epochs": 2, "patience": None})
+    users, items = [], []
+
+    def snapshot(record: dict) -> None:
+        users.append(model.module_.user_factors.weight.detach().clone())
+        items.append(model.module_.item_factors.weight.detach().clone())
+
+    model.fit(data, rng=0, progress=False, on_epoch=snapshot)
+    assert torch.equal(users[0], users[1]) and not torch.equal(users[1], users[2])
+    assert not torch.equal(items[0], items[1])
+
+
+def test_resume_across_a_stage_boundary_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    data, valid = low_rank(), low_rank(seed=1)
+    params = {**QUICK, "epochs": 2, "patience": None}
+    straight = TwoStageMF(**params).fit(data, valid, rng=4, progress=False)
+
+    def interrupt(record: dict) -> None:
+        if record["epoch"] == 3:  # the first epoch of the second stage
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        TwoStageMF(**params).fit(data, valid, rng=4, progress=False, checkpoint_dir=tmp_path,
+                                 on_epoch=interrupt)
+    meta = json.loads((tmp_path / "last.json").read_text())
+    assert meta["epoch"] == 3 and meta["stage"] == 1
+    resumed = TwoStageMF(**params).fit(data, valid, rng=4, progress=False,
+                                       checkpoint_dir=tmp_path, resume=True)
+    assert resumed.resumed_from_epoch_ == 3
+    assert_same_weights(straight, resumed)
+    assert resumed.history_ == [{**h, "seconds": r["seconds"]} for h, r in
+                                zip(straight.history_, resumed.history_, strict=True)]
+
+
+def test_validation_goes_through_evaluate() -> None:
+    from movierec.evaluate import evaluate
+    from movierec.split import Split
+
+    train, valid = low_rank(), low_rank(seed=1)
+    model = MF(**{**QUICK, "epochs": 1}, loss="bpr").fit(train, valid, rng=0, progress=False)
+    summary = evaluate(model, Split(train=train, test=valid), ks=(10,), relevance=0).summary
+    assert model.history_[0]["metric"] == "ndcg@10"
+    assert model.history_[0]["valid_metric"] == summary["ndcg@10"]
+    rating = MF(**{**QUICK, "epochs": 1}).fit(train, valid, rng=0, progress=False)
+    pred = rating.predict(valid.ratings["user_id"].to_numpy(), valid.ratings["item_id"].to_numpy())
+    by_hand = float(np.sqrt(np.mean((pred - valid.ratings["rating"].to_numpy()) ** 2)))
+    assert rating.history_[0]["valid_metric"] == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_models_trained_by_the_trainer_declare_it() -> None:
+    from movierec.models import available, get_class
+    from movierec.models.base import Recommender
+    from movierec.training import TorchRecommender
+
+    assert Recommender.trains_by_epochs is False
+    for name in available():
+        cls = get_class(name)
+        assert cls.trains_by_epochs == issubclass(cls, TorchRecommender), name
+
+
+def test_shared_trainer_parameters_are_checked_and_documented_once() -> None:
+    from movierec.models.glocalk import GLocalK
+    from movierec.models.ncf import NeuMF
+
+    for bad in ({"epochs": 0}, {"batch_size": 0}, {"learning_rate": 0.0},
+                {"weight_decay": -1.0}, {"patience": 0}, {"grad_clip": -1.0},
+                {"device": "tpu"}):
+        (name,) = bad
+        with pytest.raises(ValueError, match=name):
+            NeuMF(**bad)
+        with pytest.raises(ValueError, match=name):
+            MF(**bad)
+    # Each model's help names its own defaults of the shared parameters, read from its signature.
+    assert "epochs=25, batch_size=1024, learning_rate=0.002" in (MF.__doc__ or "")
+    assert "epochs=20" in (NeuMF.__doc__ or "") and "patience=None" in (GLocalK.__doc__ or "")
+    assert MF().params()["epochs"] == 25 and NeuMF().params()["learning_rate"] == 1e-3
+
+
+def test_train_module_re_exports_the_training_package() -> None:
+    from movierec import train, training
+
+    for name in training.__all__:
+        assert getattr(train, name) is getattr(training, name), name

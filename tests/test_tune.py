@@ -14,6 +14,7 @@ from movierec.cli import app
 from movierec.data.dataset import Dataset
 from movierec.models import available, get, get_class, installed
 from movierec.models.space import Choice, Float, Int, check_space
+from movierec.split import carve_validation
 
 optuna = pytest.importorskip("optuna")
 T = pytest.importorskip("movierec.tune")
@@ -36,7 +37,7 @@ def structured(n_users: int = 40, n_items: int = 30, n: int = 700, seed: int = 0
 
 @pytest.fixture
 def parts() -> tuple[Dataset, Dataset]:
-    return T.carve_validation(structured(), 0.2, seed=0)
+    return carve_validation(structured(), 0.2, rng=0)
 
 
 # --- search spaces ---------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def test_unknown_metric_is_an_error(metric: str) -> None:
 # --- the study -------------------------------------------------------------------------------
 def test_tune_bias_finds_the_best_trial_and_writes_it(parts, tmp_path: Path) -> None:
     train, valid = parts
-    res = T.tune("bias", train, valid, metric="rmse", trials=6, seed=3, out=tmp_path,
+    res = T.tune("bias", train, valid, metric="rmse", trials=6, rng=3, out=tmp_path,
                  progress=False)
     best = json.loads((tmp_path / "best.json").read_text())
     trials = pd.read_csv(tmp_path / "trials.csv")
@@ -106,9 +107,9 @@ def test_tune_bias_finds_the_best_trial_and_writes_it(parts, tmp_path: Path) -> 
 
 def test_rerun_continues_the_stored_study(parts, tmp_path: Path) -> None:
     train, valid = parts
-    T.tune("bias", train, valid, trials=2, seed=1, out=tmp_path, progress=False)
+    T.tune("bias", train, valid, trials=2, rng=1, out=tmp_path, progress=False)
     first = pd.read_csv(tmp_path / "trials.csv")
-    res = T.tune("bias", train, valid, trials=5, seed=1, out=tmp_path, progress=False)
+    res = T.tune("bias", train, valid, trials=5, rng=1, out=tmp_path, progress=False)
     after = pd.read_csv(tmp_path / "trials.csv")
     assert res.trials == 5 and len(after) == 5
     pd.testing.assert_frame_equal(after.iloc[:2][first.columns].reset_index(drop=True),
@@ -116,21 +117,55 @@ def test_rerun_continues_the_stored_study(parts, tmp_path: Path) -> None:
     # The resumed sampler does not replay the first suggestions.
     assert not np.allclose(after["params_reg_user"].iloc[2:4], first["params_reg_user"])
     # A study that already has enough trials runs none.
-    again = T.tune("bias", train, valid, trials=3, seed=1, out=tmp_path, progress=False)
+    again = T.tune("bias", train, valid, trials=3, rng=1, out=tmp_path, progress=False)
     assert again.trials == 5 and len(pd.read_csv(tmp_path / "trials.csv")) == 5
 
 
 def test_same_seed_same_suggestions(parts, tmp_path: Path) -> None:
     train, valid = parts
-    a = T.tune("bias", train, valid, trials=3, seed=7, out=tmp_path / "a", progress=False)
-    b = T.tune("bias", train, valid, trials=3, seed=7, out=tmp_path / "b", progress=False)
+    a = T.tune("bias", train, valid, trials=3, rng=7, out=tmp_path / "a", progress=False)
+    b = T.tune("bias", train, valid, trials=3, rng=7, out=tmp_path / "b", progress=False)
     assert a.params == b.params and a.value == b.value
+
+
+def test_seed_is_the_deprecated_name_of_rng(parts, tmp_path: Path) -> None:
+    train, valid = parts
+    a = T.tune("bias", train, valid, trials=3, rng=7, out=tmp_path / "a", progress=False)
+    with pytest.warns(DeprecationWarning, match=r"tune\(seed=\.\.\.\) is deprecated; use rng"):
+        b = T.tune("bias", train, valid, trials=3, seed=7, out=tmp_path / "b", progress=False)
+    assert a.params == b.params and a.value == b.value
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="give rng only"):
+        T.tune("bias", train, valid, trials=1, seed=7, rng=8, out=tmp_path / "c",
+               progress=False)
+
+
+def test_old_parameter_names_in_fixed_and_params_files(parts, tmp_path: Path) -> None:
+    train, valid = parts
+    with pytest.warns(DeprecationWarning, match="'k' is deprecated; use 'n_neighbors'"):
+        res = T.tune("itemknn", train, valid, metric="ndcg@5", trials=2, rng=0,
+                     fixed={"k": 5}, out=tmp_path / "t", progress=False)
+    assert res.params["n_neighbors"] == 5 and "n_neighbors" not in res.tuned
+    old = {"model": "itemknn", "params": {"k": 7, "shrinkage": 2.0}}  # written before the rename
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.warns(DeprecationWarning, match="'k' is deprecated"):
+        model, params = T.load_params_file(tmp_path / "old.json")
+    assert (model, params) == ("itemknn", {"n_neighbors": 7, "shrinkage": 2.0})
+
+
+def test_carve_validation_lives_in_split() -> None:
+    import movierec.split
+
+    assert T.carve_validation is movierec.split.carve_validation  # the old import still works
+    rest, held = carve_validation(structured(), 0.2, rng=0)
+    _, again = carve_validation(structured(), 0.2, 0)
+    pd.testing.assert_frame_equal(held.ratings, again.ratings)
+    assert rest.n_ratings + held.n_ratings == structured().n_ratings
 
 
 def test_neural_trials_report_each_epoch_to_the_pruner(parts, tmp_path: Path) -> None:
     pytest.importorskip("torch")
     train, valid = parts
-    T.tune("mf", train, valid, metric="rmse", trials=2, seed=0, out=tmp_path, progress=False,
+    T.tune("mf", train, valid, metric="rmse", trials=2, rng=0, out=tmp_path, progress=False,
            fixed={"epochs": 3, "patience": None, "embedding_size": 4, "device": "cpu"})
     study = optuna.load_study(study_name="mf-rmse", storage=f"sqlite:///{tmp_path}/study.db")
     for trial in study.trials:
@@ -163,7 +198,7 @@ def test_on_epoch_exception_stops_training(parts) -> None:
 
 def test_ranking_metric_on_a_ranking_model(parts, tmp_path: Path) -> None:
     train, valid = parts
-    res = T.tune("itemknn", train, valid, metric="ndcg@5", trials=3, seed=0, out=tmp_path,
+    res = T.tune("itemknn", train, valid, metric="ndcg@5", trials=3, rng=0, out=tmp_path,
                  progress=False)
     assert res.direction == "maximize" and 0 <= res.value <= 1
 
@@ -210,7 +245,7 @@ def _write(ds: Dataset, path: Path) -> Path:
 
 def test_cli_tune_then_benchmark_with_params_file(tmp_path: Path) -> None:
     full = structured()
-    train_part, test_part = T.carve_validation(full, 0.2, seed=5)
+    train_part, test_part = carve_validation(full, 0.2, rng=5)
     train = _write(train_part, tmp_path / "train.csv")
     test = _write(test_part, tmp_path / "test.csv")
     out = tmp_path / "tune"
@@ -219,7 +254,7 @@ def test_cli_tune_then_benchmark_with_params_file(tmp_path: Path) -> None:
                                  "--param", "shrinkage=5", "--no-progress"])
     assert result.exit_code == 0, result.output
     best = json.loads((out / "best.json").read_text())
-    assert best["params"]["shrinkage"] == 5 and best["tuned"] == ["k"]
+    assert best["params"]["shrinkage"] == 5 and best["tuned"] == ["n_neighbors"]
     bench = tmp_path / "bench"
     result = runner.invoke(app, ["benchmark", "--train", str(train), "--test", str(test),
                                  "--models", "userknn,pop", "--params-file",
@@ -227,7 +262,7 @@ def test_cli_tune_then_benchmark_with_params_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     runs = json.loads((bench / "results.json").read_text())["runs"]
     knn = next(r for r in runs if r["model"] == "userknn")
-    assert knn["params"]["k"] == best["params"]["k"]
+    assert knn["params"]["n_neighbors"] == best["params"]["n_neighbors"]
     assert knn["params"]["shrinkage"] == pytest.approx(best["params"]["shrinkage"])
 
 
@@ -297,7 +332,7 @@ def test_registry_names_cover_every_model_with_a_space() -> None:
 def test_report_of_a_tuning_folder(parts, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     train, valid = parts
-    T.tune("bias", train, valid, trials=6, seed=0, out=tmp_path, progress=False)
+    T.tune("bias", train, valid, trials=6, rng=0, out=tmp_path, progress=False)
     best, trials, importances = T.read_tuning(tmp_path)
     assert set(importances) == {"reg_user", "reg_item"}
     assert sum(importances.values()) == pytest.approx(1.0)
@@ -337,7 +372,7 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
 def test_first_trial_is_the_defaults(parts, tmp_path: Path) -> None:
     """A new study starts from the documented defaults, so the best is never worse than them."""
     train, valid = parts
-    res = T.tune("bias", train, valid, trials=3, seed=0, out=tmp_path, progress=False)
+    res = T.tune("bias", train, valid, trials=3, rng=0, out=tmp_path, progress=False)
     first = pd.read_csv(tmp_path / "trials.csv").iloc[0]
     assert first["params_reg_user"] == 15.0 and first["params_reg_item"] == 10.0
     default = get("bias").fit(train, rng=0, progress=False)

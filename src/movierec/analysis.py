@@ -16,21 +16,23 @@ part of the split, which `recreate_split` rebuilds from the split record in resu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from movierec import metrics as M
 from movierec.benchmark import BEYOND, RANKING, BenchmarkResult
 from movierec.data.dataset import Dataset
 from movierec.errors import ArtifactError, SplitError
 from movierec.random import RNGLike, as_generator
-from movierec.split import PREDEFINED_FOLDS, Split, make_split
+from movierec.split import PREDEFINED_FOLDS, Split
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +68,7 @@ def load_benchmark(folder: str | Path) -> BenchmarkResult:
 
 def default_k(result: BenchmarkResult) -> int:
     """The list length the tables show: 10 when it was evaluated, else the largest k."""
-    ks = [int(k) for k in result.protocol.get("k", [10])]
-    return 10 if 10 in ks else max(ks)
+    return M.default_k(result.protocol.get("k", [M.DEFAULT_K]))
 
 
 def model_lists(result: BenchmarkResult, k: int | None = None, *, first_seed: bool = False
@@ -102,33 +103,18 @@ def recreate_split(result: BenchmarkResult, ds: Dataset, *, data_dir: str | Path
         SplitError: the record cannot be replayed (files split) or the sizes differ (the data
             changed). Filters recorded with the split (`filters`) are applied first.
     """
+    from movierec.pipeline import SplitSpec
+
     rec = result.split
     kind = rec.get("name")
-    if rec.get("filters"):
-        ds = ds.filter(**rec["filters"])
-    kw: dict[str, Any] = {"valid_size": rec.get("valid_size") or 0.0}
-    if kind in ("random", "user-random", "user-time"):
-        kw["test_size"] = rec.get("test_size") or 0.2
-        kw["rng"] = None if rec.get("ties") == "item_id" else rec.get("seed")
-        if rec.get("test_n") is not None:
-            kw["test_n"] = rec["test_n"]
-        if "min_train" in rec:
-            kw["min_train"] = rec["min_train"]
-    elif kind == "time":
-        kw["cut"] = rec["cut"]
-    elif kind == "loo":
-        kw = {"valid": bool(rec.get("valid")), "rng": None if rec.get("ties") == "item_id"
-              else rec.get("seed")}
-    elif kind in PREDEFINED_FOLDS:
+    spec = SplitSpec.from_record(rec, dataset=ds.name)
+    if spec.kind in PREDEFINED_FOLDS:
         from movierec.data.movielens import resolve
         from movierec.data.releases import get_release
 
-        kw.update(rng=rec.get("seed"), data_dir=resolve(get_release(ds.name), data_dir=data_dir,
-                                                        download=False))
-    else:
-        raise SplitError(f"split {kind!r} cannot be re-created from results.json (a split read "
-                         "from files, or an unknown kind)")
-    split = make_split(ds, str(kind), **kw)
+        spec = dataclasses.replace(spec, options={"data_dir": resolve(
+            get_release(ds.name), data_dir=data_dir, download=False)})
+    split = spec.build(ds=ds)
     got = split.report  # part sizes and unseen counts: a fingerprint of the recorded split
     diff = {key: (rec.get(key), value) for key, value in got.items() if rec.get(key) != value}
     if diff:

@@ -52,20 +52,21 @@ SHRINKAGE = 10.0
 
 
 # --- what a user liked ---------------------------------------------------------------------------
-def liked_mask(user_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+def liked_mask(user_codes: np.ndarray, ratings: np.ndarray, *, implicit: bool = False
+               ) -> np.ndarray:
     """Which ratings say "liked": rating ≥ `LIKED_RATING` or strictly above the user's mean.
 
     Args:
         user_codes: the rating's user (any integer labels; one user for a single profile).
         ratings: the rating values, aligned with `user_codes`.
+        implicit: the data has a single rating value (implicit feedback): every rating is a
+            "liked" (default False).
 
     Returns:
-        bool [n]. All True when every rating has the same value (implicit feedback).
+        bool [n].
     """
     r = np.asarray(ratings, dtype=np.float64)
-    if len(r) == 0:
-        return np.zeros(0, dtype=bool)
-    if np.all(r == r[0]):
+    if implicit or len(r) == 0:
         return np.ones(len(r), dtype=bool)
     _, users = np.unique(np.asarray(user_codes), return_inverse=True)
     means = np.bincount(users, weights=r) / np.bincount(users)
@@ -75,7 +76,8 @@ def liked_mask(user_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
 def liked_matrix(train: Dataset) -> sp.csr_matrix:
     """users x items bool CSR of the training ratings that say "liked" (see `liked_mask`)."""
     u, i = train.codes
-    keep = liked_mask(u, train.ratings["rating"].to_numpy())
+    r = train.ratings["rating"].to_numpy()
+    keep = liked_mask(u, r, implicit=bool(len(r)) and bool(np.all(r == r[0])))
     m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=bool), (u[keep], i[keep])),
                       shape=(train.n_users, train.n_items), dtype=bool)
     m.sum_duplicates()

@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -207,12 +207,7 @@ def is_time_ordered(split: Split) -> bool:
 def _carve_into(split: Split, fraction: float, seed: int | None, *,
                 time_ordered: bool) -> Split:
     """`split` with `fraction` of each user's training ratings moved to a new validation part."""
-    from movierec.split import check_leakage
-
-    try:  # TODO(lead): moving to movierec.split
-        from movierec.split import carve_validation
-    except ImportError:
-        from movierec.tune import carve_validation
+    from movierec.split import carve_validation, check_leakage
 
     rest, valid = carve_validation(split.train, fraction, 42 if seed is None else seed,
                                    time_ordered=time_ordered)
@@ -414,6 +409,7 @@ def fit_evaluate(
     threads: int | None = None,
     name: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunRecord:
     """Fit one model on `split.train` and evaluate it on `split.test` under `evaluation`.
 
@@ -434,6 +430,7 @@ def fit_evaluate(
         threads: PyTorch intra-op threads (default `resolve_threads()`).
         name: the run's name (default the registry name).
         extra: further keys for the run record.
+        on_epoch: called with each epoch's record (models trained by epochs; e.g. pruning).
 
     Raises:
         ValueError: checkpoint_dir/resume given for a model not trained by epochs.
@@ -457,6 +454,8 @@ def fit_evaluate(
         if checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
         fit_kwargs = {"checkpoint_dir": Path(checkpoint_dir), "resume": resume}
+    if on_epoch is not None and by_epochs:
+        fit_kwargs["on_epoch"] = on_epoch
     fit_split, validation = split, "split" if split.valid is not None else "none"
     if split.valid is None and auto_valid and needs_validation(recommender):
         ordered = is_time_ordered(split)

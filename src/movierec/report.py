@@ -27,7 +27,7 @@ from movierec.benchmark import RANKING, BenchmarkResult
 from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
 from movierec.io import atomic_write_text
-from movierec.metrics import METRICS
+from movierec.metrics import best_direction
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -235,17 +235,21 @@ def _results(result: BenchmarkResult, k: int) -> str:
                    f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
     return "".join(out) + (
         "<p class='muted'>Mean over seeds (± standard deviation where several seeds ran); ↑ "
-        "higher is better, ↓ lower is better; the best value of each metric is bold; – the "
+        "higher is better, ↓ lower is better, and the best value is bold, for the accuracy "
+        "metrics, where that holds by definition; beyond-accuracy metrics (coverage, novelty, "
+        "popularity...) describe the lists and have no arrow and no best; – the "
         "model cannot compute it.</p>")
 
 
 def _arrow(col: str) -> str:
-    d = METRICS.get(col.split("@")[0])
+    d = best_direction(col)
     return " ↑" if d == "higher" else " ↓" if d == "lower" else ""
 
 
 def _best(table: pd.DataFrame, col: str, model: Any) -> str:
-    d = METRICS.get(col.split("@")[0])
+    """Bold only where a better value is better by definition (not novelty, ARP, coverage...:
+    their extreme goes to weak models, e.g. random lists are the most novel)."""
+    d = best_direction(col)
     values = table[col].dropna()
     if d is None or values.empty or len(values) < 2:
         return ""
@@ -304,7 +308,9 @@ def _comparison(page: _Page, result: BenchmarkResult, k: int) -> str:
                 "beyond": f"Beyond accuracy of the top-{k} lists: catalog coverage, intra-list "
                           "genre diversity, novelty (mean self-information), average popularity "
                           "of recommended movies, personalization and the Gini coefficient of "
-                          "exposure; each has its own scale."}
+                          "exposure; each has its own scale. None is better high or low by "
+                          "definition: a random recommender has the most novel and least "
+                          "popular lists."}
     return "".join(page.figure(f"comparison-{fam}",
                                lambda fam=fam: P.model_comparison(result, fam, k),
                                bars + captions[fam]) for fam in captions if fam in fams)
@@ -332,7 +338,8 @@ def _genres(page: _Page, train: Dataset, lists: dict[str, pd.DataFrame], k: int,
     return (page.figure("genre-distribution", lambda: P.genre_distribution(train, lists, k),
                         "Share of movies carrying each genre: in the catalog (each training "
                         "movie once), in the test users' training histories (each rating), and "
-                        f"in each model's top-{k} lists (each recommendation).")
+                        f"in each model's top-{k} lists (each recommendation); past "
+                        f"{P.MANY_MODELS} models, as a table of shares (darker: larger).")
             + page.figure("genre-overlap",
                           lambda: P.genre_overlap(train, lists, user_id, model),
                           f"Left: for user {user_id} and {model}, movies per genre in the "

@@ -6,7 +6,7 @@ with the one evaluator. The test part of a split is never read here: callers pas
 `valid` only (`movierec tune` carves a per-user validation share from the training data when no
 validation file is given: seeded random, or each user's latest ratings for time-ordered splits).
 
-- Sampler: TPE seeded from `seed` (and the number of trials already in the study, so a resumed
+- Sampler: TPE seeded from `rng` (and the number of trials already in the study, so a resumed
   study does not replay its first suggestions). A new study's first trial is the model's
   documented defaults, so tuning never reports worse than the defaults on validation.
 - Pruning: neural models report their per-epoch validation metric through the training loop's
@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +34,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from movierec import metrics as M
 from movierec.data.dataset import Dataset
 from movierec.errors import MissingExtraError, MovieRecError
 from movierec.io import atomic_write_text, json_default
 from movierec.models import get, get_class
 from movierec.models.space import Choice, Float, Int, check_space
+from movierec.pipeline import EvaluationSpec, evaluate_protocols, fit_evaluate
+from movierec.random import RNGLike, derive_seed
 from movierec.split import Split
+from movierec.split import carve_validation as carve_validation  # its former home
 
 if TYPE_CHECKING:
     import optuna
@@ -54,8 +59,9 @@ BEST_FILE = "best.json"
 TRIALS_FILE = "trials.csv"
 STUDY_DB = "study.db"
 # Metrics where lower is better; every other metric (ranking, coverage...) is maximised.
-LOWER_IS_BETTER = {"rmse", "mae"}
-RANKING_METRICS = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")
+LOWER_IS_BETTER = {name for name in M.names("rating") if M.CATALOGUE[name].direction == "lower"
+                   and name != "mse"}
+RANKING_METRICS = M.names("ranking")
 # What SQL storages say when two workers create one new database at once (retried).
 _SCHEMA_RACE = ("already exists", "UNIQUE constraint failed", "database is locked")
 
@@ -133,15 +139,19 @@ def _loop_metric(model: Recommender) -> str | None:
 def validation_value(model: Recommender, train: Dataset, valid: Dataset, metric: str,
                      relevance: float) -> float:
     """The fitted model's `metric` on `valid` with the one evaluator (full ranking)."""
-    from movierec.evaluate import evaluate
-
     name, k = check_metric(metric)
     if name in LOWER_IS_BETTER and not model.rates:
         raise TuneError(f"model {model.name!r} does not predict ratings, so {metric} cannot "
                         "be tuned; choose a ranking metric such as ndcg@10")
-    res = evaluate(model, Split(train=train, test=valid, name="tune"), ks=[k or 10],
-                   relevance=relevance)
-    value = res.summary.get(name if k is None else f"{name}@{k}")
+    metrics, _, _, _ = evaluate_protocols(
+        model, Split(train=train, test=valid, name="tune"),
+        EvaluationSpec(k=(k or M.DEFAULT_K,), relevance=relevance), keep_lists=False)
+    return _metric_value(metrics, metric, relevance)
+
+
+def _metric_value(metrics: Mapping[str, Any], metric: str, relevance: float) -> float:
+    name, k = check_metric(metric)
+    value = metrics.get(name if k is None else f"{name}@{k}")
     if value is None or not math.isfinite(float(value)):
         raise TuneError(f"{metric} is undefined on the validation data (no user with a relevant "
                         f"item at relevance ≥ {relevance}?)")
@@ -188,8 +198,8 @@ def tune(
     metric: str = "rmse",
     trials: int = 20,
     timeout: float | None = None,
-    seed: int = 42,
-    relevance: float = 0.0,
+    rng: RNGLike = 42,
+    relevance: float = 4.0,
     fixed: Mapping[str, Any] | None = None,
     storage: str | None = None,
     study_name: str | None = None,
@@ -197,6 +207,7 @@ def tune(
     prune: bool = True,
     progress: bool = True,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
+    seed: int | None = None,
 ) -> TuneResult:
     """Search `model`'s hyper-parameters on `valid`; returns the best trial.
 
@@ -208,7 +219,8 @@ def tune(
         trials: finished trials the study should have (complete + pruned, ≥ 1); a resumed study
             runs only the missing ones.
         timeout: stop starting new trials after this many seconds (None: no limit).
-        seed: seeds the TPE sampler and every trial's model.
+        rng: seed (default 42) or Generator of the TPE sampler and every trial's model; None
+            draws a fresh seed.
         relevance: rating threshold of a relevant validation item for ranking metrics (0: all).
         fixed: parameters held fixed (not tuned), e.g. {"epochs": 30}; a fixed parameter is
             removed from the search space.
@@ -218,7 +230,15 @@ def tune(
         prune: report per-epoch validation values so a median pruner can stop bad trials.
         progress: show a progress bar with the best value so far.
         on_trial: called with each finished trial's record {number, state, value, params}.
+        seed: deprecated, the former name of `rng` (a DeprecationWarning).
     """
+    if seed is not None:
+        warnings.warn("tune(seed=...) is deprecated; use rng=...", DeprecationWarning,
+                      stacklevel=2)
+        if not (isinstance(rng, int) and rng == 42):
+            raise ValueError("tune: give rng only (seed is its old name)")
+        rng = seed
+    seed = int(rng) if isinstance(rng, int | np.integer) else derive_seed(rng)
     optuna = _import_optuna()
     if not (isinstance(trials, int) and trials >= 1):
         raise TuneError(f"--trials must be an integer ≥ 1, got {trials!r}")
@@ -230,7 +250,10 @@ def tune(
         cls = get_class(model)
     except KeyError as exc:
         raise TuneError(str(exc.args[0])) from None
-    fixed = dict(fixed or {})
+    try:  # old parameter names (e.g. itemknn's k) -> current ones, with a DeprecationWarning
+        fixed = cls.canonical_params(dict(fixed or {}))
+    except ValueError as exc:
+        raise TuneError(str(exc)) from None
     unknown = sorted(set(fixed) - set(cls.param_names()))
     if unknown:
         raise TuneError(f"model {model!r} has no parameter(s) {unknown}; it takes "
@@ -277,6 +300,9 @@ def tune(
         if defaults:
             study.enqueue_trial(defaults)
 
+    name, k = check_metric(metric)
+    evaluation = EvaluationSpec(k=(k or M.DEFAULT_K,), relevance=relevance)
+
     def objective(trial: optuna.Trial) -> float:
         params = {**fixed, **{k: _suggest(trial, k, d) for k, d in space.items()}}
         try:
@@ -295,12 +321,13 @@ def tune(
                     trial.set_user_attr("pruned_at_epoch", int(record["epoch"]))
                     raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
             fit_kwargs["on_epoch"] = report
-        t0 = time.perf_counter()
-        m.fit(train, valid, rng=child_seed(seed, trial.number), progress=False, **fit_kwargs)
-        trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
-        if getattr(m, "history_", None) is not None:
-            trial.set_user_attr("epochs_run", len(m.history_))
-        return validation_value(m, train, valid, metric, relevance)
+        record = fit_evaluate(m, Split(train=train, test=valid, valid=valid, name="tune"),
+                              seed=child_seed(seed, trial.number), evaluation=evaluation,
+                              auto_valid=False, on_epoch=fit_kwargs.get("on_epoch"))
+        trial.set_user_attr("fit_seconds", round(record.fit_seconds, 3))
+        if record.history is not None:
+            trial.set_user_attr("epochs_run", len(record.history))
+        return _metric_value(record.metrics, metric, relevance)
 
     from tqdm.auto import tqdm
 
@@ -404,6 +431,10 @@ def load_params_file(path: str | Path) -> tuple[str, dict[str, Any]]:
         cls = get_class(model)
     except KeyError as exc:
         raise TuneError(f"{path}: {exc.args[0]}") from None
+    try:  # a file written before a rename (itemknn's k...): warn and use the current names
+        params = cls.canonical_params(params)
+    except ValueError as exc:
+        raise TuneError(f"{path}: {exc}") from None
     unknown = sorted(set(params) - set(cls.param_names()))
     if unknown:
         raise TuneError(f"{path}: model {model!r} has no parameter(s) {unknown}")
@@ -436,23 +467,6 @@ def read_tuning(folder: str | Path) -> tuple[dict[str, Any], pd.DataFrame, dict[
         except Exception as exc:  # noqa: BLE001 - an optional figure; say why and go on
             logger.warning("no parameter importances for %s: %s", folder, exc)
     return best, trials, importances
-
-
-def carve_validation(train: Dataset, fraction: float = 0.1, seed: int = 42, *,
-                     time_ordered: bool = False) -> tuple[Dataset, Dataset]:
-    """A per-user `fraction` of `train` as validation: (rest, valid).
-
-    Seeded random per user by default; with `time_ordered`, each user's latest ratings (ties by
-    item id), which is what a time-ordered test split asks of its validation: a random carve-out
-    rewards predicting the past from the future, and tunes e.g. EASE's λ for the wrong task.
-    """
-    from movierec.split import user_random_split, user_time_split
-
-    if time_ordered:
-        part = user_time_split(train, test_size=fraction)
-    else:
-        part = user_random_split(train, test_size=fraction, rng=seed)
-    return part.train, part.test
 
 
 def search_space_table(model: str) -> list[dict[str, Any]]:

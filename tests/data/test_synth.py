@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from movierec.cli import app
 from movierec.data import load
 from movierec.data.describe import describe
-from movierec.data.synth import (
+from movierec.data.synthetic import (
     CSV_GENRES,
     MIN_USER_RATINGS,
     RELEASE_SHAPES,
@@ -152,7 +152,7 @@ def test_existing_folder_is_kept_unless_overwrite(tmp_path):
 
 
 def test_an_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
-    import movierec.data.synth as synthetic
+    import movierec.data.synthetic._release as synthetic
 
     calls = []
 
@@ -251,3 +251,19 @@ def test_a_synthetic_folder_named_like_a_release_says_so(tmp_path) -> None:
     assert ds.name == "ml-25m-synthetic"
     (folder / "README.txt").write_text("notes\n")
     assert load(folder).name == "ml-25m"
+
+
+def test_the_former_module_still_imports_with_a_warning() -> None:
+    import movierec.data.synthetic as synthetic
+
+    with pytest.warns(DeprecationWarning, match=r"movierec.data.synth is deprecated; import "
+                                                r"write_release_like from movierec.data.synthetic"):
+        from movierec.data.synth import write_release_like as old
+    assert old is synthetic.write_release_like is write_release_like
+    with pytest.warns(DeprecationWarning):
+        from movierec.data.synth import RELEASE_SHAPES as shapes
+    assert shapes is RELEASE_SHAPES
+    import movierec.data.synth as shim
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        shim.nope  # noqa: B018

@@ -280,15 +280,13 @@ def test_pretrained_autoencoder_is_kept_when_finetuning_does_not_help(low_rank: 
     is_valid = gen.random(low_rank.n_ratings) < 0.1
     train = Dataset(low_rank.ratings[~is_valid], name="t", rating_scale=(1.0, 5.0))
     valid = Dataset(low_rank.ratings[is_valid], name="v", rating_scale=(1.0, 5.0))
-    import movierec.models.glocalk as G
+    real = GLocalK.validation_metric
 
-    real = G.validation_metric
-
-    def penalised(model, data):  # fine-tuned epochs look 1.0 worse than they are
-        name, value = real(model, data)
+    def penalised(model, data, train):  # fine-tuned epochs look 1.0 worse than they are
+        name, value = real(model, data, train)
         return name, value + (1.0 if model.finetuned_ else 0.0)
 
-    monkeypatch.setattr(G, "validation_metric", penalised)
+    monkeypatch.setattr(GLocalK, "validation_metric", penalised)
     model = GLocalK(**QUICK).fit(train, valid, rng=0, progress=False)
     pre = [h for h in model.history_ if h["stage"] == "pretrain"]
     best = min(pre, key=lambda h: h["valid_metric"])
@@ -304,6 +302,35 @@ def test_on_epoch_can_stop_training(low_rank: Dataset) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         GLocalK(**QUICK).fit(low_rank, rng=0, progress=False, on_epoch=stop)
+
+
+def test_interrupted_fit_resumes_exactly_across_the_stages(low_rank: Dataset,
+                                                          tmp_path: Path) -> None:
+    """The shared Trainer's checkpoints: L-BFGS keeps no state, so resuming is exact."""
+    gen = np.random.default_rng(3)
+    is_valid = gen.random(low_rank.n_ratings) < 0.1
+    train = Dataset(low_rank.ratings[~is_valid], name="t", rating_scale=(1.0, 5.0))
+    valid = Dataset(low_rank.ratings[is_valid], name="v", rating_scale=(1.0, 5.0))
+    params = {**QUICK, "pretrain_epochs": 3, "epochs": 3}
+    straight = GLocalK(**params).fit(train, valid, rng=0, progress=False)
+
+    def stop(record: dict) -> None:
+        if record["epoch"] == 2:  # inside pre-training
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        GLocalK(**params).fit(train, valid, rng=0, progress=False, checkpoint_dir=tmp_path,
+                              on_epoch=stop)
+    resumed = GLocalK(**params).fit(train, valid, rng=0, progress=False,
+                                    checkpoint_dir=tmp_path, resume=True)
+    assert resumed.resumed_from_epoch_ == 2 and GLocalK.trains_by_epochs
+    assert [h["stage"] for h in resumed.history_] == ["pretrain"] * 3 + ["finetune"] * 3
+    assert [h["valid_metric"] for h in resumed.history_] == [
+        h["valid_metric"] for h in straight.history_]
+    assert resumed.finetuned_ == straight.finetuned_
+    assert resumed.best_epoch_ == straight.best_epoch_
+    users = train.user_vocab.index
+    np.testing.assert_array_equal(resumed.score(users), straight.score(users))
 
 
 def test_save_load_round_trip(fitted: GLocalK, low_rank: Dataset, tmp_path: Path) -> None:

@@ -152,6 +152,20 @@ def test_pretrain_fits_branches_then_starts_from_them(low_rank: Dataset) -> None
                                rtol=0)
 
 
+def test_pretraining_runs_through_the_trainer_hooks(low_rank: Dataset, tmp_path: Path) -> None:
+    from movierec.errors import MovieRecError
+
+    model = NeuMF(**{**QUICK, "epochs": 2}, layers=(12, 6), pretrain=True)
+    # resume=True without a checkpoint fails before the branches are fitted.
+    with pytest.raises(MovieRecError, match="no checkpoint"):
+        model.fit(low_rank, rng=3, progress=False, checkpoint_dir=tmp_path, resume=True)
+    assert not hasattr(model, "pretrain_history_")
+    # The fine-tuning stage steps at finetune_learning_rate (the Trainer's stage override).
+    (stage,) = model.training_stages()
+    assert stage.learning_rate == model.finetune_learning_rate and stage.epochs == 2
+    assert NeuMF(pretrain=False).training_stages()[0].learning_rate is None
+
+
 # --- objectives --------------------------------------------------------------------------------
 def test_scale_ratings_predicts_on_the_original_scale(low_rank: Dataset) -> None:
     model = MLP(**QUICK, layers=(12, 6), scale_ratings=True).fit(low_rank, rng=0,

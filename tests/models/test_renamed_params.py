@@ -92,7 +92,7 @@ def test_command_line_params_take_the_old_name() -> None:
     assert built["ease"].max_memory_mb == 1000
 
 
-# --- saved model folders written before the rename ------------------------------------------------
+# --- saved model folders written before the rename --------------------------------------------
 def _as_old_artifact(folder: Path, rename: dict[str, tuple[str, Any]]) -> None:
     """Rewrite model.json's params as an older movierec wrote them: new name -> (old, value)."""
     meta_path = folder / "model.json"
@@ -166,7 +166,7 @@ def test_old_blend_folder_with_old_member_params_loads(tiny: Dataset, tmp_path: 
     np.testing.assert_array_equal(loaded.predict(u, i), model.predict(u, i))
 
 
-# --- experiment files ------------------------------------------------------------------------------
+# --- experiment files ---------------------------------------------------------------------------
 def test_experiment_file_takes_the_old_names(tmp_path: Path) -> None:
     from movierec.data.synthetic import write_release
     from movierec.experiment import load_experiment, run_experiment

@@ -45,7 +45,8 @@ def train(release: Path, out: Path, model: str, *params: str) -> Path:
 
 @pytest.fixture(scope="session")
 def itemknn_dir(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train(release, tmp_path_factory.mktemp("models") / "itemknn", "itemknn", "k=10")
+    return train(release, tmp_path_factory.mktemp("models") / "itemknn", "itemknn",
+                 "n_neighbors=10")
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,7 @@ def test_health_and_model_info(client: Any, itemknn_dir: Path) -> None:
     info = client.get("/model").json()
     meta = read_meta(itemknn_dir)
     assert info["name"] == "itemknn" and info["model_class"] == "ItemKNN"
-    assert info["params"] == meta["params"] and info["params"]["k"] == 10
+    assert info["params"] == meta["params"] and info["params"]["n_neighbors"] == 10
     assert info["dataset"] == "ml-synth" and info["trained_at"] == meta["trained_at"]
     assert info["metrics"]["ndcg@10"] == pytest.approx(meta["metrics"]["ndcg@10"])
     assert info["rating_scale"] == [0.5, 5.0] and info["fold_in"] == "model"

@@ -81,7 +81,7 @@ def test_mf_fold_in_of_a_training_user_agrees_with_its_fitted_list(data: Dataset
     assert np.corrcoef(*ranks)[0, 1] > 0.8
 
 
-@pytest.mark.parametrize("model", [ItemKNN(k=20), EASE(lambda_=50.0), Bias()],
+@pytest.mark.parametrize("model", [ItemKNN(n_neighbors=20), EASE(lambda_=50.0), Bias()],
                          ids=["itemknn", "ease", "bias"])
 def test_fold_in_equals_the_fitted_score_exactly(data: Dataset, model) -> None:  # noqa: ANN001
     model.fit(data)
@@ -101,7 +101,7 @@ def test_userknn_fold_in_recomputes_the_similarities_of_fit(data: Dataset, feedb
                                                             shrinkage: float) -> None:
     # With k ≥ n_users every neighbour is kept: the new row differs from the training user
     # only by also matching that user (similarity 1), who adds only to already seen items.
-    model = UserKNN(k=data.n_users, feedback=feedback, similarity=similarity,
+    model = UserKNN(n_neighbors=data.n_users, feedback=feedback, similarity=similarity,
                     shrinkage=shrinkage).fit(data)
     for code in range(0, data.n_users, 25):
         ids, r = history(data, code)
@@ -113,7 +113,7 @@ def test_userknn_fold_in_recomputes_the_similarities_of_fit(data: Dataset, feedb
 
 
 def test_userknn_with_pruned_neighbourhoods_agrees_with_its_fitted_list(data: Dataset) -> None:
-    model = UserKNN(k=20).fit(data)
+    model = UserKNN(n_neighbors=20).fit(data)
     assert overlap_with_fitted(model, data, range(40)) >= 0.5
 
 
@@ -127,7 +127,7 @@ def test_popularity_and_mean_give_the_popular_list(data: Dataset) -> None:
 
 # --- inputs --------------------------------------------------------------------------------------
 def test_unknown_items_are_ignored_and_reported(data: Dataset) -> None:
-    model = ItemKNN(k=20).fit(data)
+    model = ItemKNN(n_neighbors=20).fit(data)
     ids, r = history(data, 5)
     with_unknown = fold_in(model, np.concatenate([[10_000, 10_001], ids]),
                            np.concatenate([[5.0, 1.0], r]))
@@ -171,7 +171,7 @@ def test_invalid_inputs_raise_value_error(data: Dataset, items: list, ratings: l
 
 
 def test_fold_in_does_not_change_the_model(data: Dataset) -> None:
-    model = UserKNN(k=20, feedback="explicit", similarity="pearson").fit(data)
+    model = UserKNN(n_neighbors=20, feedback="explicit", similarity="pearson").fit(data)
     before = {k: v.copy() if hasattr(v, "copy") else v for k, v in model._state().items()}
     scores = score_new_user(model, *history(data, 7))
     assert scores.dtype == np.float32 and scores.shape == (data.n_items,)

@@ -31,9 +31,19 @@ def test_ratings_of_has_the_dataset_dtypes_and_only_that_user(store):
     assert sorted(triples(frame)) == [[1, 10, 3.0], [1, 11, 0.5]]
     assert frame.dtypes.to_dict() == {"user_id": np.int32, "item_id": np.int32,
                                       "rating": np.float32, "timestamp": np.int64,
-                                      "source": object, "updated_at": np.float64}
+                                      "source": object, "updated_at": np.float64,
+                                      "list_id": object}
     assert store.ratings_of(99).empty
     assert list(store.ratings_of(99).columns) == list(frame.columns)
+
+
+def test_a_rating_keeps_the_list_it_was_given_from_and_a_new_write_replaces_it(store):
+    store.put_rating(1, 10, 4.0, list_id="abc")
+    assert store.ratings_of(1)["list_id"].tolist() == ["abc"]
+    store.put_rating(1, 10, 3.0)  # latest wins, list id included
+    assert store.ratings_of(1)["list_id"].tolist() == [None]
+    with pytest.raises(ValueError, match="row 0: list_id"):
+        store.put_ratings([{"user_id": 1, "item_id": 11, "rating": 3, "list_id": "x" * 65}])
 
 
 def test_delete_removes_one_rating_and_says_whether_there_was_one(store):

@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from movierec.store import DEFAULT_STORE, Store, StoreError, resolve_url
+from movierec.store import DEFAULT_STORE, Store, StoreError, StoreUnavailableError, resolve_url
 from movierec.store._schema import metadata
 
+HEAD = "0002"  # the newest migration shipped (0002 adds ratings.list_id)
 TABLES = {"users", "ratings", "impressions", "api_keys", "model_versions", "alembic_version"}
 
 
 def test_migrating_an_empty_database_creates_the_tables(store_url):
     with Store(store_url) as st:
-        assert st.revision == "0001"
+        assert st.revision == HEAD
         names = set(sa.inspect(st._engine).get_table_names())
     assert names == TABLES
 
@@ -35,10 +36,29 @@ def test_migrating_again_is_a_no_op_that_keeps_the_data(store_url):
     with Store(store_url) as st:
         st.put_rating(1, 10, 4.0)
     with Store(store_url) as st:
-        assert st.migrate() == "0001"
-        assert st.migrate() == "0001"
-        assert st.revision == "0001"
+        assert st.migrate() == HEAD
+        assert st.migrate() == HEAD
+        assert st.revision == HEAD
         assert st.all_ratings()[["user_id", "item_id", "rating"]].values.tolist() == [[1, 10, 4.0]]
+
+
+def test_a_0001_database_upgrades_to_the_head_keeping_its_ratings(store_url):
+    from alembic import command
+
+    from movierec.store import _engine
+
+    with Store(store_url) as st, st._engine.begin() as conn:
+        command.downgrade(_engine._alembic_config(conn), "0001")
+    with Store(store_url, migrate=False) as st:
+        assert st.revision == "0001"
+        with st._engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO ratings (user_id, item_id, rating, timestamp, "
+                                 "source, updated_at) VALUES (1, 10, 4.5, 7, 'api', 1.0)"))
+    with Store(store_url) as st:
+        assert st.revision == HEAD
+        frame = st.ratings_of(1)
+    assert frame[["item_id", "rating"]].values.tolist() == [[10, 4.5]]
+    assert frame["list_id"].tolist() == [None]
 
 
 def test_a_database_from_a_newer_movierec_is_refused(store_url):
@@ -81,7 +101,7 @@ def test_bad_urls_and_folders_are_named():
 
 def test_an_unreachable_server_gives_one_clear_error_without_the_password():
     pytest.importorskip("psycopg")
-    with pytest.raises(StoreError, match="cannot connect") as info:
+    with pytest.raises(StoreUnavailableError, match="cannot connect") as info:
         Store("postgresql://u:secretpw@127.0.0.1:1/db")
     assert "secretpw" not in str(info.value)
 

@@ -101,7 +101,7 @@ def data_synth(
     For measuring scale where the real release cannot be downloaded; load it like a release
     (`movierec data describe OUT`). Its README.txt says it is synthetic and how to rebuild it.
     """
-    from movierec.data.synth import write_release_like
+    from movierec.data.synthetic import write_release_like
 
     made = write_release_like(out, layout=layout, users=users, items=items, ratings=ratings,
                               rng=seed, overwrite=force, progress=progress)

@@ -40,6 +40,7 @@ from movierec.cli._app import (
     parse_params,
 )
 from movierec.errors import MovieRecError, UnknownIdError
+from movierec.explain import MIN_SUPPORT, SHRINKAGE
 from movierec.models import available
 
 ModelDirArg = Annotated[Path, typer.Argument(help="Model folder written by `movierec train`.")]
@@ -49,8 +50,8 @@ ModelDirArg = Annotated[Path, typer.Argument(help="Model folder written by `movi
 @_friendly_errors
 def train(
     model: Annotated[str, typer.Option(help="Registry name: " + ", ".join(available()) + ".")],
-    out: Annotated[Path, typer.Option(help="Model folder to write (replaced only once the new "
-                                      "one is complete).")],
+    out: Annotated[Path | None, typer.Option(help="Model folder to write (replaced only once "
+                                             "the new one is complete).")] = None,
     dataset: DatasetOpt = None,
     split: SplitOpt = "user-random",
     test_size: TestSizeOpt = 0.2,
@@ -78,6 +79,12 @@ def train(
     data_dir: DataDirOpt = None,
     threads: ThreadsOpt = None,
     progress: ProgressOpt = True,
+    models_root: Annotated[Path | None, typer.Option(
+        help="Also (or, without --out, only) write the model as the next version DIR/vNNNN of "
+        "this models root and make it DIR/current (see `movierec models list`).")] = None,
+    keep: Annotated[int, typer.Option(
+        help="With --models-root: keep the newest N versions (plus the current one and the "
+        "one a rollback returns to).", min=1)] = 5,
 ) -> None:
     """Train one model, evaluate it on the test part, and save it with its item table.
 
@@ -94,20 +101,24 @@ def train(
                seed=seed, k=k, relevance=relevance, min_user_ratings=min_user_ratings,
                min_item_ratings=min_item_ratings, kcore=kcore, device=device,
                checkpoint_dir=checkpoint_dir, resume=resume, data_dir=data_dir,
-               threads=threads, progress=progress, main=distributed.is_main(), sep=sep)
+               threads=threads, progress=progress, main=distributed.is_main(), sep=sep,
+               models_root=models_root, keep=keep)
     finally:
         distributed.shutdown()
 
 
-def _train(*, model: str, out: Path, dataset: str | None, split: str, test_size: float,
+def _train(*, model: str, out: Path | None, dataset: str | None, split: str, test_size: float,
            valid_size: float | None, train: Path | None, test: Path | None,
            valid: Path | None, sep: str | None, param: list[str] | None, seed: int, k: str,
            relevance: float, min_user_ratings: int, min_item_ratings: int, kcore: int,
            device: str | None, checkpoint_dir: Path | None, resume: bool,
-           data_dir: Path | None, threads: int | None, progress: bool, main: bool) -> None:
+           data_dir: Path | None, threads: int | None, progress: bool, main: bool,
+           models_root: Path | None = None, keep: int = 5) -> None:
     from movierec.models import get_class
     from movierec.pipeline import EvaluationSpec, fit_evaluate
 
+    if out is None and models_root is None:
+        raise ValueError("give --out FOLDER, --models-root DIR, or both")
     ks = parse_int_list(k, "--k")
     cls = get_class(model)
     params = parse_params([p if "." in p.split("=", 1)[0] else f"{model}.{p}"
@@ -125,8 +136,9 @@ def _train(*, model: str, out: Path, dataset: str | None, split: str, test_size:
                             sep=sep)
     if main:
         announce_split(the_split, seed)
-    ckpt = (checkpoint_dir or out.with_name(out.name + ".ckpt")) if cls.trains_by_epochs \
-        else None
+    target = out if out is not None else Path(models_root or ".") / "train"  # names the ckpt
+    ckpt = (checkpoint_dir or target.with_name(target.name + ".ckpt")) \
+        if cls.trains_by_epochs else None
     try:
         # Data-parallel, every rank holds the same weights and scores its share of the test
         # users; all of them get the same results, and rank 0 alone prints and writes.
@@ -161,9 +173,24 @@ def _train(*, model: str, out: Path, dataset: str | None, split: str, test_size:
         "threads": record.threads,
         "metrics": record.metrics,
     }
-    fitted.save(out, catalog=the_split.train.items, extra=extra)
+    if out is not None:
+        fitted.save(out, catalog=the_split.train.items, extra=extra)
     _print_metrics(model, extra["metrics"], ks)
-    err_console.print(f"saved {out} (fit {record.fit_seconds:.1f}s)")
+    if out is not None:
+        err_console.print(f"saved {out} (fit {record.fit_seconds:.1f}s)")
+    if models_root is not None:
+        from movierec import versions
+        from movierec.retrain import source_record
+
+        source = source_record(dataset, data_dir=data_dir, train=train, test=test, valid=valid,
+                               sep=sep)
+        version = versions.write_version(models_root, fitted, catalog=the_split.train.items,
+                                         extra={**extra, "source": source})
+        versions.set_current(models_root, version, reason="train")
+        pruned = versions.prune(models_root, keep)
+        err_console.print(f"saved {models_root / version}, now {models_root / 'current'}"
+                          + (f"; pruned {', '.join(pruned)}" if pruned else ""),
+                          highlight=False)
 
 
 def _print_metrics(model: str, metrics: dict[str, Any], ks: list[int]) -> None:
@@ -185,16 +212,20 @@ def _load(path: Path) -> tuple[Any, pd.DataFrame | None]:
     return load(path), load_catalog(path)
 
 
-def _titles(catalog: pd.DataFrame | None) -> dict[int, tuple[str, str]]:
-    """item_id -> ("Title", "Genre|Genre")."""
+def _movies(catalog: pd.DataFrame | None) -> dict[int, dict[str, Any]]:
+    """item_id -> {"item_id", "title", "year", "genres": [..]}, the API's shape of a movie."""
     if catalog is None:
         return {}
-    return {int(i): (str(t), "|".join(g)) for i, t, g in
-            zip(catalog["item_id"], catalog["title"], catalog["genres"], strict=True)}
+    years = catalog["year"] if "year" in catalog else pd.Series([None] * len(catalog))
+    return {int(i): {"item_id": int(i), "title": str(t),
+                     "year": None if y is None or y != y else int(y), "genres": list(g or ())}
+            for i, t, y, g in zip(catalog["item_id"], catalog["title"], years,
+                                  catalog["genres"], strict=True)}
 
 
-def _name(titles: dict[int, tuple[str, str]], item_id: int) -> str:
-    return titles.get(item_id, (f"item {item_id}", ""))[0]
+def _movie(movies: dict[int, dict[str, Any]], item_id: int) -> dict[str, Any]:
+    return movies.get(item_id, {"item_id": item_id, "title": f"item {item_id}", "year": None,
+                                "genres": []})
 
 
 @app.command()
@@ -205,43 +236,61 @@ def recommend(
     k: Annotated[int, typer.Option("-k", "--k", help="Number of recommendations.")] = 10,
     exclude_seen: Annotated[bool, typer.Option(
         help="Leave out movies the user rated in training.")] = True,
-    explain: Annotated[bool, typer.Option(help="Show the user's movies that support each "
-                                          "recommendation.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+    explain: Annotated[bool, typer.Option(
+        help="Show, for each recommendation, the movies the user liked (rated 4 or more, or "
+        "above their own mean rating) that support it most.")] = True,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON: each movie as GET /users/{id}/recommendations gives it.")]
     = False,
 ) -> None:
-    """Top-k movies for a known user, with titles, genres, score and 'because you liked'."""
+    """Top-k movies for a known user, with titles, genres, score and 'because you liked'.
+
+    The score is the model's ranking score (higher is better; not a rating). Models that
+    predict ratings also show the predicted rating.
+    """
     if not 0 < k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {k}")
     recommender, catalog = _load(model_dir)
-    titles = _titles(catalog)
+    movies = _movies(catalog)
     try:
         recs = recommender.recommend([user], k=k, exclude_seen=exclude_seen)
     except UnknownIdError:
         raise UnknownIdError(f"user {user} is not in the training data of {model_dir}") from None
     items = recs["item_id"].to_numpy()
     predicted = (recommender.predict(np.full(len(items), user), items)
-                 if recommender.rates else None)
+                 if recommender.rates and len(items) else None)
     why = recommender.explain(user, items, n=2) if explain else {}
     rows = []
     for r, row in enumerate(recs.itertuples(index=False)):
         iid = int(row.item_id)
-        title, genres = titles.get(iid, (f"item {iid}", ""))
-        rows.append({"rank": int(row.rank), "item_id": iid, "title": title, "genres": genres,
-                     "score": float(row.score),
+        rows.append({**_movie(movies, iid), "rank": int(row.rank), "score": float(row.score),
                      "predicted_rating": None if predicted is None else float(predicted[r]),
-                     "because_you_liked": [_name(titles, j) for j, _ in why.get(iid, [])]})
+                     "because_you_liked": [
+                         {"item_id": j, "title": _movie(movies, j)["title"], "similarity": s}
+                         for j, s in why.get(iid, [])]})
     if as_json:
-        console.print_json(json.dumps({"user": user, "recommendations": rows}))
+        console.print_json(json.dumps({"user": user, "model": recommender.name,
+                                       "recommendations": rows}))
         return
-    table = Table(title=f"Top {k} for user {user} ({recommender.name})")
-    for col in ("#", "movie", "genres", "rating" if predicted is not None else "score",
-                "because you liked"):
-        table.add_column(col)
+    _print_recommendations(rows, title=f"Top {k} for user {user} ({recommender.name})",
+                           rated=predicted is not None, explain=explain)
+
+
+def _print_recommendations(rows: list[dict[str, Any]], *, title: str, rated: bool,
+                           explain: bool) -> None:
+    table = Table(title=title)
+    columns = ["#", "movie", "genres", "score"]
+    columns += ["predicted rating"] if rated else []
+    columns += ["because you liked"] if explain else []
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("score", "predicted rating") else "left")
     for row in rows:
-        value = row["predicted_rating"] if predicted is not None else row["score"]
-        table.add_row(str(row["rank"]), row["title"], row["genres"], f"{value:.3f}",
-                      "; ".join(row["because_you_liked"]))
+        cells = [str(row["rank"]), row["title"], "|".join(row["genres"]), f"{row['score']:.3f}"]
+        if rated:
+            cells.append(f"{row['predicted_rating']:.2f}")
+        if explain:
+            cells.append("; ".join(s["title"] for s in row["because_you_liked"]))
+        table.add_row(*cells)
     console.print(table)
 
 
@@ -249,52 +298,87 @@ def recommend(
 @_friendly_errors
 def similar(
     model_dir: ModelDirArg,
-    movie: Annotated[str | None, typer.Option(help="Title or part of it (case-insensitive).")]
-    = None,
+    movie: Annotated[str | None, typer.Option(
+        help="Title or part of it; case, accents, punctuation and the article's place do not "
+        "matter (\"the godfather\" finds \"Godfather, The (1972)\").")] = None,
     movie_id: Annotated[int | None, typer.Option(help="Original item id.")] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of similar movies.")] = 10,
+    min_support: Annotated[int, typer.Option(
+        help="Leave out movies with fewer training ratings (0 keeps all).")] = MIN_SUPPORT,
+    shrinkage: Annotated[float, typer.Option(
+        help="λ of the shrinkage n/(n+λ) of each similarity by the movie's number of training "
+        "ratings n (0: none).")] = SHRINKAGE,
 ) -> None:
-    """Movies most similar to one movie, in the model's item space."""
+    """Movies most similar to one movie, in the model's own terms.
+
+    EASE compares by its item weights, ItemKNN by its neighbourhoods, other models by the cosine
+    of their item vectors or of co-occurrence; movies with fewer than --min-support training
+    ratings are left out and the rest shrunk by n/(n+λ), so that movies that a handful of users
+    rated do not top the list.
+    """
     if not 0 < k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {k}")
+    if min_support < 0:
+        raise ValueError(f"--min-support must be ≥ 0, got {min_support}")
+    if not (shrinkage >= 0 and np.isfinite(shrinkage)):
+        raise ValueError(f"--shrinkage must be a number ≥ 0, got {shrinkage}")
     recommender, catalog = _load(model_dir)
-    titles = _titles(catalog)
+    movies = _movies(catalog)
     if (movie is None) == (movie_id is None):
         raise ValueError("give --movie TITLE or --movie-id ID")
     if movie_id is None:
-        movie_id = find_movie(catalog, str(movie), recommender.item_vocab_.index)
+        from movierec.models.baseline import item_popularity
+
+        ids = recommender.item_vocab_.index
+        movie_id = find_movie(catalog, str(movie), ids,
+                              popularity=dict(zip(ids.tolist(),
+                                                  np.asarray(item_popularity(recommender)),
+                                                  strict=True)))
     if movie_id not in recommender.item_vocab_:
         raise UnknownIdError(f"movie {movie_id} is not in the training data of {model_dir}")
-    result = recommender.similar_items(movie_id, k=k)
-    table = Table(title=f"Movies like {_name(titles, movie_id)}")
+    result = recommender.similar_items(movie_id, k=k, min_support=min_support,
+                                       shrinkage=shrinkage)
+    table = Table(title=f"Movies like {_movie(movies, movie_id)['title']}")
     for col in ("#", "movie", "genres", "similarity"):
-        table.add_column(col)
+        table.add_column(col, justify="right" if col == "similarity" else "left")
     for row in result.itertuples(index=False):
-        title, genres = titles.get(int(row.item_id), (f"item {row.item_id}", ""))
-        table.add_row(str(row.rank), title, genres, f"{row.similarity:.3f}")
+        found = _movie(movies, int(row.item_id))
+        table.add_row(str(row.rank), found["title"], "|".join(found["genres"]),
+                      f"{row.similarity:.3f}")
     console.print(table)
 
 
-def find_movie(catalog: pd.DataFrame | None, query: str, known: np.ndarray) -> int:
+def find_movie(catalog: pd.DataFrame | None, query: str, known: np.ndarray,
+               popularity: dict[int, float] | None = None) -> int:
     """The item id whose title matches `query`; a clear error when none or several do.
 
-    An exact title (case-insensitive, with or without the "(year)" suffix) wins; otherwise the
-    query must be a substring of exactly one known movie's title.
+    The search is `movierec.data.search` (the API's /movies/search too): a title named exactly
+    ("The Godfather" for "Godfather, The (1972)", with or without its "(year)") wins when it is
+    the only one; otherwise the query must be part of exactly one known movie's title.
+
+    Args:
+        catalog: the model's item table (None: an error asking for --movie-id).
+        query: the title or part of it.
+        known: item ids the model knows.
+        popularity: item_id -> number of training ratings, to order the listing of matches.
     """
+    from movierec.data.search import TitleIndex
+
     if catalog is None:
         raise MovieRecError("this model was saved without an item table; use --movie-id")
-    cat = catalog[catalog["item_id"].isin(known)]
-    titles = cat["title"].str.lower()
-    bare = titles.str.replace(r"\s*\(\d{4}\)\s*$", "", regex=True)
-    q = query.strip().lower()
-    exact = cat[(titles == q) | (bare == q)]
-    matches = exact if len(exact) else cat[titles.str.contains(q, regex=False)]
+    cat = catalog[catalog["item_id"].isin(known)].reset_index(drop=True)
+    ids = cat["item_id"].to_numpy()
+    counts = None if popularity is None else np.array([popularity.get(int(i), 0) for i in ids])
+    index = TitleIndex(cat["title"].astype(str).tolist(), counts)
+    exact = index.exact(query)
+    matches = exact if len(exact) else index.search(query)
     if len(matches) == 1:
-        return int(matches["item_id"].iloc[0])
+        return int(ids[matches[0]])
     if len(matches) == 0:
         raise MovieRecError(f"no movie title contains {query!r}")
-    listing = "; ".join(f"{t} (id {i})" for i, t in
-                        zip(matches["item_id"].head(10), matches["title"].head(10), strict=True))
+    if len(exact):  # several exact titles (remakes): list them in search order
+        matches = [p for p in index.search(query) if p in set(exact.tolist())]
+    shown = [f"{cat['title'].iloc[p]} (id {ids[p]})" for p in list(matches)[:10]]
     more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
-    raise MovieRecError(f"{len(matches)} movies match {query!r}: {listing}{more}; use a longer "
-                        "title or --movie-id")
+    raise MovieRecError(f"{len(matches)} movies match {query!r}: {'; '.join(shown)}{more}; use "
+                        "the title with its (year), a longer title, or --movie-id")

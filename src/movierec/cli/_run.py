@@ -11,7 +11,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from movierec.cli._app import DataDirOpt, ProgressOpt, _friendly_errors, app, console, err_console
+from movierec.cli._app import (
+    DataDirOpt,
+    ProgressOpt,
+    ThreadsOpt,
+    _friendly_errors,
+    app,
+    console,
+    err_console,
+)
 from movierec.metrics import DEFAULT_K, default_k, metric_info
 
 
@@ -29,6 +37,7 @@ def run_command(
     data_dir: DataDirOpt = None,
     check: Annotated[bool, typer.Option(
         "--check", help="Only parse and validate the file; run nothing, write nothing.")] = False,
+    threads: ThreadsOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Run every model, grid combination and seed of an experiment file; write results.json."""
@@ -42,7 +51,7 @@ def run_command(
         return
     folder = out if out is not None else Path("runs") / (exp.name + ("-quick" if quick else ""))
     t0 = time.perf_counter()
-    results = run_experiment(exp, folder, quick=quick, data_dir=data_dir,
+    results = run_experiment(exp, folder, quick=quick, data_dir=data_dir, threads=threads,
                              progress=progress and sys.stderr.isatty(),
                              on_message=lambda text: err_console.print(text, highlight=False,
                                                                       markup=False))

@@ -116,7 +116,8 @@ def check_port(host: str, port: int) -> None:
 @app.command()
 @_friendly_errors
 def serve(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder written by `movierec train`.")],
+    model_dir: Annotated[Path | None, typer.Argument(
+        help="Model folder written by `movierec train` (or give --models-root).")] = None,
     host: Annotated[str, typer.Option(
         help="Address to listen on. The default answers only this machine; any other address "
         "exposes the service to the network (a warning is printed).")] = "127.0.0.1",
@@ -142,6 +143,15 @@ def serve(
         help="Seconds an idle keep-alive connection stays open.", min=0.001)] = 5.0,
     max_connections: Annotated[int, typer.Option(
         help="Most open connections; requests beyond get HTTP 503.", min=1)] = 1000,
+    models_root: Annotated[Path | None, typer.Option(
+        "--models-root", metavar="DIR", help="Serve the version DIR/current names (written by "
+        "`movierec train|retrain --models-root`); reloads follow the pointer.")] = None,
+    poll: Annotated[float, typer.Option(
+        help="With --models-root: every this many seconds, look at DIR/current and load a new "
+        "version (0: only on SIGHUP or POST /model/reload).", min=0.0)] = 0.0,
+    keep: Annotated[int, typer.Option(
+        help="With --models-root --poll: after switching, keep the newest N versions (plus the "
+        "current one and the rollback target); 0 deletes nothing.", min=0)] = 0,
 ) -> None:
     """Serve recommendations over HTTP: JSON API (docs at /docs) and a web page at /.
 
@@ -166,6 +176,13 @@ def serve(
         err_console.print(f"[yellow]warning:[/yellow] listening on {host}: the service is "
                           "reachable from other machines and has no authentication",
                           highlight=False)
+    if (model_dir is None) == (models_root is None):
+        raise ValueError("give a model folder or --models-root DIR (not both)")
+    if models_root is not None:
+        from movierec.versions import current_path
+
+        model_dir = current_path(models_root)
+    assert model_dir is not None
     service = app_from_folder(model_dir, max_k=max_k, max_ratings=max_ratings,
                               request_timeout=request_timeout, read_timeout=read_timeout)
     preset = any(os.environ.get(var) for var in BLAS_THREAD_VARS)
@@ -181,6 +198,7 @@ def serve(
                       f"{', SIGHUP reloads' if hasattr(signal, 'SIGHUP') else ''}",
                       highlight=False)
     restore = install_reload_signal(service.state.reloader)
+    poller = _start_poller(service.state.reloader, models_root, poll, keep)
     try:
         uvicorn.run(service, host=host, port=port, log_level="warning", access_log=access_log,
                     http=with_header_timeout(read_timeout), timeout_keep_alive=keep_alive_timeout,
@@ -195,4 +213,25 @@ def serve(
                           highlight=False)
         raise typer.Exit(2) from None
     finally:
+        if poller is not None:
+            poller.stop()
         restore()
+
+
+def _start_poller(reloader: Any, root: Path | None, poll: float, keep: int) -> Any:
+    """With a models root: reloads follow DIR/current; with poll > 0 a thread watches it."""
+    if root is None:
+        return None
+    from movierec.serve.reload import VersionPoller
+
+    reloader.follow(root)
+    if not poll:
+        return None
+
+    def told(done: dict[str, Any]) -> None:
+        err_console.print(f"now serving {done['version']} ({done['model']}, generation "
+                          f"{done['generation']})", highlight=False)
+
+    poller = VersionPoller(reloader, root, poll, keep=keep or None, on_reload=told)
+    poller.start()
+    return poller

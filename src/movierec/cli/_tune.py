@@ -18,6 +18,7 @@ from movierec.cli._app import (
     SepOpt,
     SplitOpt,
     TestSizeOpt,
+    ThreadsOpt,
     _friendly_errors,
     app,
     console,
@@ -52,7 +53,8 @@ def tune(
         "precision@5, map@10, hit@10, mrr@10, f1@10). rmse/mae are minimised, the rest "
         "maximised.")] = "rmse",
     relevance: Annotated[float, typer.Option(
-        help="Validation ratings >= this are relevant for ranking metrics (0 = all).")] = 0.0,
+        help="Validation ratings >= this are relevant for ranking metrics (0 = all); 4.0 as in "
+        "`benchmark`, so a tuned model is chosen for the task it is judged on.")] = 4.0,
     trials: Annotated[int, typer.Option(
         help="Finished trials the study should reach (a rerun only runs the missing ones).")]
     = 20,
@@ -77,6 +79,7 @@ def tune(
     kcore: KcoreOpt = 0,
     data_dir: DataDirOpt = None,
     sep: SepOpt = None,
+    threads: ThreadsOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Tune one model's hyper-parameters with Optuna (TPE) on validation data only."""
@@ -100,8 +103,11 @@ def tune(
         err_console.print(f"  trial {record['number']:>3} {record['state']:<8} {value}",
                           highlight=False)
 
+    from movierec.pipeline import set_threads
+
+    set_threads(threads)
     result = T.tune(model, fit_part, valid_part, metric=metric, trials=trials, timeout=timeout,
-                    seed=seed, relevance=relevance, fixed=fixed.get(model, {}), storage=storage,
+                    rng=seed, relevance=relevance, fixed=fixed.get(model, {}), storage=storage,
                     study_name=study, out=out, prune=prune,
                     progress=progress and sys.stderr.isatty(), on_trial=live)
     console.print(f"best {result.metric} = {result.value:.4f} after {result.trials} trials "
@@ -123,7 +129,7 @@ def _parts(*, dataset: str | None, split: str, test_size: float, train: Path | N
     """(fit part, validation part, description); the test part of a split is dropped unread."""
     from movierec.data import load
     from movierec.data.files import load_ratings_file
-    from movierec.tune import carve_validation
+    from movierec.split import carve_validation
 
     if not 0 < valid_size < 1:
         raise ValueError(f"--valid-size must be in (0, 1), got {valid_size}")

@@ -140,12 +140,12 @@ class TitleIndex:
                 article in front or behind, and its "(year)".
             limit: most positions returned (default: all).
 
-        Raises:
-            ValueError: the query has no letter or digit.
+        Returns:
+            int64 positions; none for a query without a letter or digit.
         """
         q = normalize(query)
         if not q:
-            raise ValueError(f"a title search needs a letter or digit, got {query!r}")
+            return np.empty(0, dtype=np.int64)
         exact = self.exact(query)
         hit = np.fromiter(((q in s) or (q in m) for s, m in zip(self._stored, self._moved,
                                                                  strict=True)),

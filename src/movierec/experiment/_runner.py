@@ -70,6 +70,7 @@ def run_experiment(
     data_dir: str | Path | None = None,
     progress: bool = False,
     on_message: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run every split x model x grid combination x seed of `exp` into `out`.
 
@@ -84,6 +85,7 @@ def run_experiment(
         data_dir: folder of releases (default $MOVIEREC_DATA_DIR, then the cache).
         progress: show the models' progress bars.
         on_message: called with one line per split and per run (for the command's output).
+        threads: PyTorch threads (default `movierec.pipeline.resolve_threads()`).
 
     Returns:
         {split name: BenchmarkResult} as saved.
@@ -120,7 +122,8 @@ def run_experiment(
                 records.append(json.loads(path.read_text(encoding="utf-8")))
                 say(f"  {run.key}: already done")
                 continue
-            record = _run_one(exp, run, split, spec.evaluation, folder, progress, keys[run.key])
+            record = _run_one(exp, run, split, spec.evaluation, folder, progress, keys[run.key],
+                              threads)
             atomic_write_text(path, json.dumps(record, indent=2, default=json_default))
             records.append(record)
             say(f"  {run.key}: fit {record['fit_seconds']:.2f}s, {_headline(record)}")
@@ -168,7 +171,7 @@ def _headline(record: dict[str, Any]) -> str:
 
 
 def _run_one(exp: Experiment, run: RunSpec, split: Any, ev: EvaluationSpec, folder: Path,
-             progress: bool, run_key: str) -> dict[str, Any]:
+             progress: bool, run_key: str, threads: int | None = None) -> dict[str, Any]:
     from movierec.models import get
 
     model = get(run.model, **run.params)
@@ -181,7 +184,7 @@ def _run_one(exp: Experiment, run: RunSpec, split: Any, ev: EvaluationSpec, fold
     record = fit_evaluate(model, split, seed=run.seed, evaluation=ev, keep_lists=exp.lists,
                           progress=progress, checkpoint_dir=checkpoint,
                           resume=checkpoint is not None and _has_checkpoint(checkpoint),
-                          auto_valid=False, name=run.name,
+                          auto_valid=False, name=run.name, threads=threads,
                           extra={"registry_model": run.model, "label": run.label,
                                  "run_key": run_key})
     if record.lists is not None:

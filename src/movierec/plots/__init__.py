@@ -32,6 +32,7 @@ from movierec.plots._explore import (
     top_genres,
 )
 from movierec.plots._results import (
+    MANY_MODELS,
     genre_distribution,
     genre_overlap,
     model_comparison,
@@ -42,6 +43,7 @@ from movierec.plots._results import (
 from movierec.plots._tuning import optimization_history, param_importances
 
 __all__ = [
+    "MANY_MODELS",
     "bipartite_graph",
     "degree_distributions",
     "demographics",

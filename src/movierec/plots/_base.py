@@ -29,10 +29,28 @@ MOVIE = "#ff7f0e"
 WHERE = {"only history": "#9ecae1", "both": "#6a51a3", "only recommended": "#fd8d3c"}
 
 
+#: Distinct model colours: tab10, then tab20's light shades (not its light grey, too close to
+#: CATALOG), then the darkest and the middle shade of each tab20b hue: 29 before any repeats.
+MODEL_PALETTE = (
+    *(mpl.colors.to_hex(c) for c in mpl.colormaps["tab10"].colors),
+    *(mpl.colors.to_hex(c) for c in mpl.colormaps["tab20"].colors[1::2] if c[0] != c[2]),
+    *(mpl.colors.to_hex(c) for c in mpl.colormaps["tab20b"].colors[0::4]),
+    *(mpl.colors.to_hex(c) for c in mpl.colormaps["tab20b"].colors[2::4]),
+)
+#: Markers of dot plots, changed every ten models so that a light shade differs from its dark
+#: one by shape too.
+MODEL_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 def model_colors(models: list[str]) -> dict[str, str]:
-    """A stable colour per model (tab10 in the order given; tab20 beyond ten models)."""
-    cycle = mpl.colormaps["tab10" if len(models) <= 10 else "tab20"].colors
-    return {m: mpl.colors.to_hex(cycle[i % len(cycle)]) for i, m in enumerate(models)}
+    """A stable colour per model, in the order given: tab10 up to ten models, then
+    `MODEL_PALETTE`'s distinct colours (repeated only past 29 models)."""
+    return {m: MODEL_PALETTE[i % len(MODEL_PALETTE)] for i, m in enumerate(models)}
+
+
+def model_markers(models: list[str]) -> dict[str, str]:
+    """A marker per model for dot plots: circles for the first ten, squares for the next..."""
+    return {m: MODEL_MARKERS[(i // 10) % len(MODEL_MARKERS)] for i, m in enumerate(models)}
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (7.0, 4.2),

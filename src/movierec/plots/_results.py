@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from movierec import analysis as A
 from movierec.benchmark import BenchmarkResult
 from movierec.data.dataset import Dataset
-from movierec.metrics import METRICS
+from movierec.metrics import METRICS, best_direction
 from movierec.plots._base import (
     CATALOG,
     HEAD,
@@ -22,10 +22,16 @@ from movierec.plots._base import (
     WHERE,
     empty,
     model_colors,
+    model_markers,
     new_figure,
     shorten,
     style,
 )
+
+#: Past this many models, comparisons are drawn as one horizontal panel per metric (model names
+#: on the y axis) and the genre distribution as a table of shades: grouped bars, x labels and a
+#: legend of 20 entries stop being readable.
+MANY_MODELS = 8
 
 #: How the figures name each metric.
 LABELS = {"rmse": "RMSE", "mae": "MAE", "precision": "Precision", "recall": "Recall",
@@ -44,9 +50,12 @@ _FAMILY_TITLE = {"rating": "Rating prediction error", "ranking": "Ranking accura
 
 
 def _label(metric: str) -> str:
+    """The metric's name, with ↑/↓ only where higher/lower is better by definition (accuracy);
+    beyond-accuracy metrics describe the lists and get no arrow."""
     name, _, k = metric.partition("@")
-    arrow = "↑" if METRICS.get(name) == "higher" else "↓"
-    return f"{LABELS.get(name, name)}{'@' + k if k else ''} {arrow}"
+    better = best_direction(metric)
+    arrow = {"higher": " ↑", "lower": " ↓"}.get(better or "", "")
+    return f"{LABELS.get(name, name)}{'@' + k if k else ''}{arrow}"
 
 
 def model_comparison(result: BenchmarkResult, family: str = "ranking",
@@ -76,8 +85,12 @@ def model_comparison(result: BenchmarkResult, family: str = "ranking",
     seeds = int(data["seeds"].max())
     table = data.set_index(["metric", "model"])
     errs = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+    reading = ("descriptions of the lists, not scores: no direction is better by definition"
+               if family == "beyond" else "↑ higher is better, ↓ lower is better")
     title = (f"{_FAMILY_TITLE[family]}{f' @{k}' if family != 'rating' else ''} — {result.dataset}"
-             f"\n{errs}; ↑ higher is better, ↓ lower is better")
+             f"\n{errs}; {reading}")
+    if len(models) > MANY_MODELS:
+        return _metric_panels(table, models, metrics, colors, seeds, family, title)
     if family != "beyond":
         width_in = min(14.0, max(7.5, 1.1 * len(metrics) * max(len(models), 2) / 2.5))
         fig, (ax,) = new_figure(figsize=(width_in, 4.2))
@@ -104,11 +117,45 @@ def model_comparison(result: BenchmarkResult, family: str = "ranking",
         ax.set_title(_label(metric), fontsize=10)
         ax.set_ylabel(_UNITS.get(metric.split("@")[0], "value"), fontsize=8)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        for tick in ax.get_xticklabels():  # anchored at its bar, not centred on it
+            tick.set_horizontalalignment("right")
+            tick.set_rotation_mode("anchor")
         style(ax)
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
     fig.legend(handles=[Patch(color=colors[m], label=m) for m in models], title="model",
                loc="outside lower center", ncol=min(len(models), 8), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _metric_panels(table: pd.DataFrame, models: list[str], metrics: list[str],
+                   colors: dict[str, str], seeds: int, family: str, title: str) -> Figure:
+    """Many models: one horizontal bar panel per metric, the models named on the shared y axis
+    (first at the top), error bars = std over seeds."""
+    ncols = min(len(metrics), 4)
+    nrows = -(-len(metrics) // ncols)
+    panel_h = 0.2 * len(models) + 0.9
+    fig, axes = new_figure(nrows, ncols, figsize=(2.9 * ncols + 1.4, panel_h * nrows + 0.9),
+                           sharey=True)
+    y = np.arange(len(models))
+    for ax, metric in zip(axes, metrics, strict=False):
+        rows = table.loc[metric].reindex(models)
+        ax.barh(y, rows["mean"].fillna(0), height=0.75,
+                xerr=rows["std"].fillna(0) if seeds > 1 else None, capsize=1.5,
+                error_kw={"elinewidth": 0.8}, color=[colors[m] for m in models])
+        for j in np.flatnonzero(rows["mean"].isna().to_numpy()):
+            ax.text(0, j, " –", va="center", fontsize=8, color="#666666")  # cannot compute it
+        ax.set_title(_label(metric), fontsize=10)
+        if family == "beyond":
+            ax.set_xlabel(_UNITS.get(metric.split("@")[0], "value"), fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        style(ax, "x")
+    axes[0].set_yticks(y, models)
+    axes[0].invert_yaxis()  # shared: every panel lists the first model at the top
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -164,22 +211,48 @@ def genre_distribution(train: Dataset, lists: Mapping[str, pd.DataFrame],
     """
     dist = A.genre_distribution(train, lists).iloc[::-1]
     models = list(lists)
-    colors = model_colors(models)
-    fig, (ax,) = new_figure(figsize=(8.5, 0.32 * len(dist) + 1.8))
+    title = (f"Genres recommended{f' (top-{k})' if k else ''} vs the catalog and the users' "
+             "histories")
+    if len(models) > MANY_MODELS:
+        return _genre_table(dist.iloc[::-1], models, title)
+    colors, markers = model_colors(models), model_markers(models)
+    fig, (ax,) = new_figure(figsize=(9.5, 0.32 * len(dist) + 1.8))
     y = np.arange(len(dist))
     ax.barh(y, dist["catalog"], color=CATALOG, height=0.7, label="catalog (each movie once)")
     ax.plot(dist["history"], y, marker="D", linestyle="none", color=HISTORY, markersize=6,
             label="users' histories (training ratings)")
     for model in models:
-        ax.plot(dist[model], y, marker="o", linestyle="none", color=colors[model], markersize=6,
-                alpha=0.85, label=f"{model} recommendations")
+        ax.plot(dist[model], y, marker=markers[model], linestyle="none", color=colors[model],
+                markersize=6, alpha=0.85, label=f"{model} recommendations")
     ax.set_yticks(y, dist.index)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set(xlabel="Share of movies with this genre (a movie can have several)",
-           title=f"Genres recommended{f' (top-{k})' if k else ''} vs the catalog and the users' "
-                 "histories")
-    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.set(xlabel="Share of movies with this genre (a movie can have several)", title=title)
+    # Outside the axes, on the right: inside, it covered the dots of the upper genres.
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     style(ax, "x")
+    return fig
+
+
+def _genre_table(dist: pd.DataFrame, models: list[str], title: str) -> Figure:
+    """Many models: genres x (catalog, histories, models) as shaded cells with the share."""
+    columns = ["catalog", "history", *models]
+    values = dist[columns].to_numpy(dtype=float)
+    fig, (ax,) = new_figure(figsize=(0.42 * len(columns) + 2.6, 0.3 * len(dist) + 2.2))
+    image = ax.imshow(values, cmap="Blues", aspect="auto", vmin=0, vmax=max(values.max(), 1e-9))
+    for (r, c), v in np.ndenumerate(values):
+        ax.text(c, r, f"{v:.0%}", ha="center", va="center", fontsize=6.5,
+                color="white" if v > 0.6 * values.max() else "#222222")
+    ax.axvline(1.5, color="white", linewidth=4)  # references | models
+    ax.set_xticks(np.arange(len(columns)),
+                  ["catalog (each movie once)", "users' histories", *models], fontsize=8)
+    for tick in ax.get_xticklabels():
+        tick.set(rotation=45, horizontalalignment="right", rotation_mode="anchor")
+    ax.set_yticks(np.arange(len(dist)), dist.index, fontsize=8)
+    ax.tick_params(length=0)
+    ax.spines[:].set_visible(False)
+    fig.colorbar(image, ax=ax, shrink=0.6, format=PercentFormatter(1.0),
+                 label="share of movies with the genre")
+    ax.set_title(title, fontsize=10)
     return fig
 
 
@@ -197,7 +270,8 @@ def genre_overlap(train: Dataset, lists: Mapping[str, pd.DataFrame], user_id: in
     model = models[0] if model is None else model
     user_id = A.pick_user(train, lists[model]) if user_id is None else user_id
     sets = A.genre_sets(train, lists[model], user_id).iloc[::-1]
-    fig, (left, right) = new_figure(1, 2, figsize=(11.0, max(4.0, 0.28 * len(sets) + 1.6)))
+    fig, (left, right) = new_figure(1, 2, figsize=(11.0, max(4.0, 0.28 * len(sets) + 1.6,
+                                                         0.26 * len(models) + 1.6)))
     colors = [WHERE[w] for w in sets["where"]]
     left.barh(sets["genre"], -sets["history"], color=colors)
     left.barh(sets["genre"], sets["recommended"], color=colors, hatch="//", edgecolor="white")
@@ -208,11 +282,12 @@ def genre_overlap(train: Dataset, lists: Mapping[str, pd.DataFrame], user_id: in
     means = pd.DataFrame({m: A.genre_overlap(train, lists[m]).drop(columns="user_id").mean()
                           for m in models}).T.iloc[::-1]
     base = np.zeros(len(means))
+    shown = 0.05 * float(means[["only_history", "both", "only_recommended"]].sum(axis=1).max())
     for where, col in (("only history", "only_history"), ("both", "both"),
                        ("only recommended", "only_recommended")):
         bars = right.barh(means.index, means[col], left=base, color=WHERE[where], label=where)
-        right.bar_label(bars, labels=[f"{v:.1f}" for v in means[col]], label_type="center",
-                        fontsize=8)
+        right.bar_label(bars, labels=[f"{v:.1f}" if v >= shown else "" for v in means[col]],
+                        label_type="center", fontsize=8)
         base += means[col].to_numpy()
     right.set(title="Average over users", xlabel="Number of genres (mean per user)")
     handles = [Patch(color=c, label=_WHERE_LABEL[w]) for w, c in WHERE.items()]
@@ -241,8 +316,8 @@ def popularity_bias(train: Dataset, lists: Mapping[str, pd.DataFrame],
     ax.set(xlim=(0, 1), xlabel="Share of recommended movies (reference rows: of items / ratings)",
            title=f"Popularity bias: head = {n_head:,} most rated movies holding {head_share:.0%} "
                  "of training ratings")
-    ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18),
-              ncol=2)
+    fig.legend(handles=[head, tail], frameon=False, fontsize=8, loc="outside lower center",
+               ncol=2)
     style(ax, "x")
     return fig
 

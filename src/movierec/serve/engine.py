@@ -161,6 +161,7 @@ class Engine:
             "max_ratings": self.max_ratings,
             "generation": self.generation,
             "loaded_at": self.loaded_at,
+            "version": None if meta.get("version") is None else str(meta["version"]),
         }
 
     # --- lookups --------------------------------------------------------------------------------
@@ -254,12 +255,59 @@ class Engine:
             candidates=mask))
         r = result.ratings
         # "Because you liked": the posted movies rated ≥ 4 or above the user's own mean.
-        liked = result.item_codes[liked_mask(np.zeros(len(r)), r)]
+        liked = result.item_codes[liked_mask(np.zeros(len(r)), r,
+                                             implicit=self.rating_scale is None)]
         if result.method == "popularity":
             liked = liked[:0]
         return {"model": self.model.name, "k": k, "method": result.method,
                 "used_ratings": len(result.item_codes),
                 "ignored_items": result.unknown_item_ids.tolist(), "genres": genres or None,
+                "recommendations": self._cards(top, scores, liked)}
+
+    def recommend_with_feedback(self, user_id: int, items: list[int], ratings: list[float],
+                                k: int = 10, *, exclude_seen: bool = True,
+                                genres: list[str] | None = None) -> dict[str, Any]:
+        """Top-k for a user from their training history plus stored ratings (fold-in).
+
+        The training history (which movies, not the values: the artifact keeps only which) is
+        folded in with the model's predicted rating of each movie for rating models, else the
+        scale's top (any interaction counts as liked); the stored ratings come after it, so a
+        stored rating of a training movie replaces its value. Models without their own fold-in
+        rule are scored by item similarity, and users with no movie the model knows get the
+        popularity list: `method` says which ("model", "item-similarity", "popularity").
+
+        Args:
+            user_id: a training user or one the API created (no training history).
+            items: movie ids of the user's stored ratings (movies the model does not know are
+                ignored and listed in `ignored_items`).
+            ratings: the stored ratings, aligned with `items`.
+            k: list length.
+            exclude_seen: leave out the training history and the stored movies.
+            genres: only movies of any of these genres.
+        """
+        mask = self.genre_mask(genres)
+        code = int(self.model.user_vocab_.codes([user_id], missing="negative")[0])
+        hist = self.history_codes(code) if code >= 0 else np.empty(0, dtype=np.int64)
+        if len(hist) and self.model.rates:
+            values = self.model._predict(np.full(len(hist), code, dtype=np.int64), hist)
+            scale = self.rating_scale
+            values = np.clip(values, *scale) if scale else values
+        else:
+            values = np.full(len(hist), (self.rating_scale or (1.0, 1.0))[1])
+        ids = np.concatenate([self.item_ids[hist].to_numpy(dtype=np.int64),
+                              np.asarray(items, dtype=np.int64)])
+        result = fold_in(self.model, ids, np.concatenate([values, np.asarray(ratings, float)]))
+        top, scores = self._listed(rank_block(
+            result.scores[None, :], k, exclude=result.item_codes if exclude_seen else None,
+            candidates=mask))
+        r = result.ratings
+        liked = result.item_codes[liked_mask(np.zeros(len(r)), r,
+                                             implicit=self.rating_scale is None)]
+        if result.method == "popularity":
+            liked = liked[:0]
+        return {"user_id": user_id, "model": self.model.name, "k": k,
+                "exclude_seen": exclude_seen, "genres": genres or None, "method": result.method,
+                "n_training": len(hist), "ignored_items": result.unknown_item_ids.tolist(),
                 "recommendations": self._cards(top, scores, liked)}
 
     def similar(self, item_id: int, k: int = 10, *, min_support: int = MIN_SUPPORT,
@@ -278,10 +326,9 @@ class Engine:
         """Titles containing `query` (`movierec.data.search`: case, accents, punctuation and
         articles ignored, "the godfather" finds "Godfather, The"): exact titles first, then
         prefixes, then by popularity."""
-        try:
-            picked = self._titles_index.search(query, limit)  # movierec.data.search
-        except ValueError as exc:
-            raise InvalidRequestError(f"q: {exc}") from None
+        if not query.strip():
+            raise InvalidRequestError("q must contain a non-space character")
+        picked = self._titles_index.search(query, limit)  # movierec.data.search
         return {"query": query, "results": [
             {**self.movies[c], "n_ratings": int(self.popularity[c])} for c in picked.tolist()]}
 

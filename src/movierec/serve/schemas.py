@@ -93,6 +93,8 @@ class ModelInfo(BaseModel):
     generation: int = Field(description="1 for the model loaded at start, one more per "
                             "successful reload (POST /model/reload or SIGHUP).")
     loaded_at: str = Field(description="When the served model was loaded (UTC, ISO 8601).")
+    version: str | None = Field(default=None, description="The models-root version served "
+                                "(\"v0003\"), None for a plain model folder.")
 
 
 class ReloadResponse(BaseModel):

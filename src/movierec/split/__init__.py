@@ -26,6 +26,7 @@ from movierec.split._base import PREDEFINED_FOLDS, SPLIT_KINDS, Split
 from movierec.split._files import files_split, predefined_split
 from movierec.split._leakage import check_leakage
 from movierec.split._strategies import (
+    carve_validation,
     leave_one_out,
     random_split,
     time_split,
@@ -80,6 +81,7 @@ __all__ = [
     "SPLIT_KINDS",
     "Split",
     "SplitError",
+    "carve_validation",
     "check_leakage",
     "files_split",
     "leave_one_out",

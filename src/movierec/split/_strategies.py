@@ -274,3 +274,26 @@ def time_split(
 
 
 # --- fixed splits from files -------------------------------------------------------------------
+
+
+def carve_validation(train: Dataset, fraction: float = 0.1, rng: RNGLike = 42, *,
+                     time_ordered: bool = False) -> tuple[Dataset, Dataset]:
+    """A per-user `fraction` of `train` as validation: returns (rest, validation).
+
+    Seeded random per user by default (`user_random_split`); with `time_ordered`, each user's
+    latest ratings, ties by item id (`user_time_split`), which is what a time-ordered test split
+    asks of its validation: a random carve-out rewards predicting the past from the future, and
+    tunes e.g. EASE's λ for the wrong task. The rule of `--valid-size`, used by `movierec tune`.
+
+    Args:
+        train: the training part to carve from.
+        fraction: per-user share for validation, in (0, 1); default 0.1.
+        rng: seed or Generator of the random carve-out (default 42, so that an unseeded call
+            repeats); unused with `time_ordered`.
+        time_ordered: carve each user's latest ratings instead of random ones.
+    """
+    if time_ordered:
+        part = user_time_split(train, test_size=fraction)
+    else:
+        part = user_random_split(train, test_size=fraction, rng=rng)
+    return part.train, part.test

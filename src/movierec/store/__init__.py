@@ -7,10 +7,10 @@ with Alembic migrations shipped in this package. No HTTP and no model code live 
 
 from __future__ import annotations
 
-from movierec.store._engine import DEFAULT_STORE, StoreError, resolve_url
+from movierec.store._engine import DEFAULT_STORE, StoreError, StoreUnavailableError, resolve_url
 from movierec.store._keys import SCOPES, ApiKey, KeyRefusedError
 from movierec.store._store import Store
 from movierec.store._versions import ModelVersion
 
 __all__ = ["DEFAULT_STORE", "SCOPES", "ApiKey", "KeyRefusedError", "ModelVersion", "Store",
-           "StoreError", "resolve_url"]
+           "StoreError", "StoreUnavailableError", "resolve_url"]

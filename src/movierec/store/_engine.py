@@ -17,7 +17,11 @@ _MIGRATION_LOCK = 0x6D6F7669  # "movi": the advisory lock id held while migratin
 
 
 class StoreError(MovieRecError):
-    """The store cannot be opened or used: bad URL, unknown schema revision, database away."""
+    """The store cannot be opened or used: bad URL, unknown schema revision, unknown key id."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached or stays locked; retrying later may work (HTTP 503)."""
 
 
 def resolve_url(url: str | os.PathLike[str] | None = None) -> str:
@@ -54,19 +58,20 @@ def _redact(url: str) -> str:
         return url.split("@")[-1]
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, *, timeout: float = 10.0) -> Engine:
     """An engine for a resolved URL; SQLite gets WAL, synchronous=FULL and explicit BEGINs.
 
     WAL + synchronous=FULL makes a commit durable (fsynced) before it returns, so a write
     acknowledged over HTTP survives `kill -9` and power loss. pysqlite's own transaction handling
     is switched off so that writes can take the lock at BEGIN (`BEGIN IMMEDIATE`) instead of
     upgrading a read lock later, which under concurrency fails with "database is locked".
+    `timeout` (seconds) bounds waiting for SQLite's write lock or a PostgreSQL connection.
     """
     if url.startswith("sqlite"):
         path = sa.make_url(url).database
         if path and path != ":memory:" and not Path(path).parent.is_dir():
             raise StoreError(f"store {path}: folder {Path(path).parent} does not exist")
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": timeout})
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -77,7 +82,8 @@ def create_engine(url: str) -> Engine:
 
         raise MissingExtraError("a PostgreSQL store needs psycopg 3: "
                                 "pip install 'movierec[store]'") from exc
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, pool_timeout=timeout,
+                            connect_args={"connect_timeout": max(1, round(timeout))})
 
 
 def _sqlite_connect(dbapi_connection: object, record: object) -> None:
@@ -85,7 +91,6 @@ def _sqlite_connect(dbapi_connection: object, record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 

@@ -12,9 +12,10 @@ import pandas as pd
 
 MAX_ID = 2**31 - 1  # the datasets keep ids in int32
 MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01: a later value is milliseconds, not seconds
-RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp", "source", "updated_at")
+RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp", "source", "updated_at", "list_id")
 FRAME_DTYPES = {"user_id": np.int32, "item_id": np.int32, "rating": np.float32,
-                "timestamp": np.int64, "source": object, "updated_at": np.float64}
+                "timestamp": np.int64, "source": object, "updated_at": np.float64,
+                "list_id": object}
 
 
 def check_id(value: Any, field: str, where: str = "") -> int:
@@ -57,6 +58,16 @@ def check_source(value: Any) -> str:
     return value
 
 
+def check_list_id(value: Any, where: str = "") -> str | None:
+    """None, or an impressions list id of 1 to 64 characters."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise ValueError(f"{where}list_id must be a string of 1 to 64 characters, "
+                         f"found {value!r}")
+    return value
+
+
 def rating_rows(rows: pd.DataFrame | Iterable[Mapping[str, Any]], *,
                 scale: tuple[float, float] | None, max_rows: int, source: str,
                 now: float) -> list[dict[str, Any]]:
@@ -91,7 +102,7 @@ def rating_rows(rows: pd.DataFrame | Iterable[Mapping[str, Any]], *,
                "rating": check_rating(record["rating"], scale, where),
                "timestamp": check_timestamp(record.get("timestamp", int(now)), where),
                "source": check_source(record.get("source", source)),
-               "updated_at": now}
+               "updated_at": now, "list_id": check_list_id(record.get("list_id"), where)}
         out.pop((row["user_id"], row["item_id"]), None)  # re-insert: the later row wins
         out[row["user_id"], row["item_id"]] = row
     return list(out.values())

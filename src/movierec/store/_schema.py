@@ -27,6 +27,8 @@ ratings = sa.Table(
     sa.Column("timestamp", sa.BigInteger, nullable=False),  # unix seconds, as in the datasets
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),  # server clock at the write
+    # The impressions list the rating was given from (GET ...?log=true), if the client said so.
+    sa.Column("list_id", sa.String(64), nullable=True),  # migration 0002
     sa.Index("ix_ratings_updated_at", "updated_at"),
 )
 

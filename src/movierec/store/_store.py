@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from movierec.store import _engine, _keys, _rows
-from movierec.store._engine import StoreError
+from movierec.store._engine import StoreError, StoreUnavailableError
 from movierec.store._keys import ApiKey, KeyRefusedError
 from movierec.store._schema import api_keys, impressions, ratings, users
 from movierec.store._versions import ModelVersionsMixin
@@ -34,16 +34,19 @@ class Store(ModelVersionsMixin):
     Args:
         url: `sqlite:///FILE`, `postgresql://USER@HOST/DB`, a file path, or None for
             MOVIEREC_STORE, else `movierec-state.db` in the working folder.
+        timeout: seconds to wait for SQLite's write lock or a PostgreSQL connection before
+            StoreUnavailableError (default 10).
         rating_scale: (lowest, highest) rating accepted, inclusive; None accepts any finite value.
         max_batch: the most ratings one `put_ratings` call may write (default 1000).
         migrate: bring the schema to this package's newest revision on open (default True).
 
     Raises:
         StoreError: bad URL, or a database at a schema revision this package does not know.
+        StoreUnavailableError: the database cannot be reached (also from any method later).
     """
 
     def __init__(self, url: str | None = None, *, rating_scale: tuple[float, float] | None = None,
-                 max_batch: int = 1000, migrate: bool = True) -> None:
+                 max_batch: int = 1000, migrate: bool = True, timeout: float = 10.0) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, found {max_batch}")
         if rating_scale is not None and not rating_scale[0] < rating_scale[1]:
@@ -51,15 +54,15 @@ class Store(ModelVersionsMixin):
         self.url = _engine.resolve_url(url)
         self.rating_scale = rating_scale
         self.max_batch = max_batch
-        self._engine = _engine.create_engine(self.url)
+        self._engine = _engine.create_engine(self.url, timeout=timeout)
         self._postgres = self._engine.dialect.name == "postgresql"
         try:
             if migrate:
                 self.migrate()
         except sa.exc.OperationalError as exc:
             self._engine.dispose()
-            raise StoreError(f"store {self.display_url}: cannot connect: "
-                             f"{str(exc.orig).strip().splitlines()[0]}") from exc
+            raise StoreUnavailableError(f"store {self.display_url}: cannot connect: "
+                                        f"{str(exc.orig).strip().splitlines()[0]}") from exc
         except BaseException:
             self._engine.dispose()
             raise
@@ -95,8 +98,24 @@ class Store(ModelVersionsMixin):
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One write transaction (on SQLite it takes the write lock at BEGIN)."""
-        with self._engine.connect().execution_options(write=True) as conn, conn.begin():
-            yield conn
+        try:
+            with self._engine.connect().execution_options(write=True) as conn, conn.begin():
+                yield conn
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reads (no explicit transaction)."""
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailableError:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return StoreUnavailableError(f"store {self.display_url} is unavailable: {reason}")
 
     def _insert(self, table: sa.Table) -> Any:
         if self._postgres:
@@ -147,21 +166,25 @@ class Store(ModelVersionsMixin):
     def user_exists(self, user_id: int) -> bool:
         """True when the store knows the user (registered, created, or with stored ratings)."""
         user_id = _rows.check_id(user_id, "user_id")
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             return bool(conn.execute(sa.select(users.c.user_id).where(
                 users.c.user_id == user_id)).first() or conn.execute(
                 sa.select(ratings.c.user_id).where(ratings.c.user_id == user_id).limit(1)).first())
 
     # --- ratings -------------------------------------------------------------------------------
     def put_rating(self, user_id: int, item_id: int, rating: float, *,
-                   timestamp: int | None = None, source: str = "api") -> None:
+                   timestamp: int | None = None, source: str = "api",
+                   list_id: str | None = None) -> None:
         """Store a rating; an earlier one of the same user and movie is replaced (idempotent).
+
+        `list_id` names the impressions list (`log_impressions`) the rating was given from.
 
         Raises:
             ValueError: an id, the rating (non-finite, outside `rating_scale`), the timestamp or
                 the source is invalid; the message names the field.
         """
-        row: dict[str, Any] = {"user_id": user_id, "item_id": item_id, "rating": rating}
+        row: dict[str, Any] = {"user_id": user_id, "item_id": item_id, "rating": rating,
+                               "list_id": list_id}
         if timestamp is not None:
             row["timestamp"] = timestamp
         self.put_ratings([row], source=source)
@@ -172,8 +195,8 @@ class Store(ModelVersionsMixin):
 
         Args:
             rows: mappings (or a DataFrame) with user_id, item_id, rating and optionally
-                timestamp (unix seconds; default now) and source. A later row for the same
-                user and movie wins.
+                timestamp (unix seconds; default now), source and list_id (the impressions
+                list the rating was given from). A later row for the same user and movie wins.
             source: label for rows that carry none (default "api").
 
         Returns:
@@ -189,7 +212,8 @@ class Store(ModelVersionsMixin):
         stmt = self._insert(ratings)
         stmt = stmt.on_conflict_do_update(
             index_elements=[ratings.c.user_id, ratings.c.item_id],
-            set_={c: stmt.excluded[c] for c in ("rating", "timestamp", "source", "updated_at")})
+            set_={c: stmt.excluded[c] for c in ("rating", "timestamp", "source", "updated_at",
+                                                "list_id")})
         with self._write() as conn:
             conn.execute(stmt, clean)
         return len(clean)
@@ -206,7 +230,7 @@ class Store(ModelVersionsMixin):
     def _ratings(self, *where: Any) -> pd.DataFrame:
         query = sa.select(*_RATING_COLUMNS).where(*where).order_by(
             ratings.c.updated_at, ratings.c.user_id, ratings.c.item_id)
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             return _rows.to_frame(conn.execute(query))
 
     def ratings_of(self, user_id: int) -> pd.DataFrame:
@@ -224,7 +248,7 @@ class Store(ModelVersionsMixin):
 
     def count_ratings(self) -> int:
         """How many ratings are stored."""
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(ratings)).scalar_one()
 
     # --- impressions ---------------------------------------------------------------------------
@@ -259,7 +283,7 @@ class Store(ModelVersionsMixin):
         model_version, shown_at."""
         query = sa.select(impressions).where(impressions.c.shown_at > float(since)).order_by(
             impressions.c.shown_at, impressions.c.list_id, impressions.c.position)
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             return pd.DataFrame(list(conn.execute(query)), columns=list(impressions.c.keys()))
 
     # --- API keys ------------------------------------------------------------------------------
@@ -282,13 +306,13 @@ class Store(ModelVersionsMixin):
 
     def list_keys(self) -> list[ApiKey]:
         """Every API key, oldest first, without secrets."""
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(sa.select(*_KEY_COLUMNS).order_by(api_keys.c.created_at))
             return [ApiKey(*row) for row in rows]
 
     def has_keys(self) -> bool:
         """True when at least one unrevoked key exists."""
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(sa.select(api_keys.c.key_id).where(
                 api_keys.c.revoked_at.is_(None)).limit(1)).first() is not None
 
@@ -315,7 +339,7 @@ class Store(ModelVersionsMixin):
         """
         _keys.check_scope(required_scope)
         key_id, secret = _keys.split_token(token)
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(api_keys.c.secret_sha256, *_KEY_COLUMNS).where(
                 api_keys.c.key_id == key_id)).first()
         matches = _keys.same_hash(row[0] if row else _DUMMY_HASH, secret)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from movierec.store._engine import StoreError
 from movierec.store._schema import model_versions
@@ -30,11 +30,12 @@ class ModelVersion:
 
 
 class ModelVersionsMixin:
-    """The model-version methods of `Store` (which provides `_engine` and `_write`)."""
-
-    _engine: Engine
+    """The model-version methods of `Store` (which provides `_read` and `_write`)."""
 
     def _write(self) -> AbstractContextManager[Connection]:  # pragma: no cover - Store's
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Connection]:  # pragma: no cover - Store's
         raise NotImplementedError
 
     # --- model versions ------------------------------------------------------------------------
@@ -89,14 +90,14 @@ class ModelVersionsMixin:
 
     def model_versions(self) -> list[ModelVersion]:
         """Every registered model version, oldest first."""
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(sa.select(model_versions).order_by(model_versions.c.created_at,
                                                                    model_versions.c.version))
             return [ModelVersion(*row) for row in rows]
 
     def current_model_version(self) -> ModelVersion | None:
         """The active model version, or None."""
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(model_versions).where(
                 model_versions.c.status == "active").order_by(
                 model_versions.c.activated_at.desc()).limit(1)).first()

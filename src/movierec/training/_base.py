@@ -57,7 +57,7 @@ class TorchRecommender(TrainerParams, Recommender):
     Learned state: `module_` (saved as its state_dict under "module.*" tensors), `device_`,
     `history_` (one dict per epoch: epoch, train_loss, valid_metric, metric, seconds),
     `best_epoch_`, and `resumed_from_epoch_` (the checkpoint's epoch that `fit(...,
-    resume=True)` continued from; 0 for a fresh run).
+    resume=True)` continued from; None for a fresh run).
     """
 
     trains_by_epochs: ClassVar[bool] = True
@@ -167,6 +167,7 @@ class TorchRecommender(TrainerParams, Recommender):
         """
         trainer = Trainer.for_model(self, progress=progress, checkpoint_dir=checkpoint_dir,
                                     resume=resume, on_epoch=on_epoch)
+        trainer.check_resumable()  # before pre-training, which may take long
         seed = self.pretraining(train, valid, rng=rng, progress=progress)
         self._setup(train)
         self._prepare(train)

@@ -166,7 +166,8 @@ class Trainer:
             generator: torch.Generator, stages: Iterable[Stage] | None = None) -> None:
         """Train `model.module_` in place through `stages` (default: one of `epochs`).
 
-        Sets `model.history_`, `model.best_epoch_` and `model.resumed_from_epoch_`.
+        Sets `model.history_`, `model.best_epoch_` and `model.resumed_from_epoch_` (the
+        checkpoint's epoch it continued from, None when it started afresh).
         """
         stages = list(stages) if stages is not None else [Stage(epochs=self.epochs)]
         module = model.module_
@@ -180,6 +181,17 @@ class Trainer:
             self._fit(model, module, train, valid, generator, stages)
         finally:
             mark_sparse(torch.nn.ModuleList(sparse_layers), False)
+
+    def check_resumable(self) -> None:
+        """Before any work: MovieRecError when `resume=True` finds no checkpoint (this process's
+        view; `fit` checks again, across processes)."""
+        if self.resume is True and self.checkpoint_dir is not None \
+                and not (self.checkpoint_dir / CHECKPOINT).is_file():
+            raise self._no_checkpoint()
+
+    def _no_checkpoint(self) -> MovieRecError:
+        return MovieRecError(f"--resume: no checkpoint in {self.checkpoint_dir} ({CHECKPOINT} is "
+                             "missing); train without --resume to start over")
 
     def _patience(self, stage: Stage) -> int | None:
         return self.patience if stage.patience == TRAINER else stage.patience  # type: ignore[return-value]
@@ -200,9 +212,7 @@ class Trainer:
             return RunState(), None
         if not found_everywhere(self.checkpoint_dir / CHECKPOINT):
             if self.resume is True:
-                raise MovieRecError(
-                    f"--resume: no checkpoint in {self.checkpoint_dir} ({CHECKPOINT} is "
-                    "missing); train without --resume to start over")
+                raise self._no_checkpoint()
             logger.info("no checkpoint in %s: training %s from scratch", self.checkpoint_dir,
                         type(model).__name__)
             return RunState(), None
@@ -228,7 +238,7 @@ class Trainer:
         n_rows = len(next(iter(data.values())))
         n_batches = math.ceil(n_rows / int(batch_size)) if batch_size else 1
         run, optimizer = self._restore(model, module, stages, generator)
-        model.resumed_from_epoch_ = run.epoch
+        model.resumed_from_epoch_ = run.epoch if optimizer is not None else None
         broadcast_module(module)
         higher = model.objective == "ranking"
         show = self.progress and distributed.is_main()

@@ -87,6 +87,8 @@ function renderCards(title, items, kind) {
     const supports = item.because_you_liked || [];
     if (supports.length) {
       why.textContent = "Because you liked " + supports.map((s) => s.title).join(", ");
+      // The service cites only liked movies (movierec.explain.liked_mask): say which those are.
+      why.title = "Movies you rated 4 or more, or above your own average rating";
     } else {
       why.remove();
     }

@@ -1,10 +1,8 @@
 """Small synthetic release folders in the official MovieLens layouts, for tests and examples.
 
-Everything here is generated: no MovieLens content is copied. `write_release` writes small
-folders that imitate the formats' awkward parts — latin-1 text with a colon in a title (ml-1m),
-half-star ratings and `::` tags (ml-10m), quoted titles with commas, `(no genres listed)`, empty
-tmdbId and CRLF line ends (csv). Release-size folders (ML-25M: 25 million ratings) come from
-`movierec.data.synth.write_release_like`.
+`write_release` writes small folders that imitate the formats' awkward parts — latin-1 text with
+a colon in a title (ml-1m), half-star ratings and `::` tags (ml-10m), quoted titles with commas,
+`(no genres listed)`, empty tmdbId and CRLF line ends (csv).
 """
 
 from __future__ import annotations

@@ -1,0 +1,109 @@
+"""Online evaluation: how the lists each model version showed fared with the ratings that followed.
+
+Input: the store's impressions (one row per shown movie: list_id, position, user_id, item_id,
+model_version, shown_at) and ratings (user_id, item_id, rating, updated_at).
+
+Attribution (last touch): a rating belongs to the latest list shown to the same user strictly
+before the rating was written (`updated_at > shown_at`); ratings written before any list are
+not attributed. So a user who rates from the web page, which shows a fresh list after each
+rating, credits each rating to the list on screen when it was given.
+
+Per version, over its lists:
+
+* `lists`, `users`: lists shown and distinct users;
+* `rated_share`: share of lists after which the user rated at least one of the shown movies;
+* `liked_lists`: lists followed by at least one rating >= `relevance` (any movie);
+* `hit@k`: among those, the share whose top k held a movie the user then rated >= relevance;
+* `ndcg@k`: among those, binary NDCG@k of the shown positions, the ideal placing all of the
+  list's liked movies (shown or not, at most k) first (`movierec.metrics.ndcg`).
+
+Only shown lists are judged: the metrics against a full ranking of the catalog, which needs
+the models themselves, are not computed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from movierec import metrics as M
+
+__all__ = ["COLUMNS", "attribute", "evaluate_feedback"]
+
+COLUMNS = ["version", "lists", "users", "rated_lists", "rated_share", "liked_lists"]
+
+
+def attribute(impressions: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
+    """Each rating with the list it is credited to (see the module): the ratings' columns plus
+    list_id, model_version and shown_at; ratings credited to no list are dropped."""
+    lists = (impressions.groupby("list_id", sort=False)
+             .agg(user_id=("user_id", "first"), model_version=("model_version", "first"),
+                  shown_at=("shown_at", "first")).reset_index())
+    if lists.empty or ratings.empty:
+        return ratings.iloc[:0].assign(list_id=pd.Series(dtype=object),
+                                       model_version=pd.Series(dtype=object),
+                                       shown_at=pd.Series(dtype=float))
+    left = ratings.assign(user_id=ratings["user_id"].astype(np.int64),
+                          updated_at=ratings["updated_at"].astype(np.float64)
+                          ).sort_values("updated_at", kind="stable")
+    right = lists.assign(user_id=lists["user_id"].astype(np.int64),
+                         shown_at=lists["shown_at"].astype(np.float64)
+                         ).sort_values("shown_at", kind="stable")
+    merged = pd.merge_asof(left, right, left_on="updated_at", right_on="shown_at",
+                           by="user_id", direction="backward", allow_exact_matches=False)
+    return merged[merged["list_id"].notna()].reset_index(drop=True)
+
+
+def evaluate_feedback(impressions: pd.DataFrame, ratings: pd.DataFrame, *, k: int = 10,
+                      relevance: float = 4.0, versions: Iterable[str] = ()) -> pd.DataFrame:
+    """Per model version: lists, users, rated share, hit@k and NDCG@k of liked movies.
+
+    Args:
+        impressions: `Store.impressions_since()`.
+        ratings: `Store.all_ratings()` (needs user_id, item_id, rating, updated_at).
+        k: cut-off of hit and NDCG (positions 1..k of each list).
+        relevance: ratings at or above this are "liked".
+        versions: versions to list even without impressions (zeros, metrics None).
+
+    Returns:
+        One row per version (sorted by name): the module's columns, `hit@k` and `ndcg@k`
+        (None where no list was followed by a liked rating).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, found {k}")
+    hit_col, ndcg_col = f"hit@{k}", f"ndcg@{k}"
+    credited = attribute(impressions, ratings)
+    lists = impressions.groupby("list_id", sort=False).agg(
+        user_id=("user_id", "first"), version=("model_version", "first")).reset_index()
+    shown = credited.merge(impressions[["list_id", "item_id", "position"]],
+                           on=["list_id", "item_id"], how="inner")
+    rated = set(shown["list_id"])
+    liked = credited[credited["rating"] >= relevance]
+    n_liked = liked.groupby("list_id").size()
+    liked_shown = shown[(shown["rating"] >= relevance) & (shown["position"] <= k)]
+    lists["rated"] = lists["list_id"].isin(rated)
+    lists["n_liked"] = lists["list_id"].map(n_liked).fillna(0).astype(np.int64)
+    rows = []
+    for version, group in lists.groupby("version", sort=True):
+        judged = group[group["n_liked"] > 0]
+        hits = np.zeros((len(judged), k), dtype=bool)
+        index = pd.Series(np.arange(len(judged)), index=judged["list_id"].to_numpy())
+        mine = liked_shown[liked_shown["list_id"].isin(index.index)]
+        hits[index[mine["list_id"]].to_numpy(), mine["position"].to_numpy(np.int64) - 1] = True
+        n = judged["n_liked"].to_numpy()
+        rows.append({"version": str(version), "lists": len(group),
+                     "users": int(group["user_id"].nunique()),
+                     "rated_lists": int(group["rated"].sum()),
+                     "rated_share": float(group["rated"].mean()),
+                     "liked_lists": len(judged),
+                     hit_col: float(M.hit_rate(hits).mean()) if len(judged) else None,
+                     ndcg_col: float(M.ndcg(hits, n).mean()) if len(judged) else None})
+    seen = {r["version"] for r in rows}
+    for version in versions:
+        if version not in seen:
+            rows.append({"version": version, "lists": 0, "users": 0, "rated_lists": 0,
+                         "rated_share": None, "liked_lists": 0, hit_col: None, ndcg_col: None})
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, hit_col, ndcg_col])
+    return frame.sort_values("version", kind="stable").reset_index(drop=True)
