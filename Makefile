@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/datasets/ml-100k/u.data),)
 export MOVIEREC_DATA_DIR ?= $(abspath ../shared/datasets)
 endif
 
-.PHONY: demo test lint docs clean
+.PHONY: demo test lint docs serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/movierec benchmark --dataset ml-100k --models all --valid-size 0.1 --out runs/ml-100k
+
+# The default model for a movie site (docs/serving.md, "Which model to serve"): EASE on ML-100K.
+models/ease/model.json: | $(STAMP)
+	$(BIN)/movierec train --dataset ml-100k --model ease --param lambda=500 --out models/ease
+
+serve: models/ease/model.json
+	$(BIN)/movierec serve models/ease
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -34,4 +41,4 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs models .pytest_cache

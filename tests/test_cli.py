@@ -120,8 +120,9 @@ def test_benchmark_ml100k_several_seeds(data_dir, tmp_path):
                                  "--out", str(tmp_path), "--no-progress"])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "results.json").read_text())
-    assert [(r["model"], r["seed"]) for r in data["runs"]] == [
-        ("pop", 1), ("pop", 2), ("ease", 1), ("ease", 2)]
+    # Both fits ignore the seed: each is fitted once and serves both seeds.
+    assert [(r["model"], r["seed"], r["seeds_served"]) for r in data["runs"]] == [
+        ("pop", 1, [1, 2]), ("ease", 1, [1, 2])]
     assert data["split"]["name"] == "user-random" and data["split"]["test_ratings"] > 19000
     ease = [r["metrics"]["ndcg@10"] for r in data["runs"] if r["model"] == "ease"]
     pop = [r["metrics"]["ndcg@10"] for r in data["runs"] if r["model"] == "pop"]
@@ -168,3 +169,33 @@ def test_sep_option_names_and_misuse(tmp_path):
     assert result.exit_code == 0, result.output
     for command in (["train", "--model", "pop", "--out", str(tmp_path / "m")], ["tune"]):
         assert "--sep" in runner.invoke(app, [*command, "--help"]).output
+
+
+def test_sep_with_a_release_is_refused(tmp_path):
+    from movierec.data.synthetic import write_release
+
+    write_release("ml100k", tmp_path / "ml-100k", n_users=20, n_items=30, n_ratings=200, rng=1)
+    result = runner.invoke(app, ["benchmark", "--dataset", "ml-100k", "--data-dir",
+                                 str(tmp_path), "--models", "pop", "--sep", "tab",
+                                 "--no-progress"])
+    assert result.exit_code == 2
+    assert "--sep: only for rating files given with --train/--test" in result.output
+
+
+def test_split_seeds_run_one_folder_per_split(tmp_path):
+    from movierec.data.synthetic import write_release
+
+    write_release("ml100k", tmp_path / "ml-100k", n_users=30, n_items=40, n_ratings=500, rng=1)
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["benchmark", "--dataset", "ml-100k", "--data-dir",
+                                 str(tmp_path), "--models", "pop,bias", "--split-seeds", "1,2",
+                                 "--relevance", "0", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "mean ± std over split seeds 1,2" in result.output
+    tests = []
+    for seed in (1, 2):
+        data = json.loads((out / f"split-seed-{seed}" / "results.json").read_text())
+        assert data["split"]["seed"] == seed and [r["model"] for r in data["runs"]] == \
+            ["pop", "bias"]
+        tests.append(data["runs"][0]["metrics"]["ndcg@10"])
+    assert tests[0] != tests[1]  # another split, another test part

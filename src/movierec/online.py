@@ -3,10 +3,12 @@
 Input: the store's impressions (one row per shown movie: list_id, position, user_id, item_id,
 model_version, shown_at) and ratings (user_id, item_id, rating, updated_at).
 
-Attribution (last touch): a rating belongs to the latest list shown to the same user strictly
-before the rating was written (`updated_at > shown_at`); ratings written before any list are
-not attributed. So a user who rates from the web page, which shows a fresh list after each
-rating, credits each rating to the list on screen when it was given.
+Attribution: a rating that cites a list (the ratings' `list_id`, given by the client that
+showed it) belongs to that list when the list was shown to the same user. Any other rating
+(last touch) belongs to the latest list shown to the same user strictly before the rating was
+written (`updated_at > shown_at`); ratings written before any list are not attributed. So a
+user who rates from the web page, which shows a fresh list after each rating, credits each
+rating to the list on screen when it was given.
 
 Per version, over its lists:
 
@@ -45,15 +47,23 @@ def attribute(impressions: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
         return ratings.iloc[:0].assign(list_id=pd.Series(dtype=object),
                                        model_version=pd.Series(dtype=object),
                                        shown_at=pd.Series(dtype=float))
-    left = ratings.assign(user_id=ratings["user_id"].astype(np.int64),
-                          updated_at=ratings["updated_at"].astype(np.float64)
-                          ).sort_values("updated_at", kind="stable")
-    right = lists.assign(user_id=lists["user_id"].astype(np.int64),
-                         shown_at=lists["shown_at"].astype(np.float64)
-                         ).sort_values("shown_at", kind="stable")
-    merged = pd.merge_asof(left, right, left_on="updated_at", right_on="shown_at",
-                           by="user_id", direction="backward", allow_exact_matches=False)
-    return merged[merged["list_id"].notna()].reset_index(drop=True)
+    lists = lists.assign(user_id=lists["user_id"].astype(np.int64),
+                         shown_at=lists["shown_at"].astype(np.float64))
+    rated = ratings.assign(user_id=ratings["user_id"].astype(np.int64),
+                           updated_at=ratings["updated_at"].astype(np.float64))
+    cites = rated["list_id"] if "list_id" in rated.columns else pd.Series(None, rated.index)
+    rated = rated.drop(columns=["list_id"], errors="ignore")
+    owner = lists.set_index("list_id")["user_id"]
+    valid = cites.notna() & (cites.map(owner) == rated["user_id"])
+    cited = rated[valid].assign(list_id=cites[valid].astype(object)).merge(
+        lists.drop(columns="user_id"), on="list_id", how="inner")
+    merged = pd.merge_asof(rated[~valid].sort_values("updated_at", kind="stable"),
+                           lists.sort_values("shown_at", kind="stable"), left_on="updated_at",
+                           right_on="shown_at", by="user_id", direction="backward",
+                           allow_exact_matches=False)
+    merged = merged[merged["list_id"].notna()]
+    return pd.concat([cited, merged], ignore_index=True).sort_values(
+        "updated_at", kind="stable").reset_index(drop=True)
 
 
 def evaluate_feedback(impressions: pd.DataFrame, ratings: pd.DataFrame, *, k: int = 10,

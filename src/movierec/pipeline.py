@@ -121,6 +121,10 @@ class SplitSpec:
             raise ValueError("--train and --test go together")
         if self.train is not None and self.kind != "files":
             object.__setattr__(self, "kind", "files")
+        if self.read_options and self.kind != "files":
+            raise ValueError(f"{', '.join(f'--{k}' for k in self.read_options)}: only for "
+                             "rating files given with --train/--test; releases are read in "
+                             "their official layout")
 
     def build(self, *, data_dir: str | Path | None = None, ds: Dataset | None = None,
               filtered: bool = False) -> Split:

@@ -205,3 +205,12 @@ max_memory_gb = 1
 def test_userknn_class_attribute_lists_the_rename() -> None:
     assert UserKNN.renamed_params == {"k": "n_neighbors"}
     assert "k" not in UserKNN.param_names() and "n_neighbors" in UserKNN.param_names()
+
+
+def test_reading_the_old_attribute_warns_and_gives_the_new_one() -> None:
+    model = ItemKNN(n_neighbors=6)
+    with pytest.warns(DeprecationWarning, match="attribute 'k' is deprecated; use 'n_neighbors'"):
+        assert model.k == 6
+    with pytest.raises(AttributeError, match="has no attribute 'neighbours'"):
+        model.neighbours  # noqa: B018
+    assert not hasattr(ItemKNN(), "item_vocab_")  # unfitted state is still simply missing

@@ -35,7 +35,7 @@ def saved(tmp_path: Path) -> Path:
                           "year": [1990.0, 1991.0, float("nan")], "genres": [("Drama",), (), ()]})
     ds = Dataset(pd.DataFrame(ROWS, columns=["user_id", "item_id", "rating", "timestamp"]),
                  items=items)
-    return get("itemknn", k=2).fit(ds).save(tmp_path / "model", catalog=items)
+    return get("itemknn", n_neighbors=2).fit(ds).save(tmp_path / "model", catalog=items)
 
 
 def _edit_meta(path: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
@@ -105,7 +105,7 @@ def test_save_killed_between_its_renames_points_to_the_backup(saved: Path) -> No
                                             rf".*{backup.name} \(rename it to model\)"):
         load_model(saved)
     backup.rename(saved)
-    assert load_model(saved).k == 2
+    assert load_model(saved).n_neighbors == 2
 
 
 # --- checkpoints ---------------------------------------------------------------------------------

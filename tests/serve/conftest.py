@@ -23,6 +23,12 @@ from movierec.data.synthetic import write_release
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 
 
+@pytest.fixture(autouse=True)
+def _store_outside_the_working_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`movierec serve` run in-process opens its default store in a temporary folder."""
+    monkeypatch.setenv("MOVIEREC_STORE", str(tmp_path / "movierec-state.db"))
+
+
 @pytest.fixture(scope="session")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic csv release (titles with accents, commas, no year; half stars)."""
@@ -66,7 +72,9 @@ def server(itemknn_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """A real `movierec serve` process on 127.0.0.1 and a free port; yields its base URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "serve.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           # The feedback store goes beside the log, never into the working folder.
+           "MOVIEREC_STORE": str(log.parent / "movierec-state.db")}
     with open(log, "w") as out:  # a file, not a pipe: a full pipe would block the server
         proc = subprocess.Popen(
             [sys.executable, "-c", SERVE_MAIN, "serve", str(itemknn_dir), "--host",

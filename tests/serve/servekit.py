@@ -63,7 +63,9 @@ def start_server(folder: Path, log: Path, *options: str) -> tuple[subprocess.Pop
     a pipe: a full pipe would block the server.
     """
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           # The feedback store goes beside the log, never into the working folder.
+           "MOVIEREC_STORE": str(log.parent / "movierec-state.db")}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", SERVE_MAIN, "serve", str(folder), "--host", "127.0.0.1",

@@ -59,7 +59,7 @@ def assert_error(response: Any, status: int, pattern: str = "") -> dict[str, Any
 # --- service -------------------------------------------------------------------------------------
 def test_health_and_model_info(client: Any, itemknn_dir: Path) -> None:
     assert client.get("/health").json() == {"status": "ok", "model": "itemknn", "n_users": 60,
-                                            "n_items": 40}
+                                            "n_items": 40, "store": None}
     info = client.get("/model").json()
     meta = read_meta(itemknn_dir)
     assert info["name"] == "itemknn" and info["model_class"] == "ItemKNN"

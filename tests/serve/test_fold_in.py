@@ -191,7 +191,7 @@ class _NoFoldIn(ItemKNN):
 
 def test_models_without_a_rule_are_scored_in_their_item_space(checkerboard) -> None:  # noqa: ANN001
     train, withheld = checkerboard
-    model = _NoFoldIn(k=10).fit(train)
+    model = _NoFoldIn(n_neighbors=10).fit(train)
     # A new user who loves two even items and dislikes an odd one: even items come first.
     result = fold_in(model, [0, 2, 1], [5.0, 5.0, 1.0])
     assert result.method == "item-similarity"

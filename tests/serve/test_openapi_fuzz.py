@@ -29,8 +29,10 @@ from movierec.serve import app_from_folder  # noqa: E402
 CASES = 15  # per operation and mode: about five seconds for the whole schema
 OPERATIONS = ["GET /health", "GET /model", "POST /model/reload", "GET /users",
               "GET /users/{user_id}", "GET /users/{user_id}/recommendations",
-              "POST /recommendations", "GET /movies/search", "GET /movies/{item_id}/similar"]
-NO_INPUT = {"GET /health", "GET /model", "POST /model/reload"}  # nothing to make invalid
+              "POST /recommendations", "GET /movies/search", "GET /movies/{item_id}/similar",
+              "GET /metrics"]
+# Nothing to make invalid:
+NO_INPUT = {"GET /health", "GET /model", "POST /model/reload", "GET /metrics"}
 # Invalid input may also be refused by the body size limit (413), before it is validated.
 CONFIG = schemathesis.Config.from_dict({"checks": {"negative_data_rejection": {
     "expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422",

@@ -95,8 +95,9 @@ class _FakeUvicorn:
 
 
 @pytest.fixture
-def fake_uvicorn(monkeypatch) -> type[_FakeUvicorn]:  # noqa: ANN001
+def fake_uvicorn(monkeypatch, tmp_path) -> type[_FakeUvicorn]:  # noqa: ANN001
     """uvicorn.run records its arguments (nothing is bound); thread limits are recorded too."""
+    monkeypatch.setenv("MOVIEREC_STORE", str(tmp_path / "movierec-state.db"))  # not in cwd
     import movierec.serve.protocol  # noqa: F401  (imports the real uvicorn before the fake)
 
     monkeypatch.setitem(sys.modules, "uvicorn", _FakeUvicorn)
@@ -129,7 +130,7 @@ def test_defaults_and_warning_for_other_hosts(itemknn_dir: Path, fake_uvicorn) -
     call = _FakeUvicorn.calls[-1]
     assert call["host"] == "127.0.0.1" and call["port"] == 8000
     assert call["app"].state.engine.max_k == 7
-    assert "warning" not in result.output and "http://127.0.0.1:8000/" in result.output
+    assert "warning:" not in result.output and "http://127.0.0.1:8000/" in result.output
     result = runner.invoke(app, ["serve", str(itemknn_dir), "--host", "0.0.0.0", "--port",
                                  "8123"])
     assert result.exit_code == 0, result.output

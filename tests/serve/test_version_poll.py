@@ -46,7 +46,7 @@ def test_poll_picks_up_a_new_current_version_without_failing_requests(root: Path
     stop = threading.Event()
     with make_client(app) as client:
         assert client.get("/model").json()["version"] == "v0001"
-        user = client.get("/users").json()["users"][0]
+        user = client.get("/users").json()["user_ids"][0]
 
         def hammer() -> None:
             while not stop.is_set():
@@ -104,3 +104,33 @@ def test_reload_follows_the_pointer(root: Path) -> None:
         answer = client.post("/model/reload")
         assert answer.status_code == 200, answer.text
         assert client.get("/model").json()["version"] == "v0002"
+
+
+@pytest.mark.slow
+def test_serve_models_root_poll_cli(root: Path, tmp_path: Path) -> None:
+    """The real command: `movierec serve --models-root DIR --poll 0.2` follows a switch."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    from servekit import SERVE_MAIN, free_port, stop, wait_until_up
+
+    log, port = tmp_path / "serve.log", free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "MOVIEREC_STORE": str(tmp_path / "movierec-state.db")}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SERVE_MAIN, "serve", "--models-root", str(root), "--poll",
+             "0.2", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(proc, f"{base}/health", log)
+        assert httpx.get(f"{base}/model").json()["version"] == "v0001"
+        versions.set_current(root, "v0002")
+        assert wait_for(lambda: httpx.get(f"{base}/model").json()["version"] == "v0002"), \
+            log.read_text()
+    finally:
+        stop(proc)
+    assert "now serving v0002 (ease, generation 2)" in log.read_text()

@@ -113,6 +113,32 @@ def check_port(host: str, port: int) -> None:
                 raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+def open_serve_store(url: str | None, *, max_ratings: int) -> Any:
+    """The store `movierec serve` uses, or None when none was asked for and the `store` extra
+    is missing (a note says so). An explicit `--store` without the extra is an error."""
+    try:
+        from movierec.store import Store
+    except ImportError as exc:
+        if url is not None:
+            raise MissingExtraError(f"--store needs SQLAlchemy and Alembic ({exc.name} is "
+                                    "missing): pip install 'movierec[store]'") from None
+        err_console.print("note: no feedback store (the `store` extra is not installed): "
+                          "ratings are not stored", highlight=False, style="dim")
+        return None
+    return Store(url, max_batch=max_ratings)
+
+
+def report_store(store: Any, *, require_key: bool) -> None:
+    """Say where feedback goes and who may write: one line each on stderr."""
+    err_console.print(f"feedback store: {store.display_url}", highlight=False)
+    if not store.has_keys():
+        err_console.print("[yellow]note:[/yellow] no API key in the store: writes (ratings, new "
+                          "users) and reload are accepted only from this machine (loopback)"
+                          f"{' and so are reads' if require_key else ''}; create a key with "
+                          "`movierec keys create --scope write --store URL`", highlight=False,
+                          soft_wrap=True)
+
+
 @app.command()
 @_friendly_errors
 def serve(
@@ -152,6 +178,16 @@ def serve(
     keep: Annotated[int, typer.Option(
         help="With --models-root --poll: after switching, keep the newest N versions (plus the "
         "current one and the rollback target); 0 deletes nothing.", min=0)] = 0,
+    store: Annotated[str | None, typer.Option(
+        "--store", metavar="URL", show_default=False,
+        help="Feedback store (ratings, users, impressions, API keys): sqlite:///FILE, "
+        "postgresql://USER@HOST/DB or a file path. Default: $MOVIEREC_STORE, else "
+        "movierec-state.db in the working folder (needs the `store` extra).")] = None,
+    no_store: Annotated[bool, typer.Option(
+        "--no-store", help="Serve the model only: no stored ratings, no keys.")] = False,
+    require_key: Annotated[bool, typer.Option(
+        "--require-key", help="Reads need an API key too (writes always do, except from this "
+        "machine while the store has no key).")] = False,
 ) -> None:
     """Serve recommendations over HTTP: JSON API (docs at /docs) and a web page at /.
 
@@ -172,10 +208,8 @@ def serve(
         err_console.print(Text.assemble(("error:", "red"), f" {error}"), highlight=False)
         raise typer.Exit(2) from None
     check_port(host, port)
-    if not is_loopback(host):
-        err_console.print(f"[yellow]warning:[/yellow] listening on {host}: the service is "
-                          "reachable from other machines and has no authentication",
-                          highlight=False)
+    if no_store and (store is not None or require_key):
+        raise ValueError("--no-store cannot be combined with --store or --require-key")
     if (model_dir is None) == (models_root is None):
         raise ValueError("give a model folder or --models-root DIR (not both)")
     if models_root is not None:
@@ -183,8 +217,23 @@ def serve(
 
         model_dir = current_path(models_root)
     assert model_dir is not None
+    from movierec.artifact import read_meta
+
+    read_meta(model_dir)  # a clear error for a wrong folder before a store file is created
+    opened = None if no_store else open_serve_store(store, max_ratings=max_ratings)
+    if opened is None and require_key:
+        raise ValueError("--require-key needs a store (the keys live in it): install the "
+                         "`store` extra or pass --store URL")
+    if not is_loopback(host):
+        guard = ("has no authentication" if opened is None else "reads need no key"
+                 if not require_key else "every request needs an API key")
+        err_console.print(f"[yellow]warning:[/yellow] listening on {host}: the service is "
+                          f"reachable from other machines and {guard}", highlight=False)
     service = app_from_folder(model_dir, max_k=max_k, max_ratings=max_ratings,
-                              request_timeout=request_timeout, read_timeout=read_timeout)
+                              request_timeout=request_timeout, read_timeout=read_timeout,
+                              store=opened, require_key=require_key)
+    if opened is not None:
+        report_store(opened, require_key=require_key)
     preset = any(os.environ.get(var) for var in BLAS_THREAD_VARS)
     if blas_threads and not limit_native_threads(blas_threads) and not preset:
         err_console.print(f"note: cannot limit BLAS threads to {blas_threads} (threadpoolctl "

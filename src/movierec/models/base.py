@@ -7,7 +7,7 @@ import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -95,6 +95,18 @@ class Recommender:
         super().__init_subclass__(**kwargs)
         if cls.renamed_params and "__init__" in cls.__dict__:
             cls.__init__ = _accepting_renamed(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which would then accept any attribute
+
+        def __getattr__(self, name: str) -> Any:
+            # Only reached when normal lookup fails: a renamed hyper-parameter read under its
+            # old name (`itemknn.k`) warns and gives the new one.
+            target = type(self).renamed_params.get(name)
+            if isinstance(target, str):
+                warnings.warn(f"{type(self).__name__}: attribute {name!r} is deprecated; use "
+                              f"{target!r}", DeprecationWarning, stacklevel=2)
+                return getattr(self, target)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # --- hyper-parameters ----------------------------------------------------------------------
     @classmethod

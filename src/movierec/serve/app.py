@@ -21,7 +21,7 @@ import pandas as pd
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from movierec import __version__
@@ -30,6 +30,7 @@ from movierec.explain import MIN_SUPPORT, SHRINKAGE
 from movierec.models.base import Recommender
 from movierec.serve.engine import Engine, InvalidRequestError
 from movierec.serve.guard import BodyLimits, ModelTimeoutError, run_model_work
+from movierec.serve.metrics import MetricsMiddleware, metrics_for
 from movierec.serve.reload import (
     Reloader,
     ReloadError,
@@ -92,7 +93,8 @@ def create_app(model: Recommender, catalog: pd.DataFrame | None = None,
                max_ratings: int = 500, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
                read_timeout: float | None = DEFAULT_READ_TIMEOUT,
-               model_dir: str | FsPath | None = None) -> FastAPI:
+               model_dir: str | FsPath | None = None, store: Any = None,
+               require_key: bool = False) -> FastAPI:
     """Build the service for one fitted model.
 
     Args:
@@ -108,6 +110,11 @@ def create_app(model: Recommender, catalog: pd.DataFrame | None = None,
             HTTP 408. None: no limit.
         model_dir: the folder `POST /model/reload` re-reads (`app_from_folder` sets it); None:
             reload answers HTTP 409.
+        store: an open `movierec.store.Store`, or None. With a store the app stores ratings
+            and users, its recommendations read them back, and keys guard writes
+            (`movierec.serve.feedback`, `movierec.serve.auth`); the training users are
+            registered in it.
+        require_key: reads need an API key too (only with a store).
 
     Returns:
         The FastAPI app. The served engine (every derived array computed) is
@@ -134,9 +141,22 @@ def create_app(model: Recommender, catalog: pd.DataFrame | None = None,
     app.state.engine = engine
     app.state.reloader = None if model_dir is None else Reloader(
         app.state, model_dir, rating_scale=scale, max_k=max_k, max_ratings=max_ratings)
+    app.state.feedback = None
+    app.state.metrics = metrics_for(app.state)
     app.add_middleware(BodyLimits, max_bytes=max_body_bytes, timeout=read_timeout)
+    if app.state.metrics is not None:  # outermost: refusals by BodyLimits are counted too
+        app.add_middleware(MetricsMiddleware, metrics=app.state.metrics,
+                           routes=lambda: app.router.routes)
     _add_error_handlers(app)
     _add_routes(app, body_model, request_timeout)
+    if store is not None:
+        from movierec.serve.feedback import install_feedback
+
+        install_feedback(app, store, require_key=require_key, request_timeout=request_timeout,
+                         max_batch=max_ratings)
+    elif require_key:
+        raise ValueError("require_key needs a store (the keys live in it)")
+    _add_metrics_route(app)
     _add_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
@@ -184,8 +204,12 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
 
     @app.get("/health", response_model=Health, tags=["service"])
     async def health() -> dict[str, Any]:
-        """The server is up and has a model loaded (answered without a worker thread)."""
-        return app.state.engine.health()
+        """The server is up and has a model loaded (200 whenever the model answers); `store`
+        says whether the feedback store answers ("ok", "unavailable"; null: no store)."""
+        out = app.state.engine.health()
+        feedback = app.state.feedback
+        out["store"] = None if feedback is None else await feedback.store_status()
+        return out
 
     @app.get("/model", response_model=ModelInfo, tags=["service"])
     async def model_info() -> dict[str, Any]:
@@ -196,13 +220,16 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
     @app.post("/model/reload", response_model=ReloadResponse, responses=_RELOAD_ERRORS,
               tags=["service"])
     async def reload_model(request: Request) -> dict[str, Any]:
-        """Re-read the model folder and serve it; only for clients on this machine.
+        """Re-read the model folder and serve it; only for clients on this machine (with a
+        store: an admin key, or loopback while no key is configured).
 
         Requests in flight finish on the model they started with. A broken, tampered or
         incompatible folder changes nothing: the answer is 409 with the reason, and the
         previous model is still served. `movierec serve` also reloads on SIGHUP."""
         client = request.client.host if request.client else None
-        if not is_loopback_address(client):
+        if app.state.feedback is not None:
+            await app.state.feedback.authorize(request, "admin")
+        elif not is_loopback_address(client):
             raise ReloadForbiddenError(
                 f"only clients on the server's machine may reload the model (this request "
                 f"came from {client or 'an unknown address'}); or send SIGHUP to the server")
@@ -274,6 +301,23 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
         dominated by movies that only a few users rated."""
         return await work(lambda e: e.similar(item_id, k, min_support=min_support,
                                               shrinkage=shrinkage))
+
+
+def _add_metrics_route(app: FastAPI) -> None:
+    """GET /metrics (Prometheus text format); a read, so `require_key` applies to it."""
+    metrics = app.state.metrics
+    if metrics is None:
+        return
+
+    @app.get("/metrics", include_in_schema=True, tags=["service"],
+             response_class=PlainTextResponse)
+    async def prometheus_metrics(request: Request) -> PlainTextResponse:
+        """Request counts and latency per route, store latency, model version and feedback
+        counts, in Prometheus's text format."""
+        if app.state.feedback is not None:
+            await app.state.feedback.authorize(request, "read")
+        body, content_type = metrics.render()
+        return PlainTextResponse(body, media_type=content_type)
 
 
 # --- API docs -------------------------------------------------------------------------------

@@ -294,7 +294,7 @@ class Engine:
             values = np.clip(values, *scale) if scale else values
         else:
             values = np.full(len(hist), (self.rating_scale or (1.0, 1.0))[1])
-        ids = np.concatenate([self.item_ids[hist].to_numpy(dtype=np.int64),
+        ids = np.concatenate([np.asarray(self.item_ids[hist], dtype=np.int64),
                               np.asarray(items, dtype=np.int64)])
         result = fold_in(self.model, ids, np.concatenate([values, np.asarray(ratings, float)]))
         top, scores = self._listed(rank_block(

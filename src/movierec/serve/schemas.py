@@ -65,6 +65,8 @@ class Health(BaseModel):
     model: str
     n_users: int
     n_items: int
+    store: str | None = Field(None, description="The feedback store: 'ok', 'unavailable' "
+                              "(reads then answer from the model alone), null without one.")
 
 
 class ModelInfo(BaseModel):

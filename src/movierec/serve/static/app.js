@@ -8,15 +8,17 @@ const state = {
   ratings: new Map(),    // item_id -> {movie, rating} of the new profile
   mode: "user",          // "user" | "new"
   lastUser: null,
+  store: false,          // the server stores ratings (GET /health says "store")
+  stored: new Map(),     // item_id -> rating stored for state.lastUser
 };
 
 const $ = (id) => document.getElementById(id);
 
 async function api(path, options = {}) {
-  const response = await fetch(path, {
-    headers: { "Content-Type": "application/json", Accept: "application/json" },
-    ...options,
-  });
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  const key = localStorage.getItem("movierec-api-key");
+  if (key) headers["X-API-Key"] = key;
+  const response = await fetch(path, { headers, ...options });
   let body = null;
   try {
     body = await response.json();
@@ -93,6 +95,9 @@ function renderCards(title, items, kind) {
       why.remove();
     }
     card.querySelector(".similar").addEventListener("click", () => showSimilar(item));
+    if (kind === "user" && state.store) {
+      card.append(stars(item, null, (value) => storeRating(item, value), "card-rate"));
+    }
     box.append(card);
   }
 }
@@ -120,17 +125,29 @@ async function showUser(userId) {
   if (genres) params.set("genres", genres);
   try {
     const [history, recs] = await Promise.all([
-      api(`/users/${userId}?limit=30`),
+      // A profile created through the API has no training history: 404 means none.
+      state.store ? api(`/users/${userId}?limit=30`).catch(() => null)
+        : api(`/users/${userId}?limit=30`),
       api(`/users/${userId}/recommendations?${params}`),
     ]);
     const box = $("user-history");
-    box.replaceChildren(
-      el("strong", { text: `User ${userId} rated ${history.n_ratings} movies: ` }),
-      document.createTextNode(history.history.map(movieLabel).join("; ")
-        + (history.n_ratings > history.history.length
-          ? ` and ${history.n_ratings - history.history.length} more` : "")),
-    );
-    renderCards(`Recommendations for user ${userId}`, recs.recommendations, "user");
+    if (history) {
+      box.replaceChildren(
+        el("strong", { text: `User ${userId} rated ${history.n_ratings} movies: ` }),
+        document.createTextNode(history.history.map(movieLabel).join("; ")
+          + (history.n_ratings > history.history.length
+            ? ` and ${history.n_ratings - history.history.length} more` : "")),
+      );
+    } else {
+      box.replaceChildren(el("strong", { text: `Profile ${userId} (created here)` }));
+    }
+    if (state.store) {
+      localStorage.setItem("movierec-user", String(userId));
+      await showStored(userId);
+    }
+    const how = recs.method === "popularity" ? " (popular movies: rate some to personalise)"
+      : recs.feedback === "unavailable" ? " (stored ratings unavailable right now)" : "";
+    renderCards(`Recommendations for user ${userId}${how}`, recs.recommendations, "user");
     setStatus("");
   } catch (err) {
     $("user-history").replaceChildren();
@@ -148,7 +165,7 @@ function starScale() {
   return values;
 }
 
-function stars(movie, current) {
+function stars(movie, current, onRate = null, prefix = "rate") {
   const box = el("span", { class: "stars", role: "group", "aria-label": `Rate ${movie.title}` });
   for (const value of starScale()) {
     const button = el("button", {
@@ -156,10 +173,10 @@ function stars(movie, current) {
       class: current != null && value <= current ? "on" : "",
       title: `${value}`,
       "aria-label": `${value} stars`,
-      "data-testid": `rate-${movie.item_id}-${value}`,
+      "data-testid": `${prefix}-${movie.item_id}-${value}`,
       text: "★",
     });
-    button.addEventListener("click", () => rate(movie, value));
+    button.addEventListener("click", () => (onRate ? onRate(value) : rate(movie, value)));
     box.append(button);
   }
   return box;
@@ -254,6 +271,99 @@ async function recommendNew() {
   }
 }
 
+// --- stored ratings (servers with a store) -----------------------------------------------------
+async function showStored(userId) {
+  const data = await api(`/users/${userId}/ratings`);
+  state.stored = new Map(data.ratings.map((r) => [r.item_id, r.rating]));
+  const list = $("stored");
+  list.replaceChildren();
+  for (const r of data.ratings) {
+    const movie = { item_id: r.item_id, title: r.title || `movie ${r.item_id}` };
+    const remove = el("button", { type: "button", class: "link", text: "remove",
+                                  "aria-label": `Remove ${movie.title}`,
+                                  "data-testid": `unrate-${r.item_id}` });
+    remove.addEventListener("click", () => deleteRating(movie));
+    list.append(el("li", { "data-testid": "stored-rating", "data-item-id": String(r.item_id) },
+      [el("span", { text: `${movie.title}: ${r.rating}` }),
+        stars(movie, r.rating, (value) => storeRating(movie, value), "stored-rate"), remove]));
+  }
+  $("stored-count").textContent = data.n_ratings ? `(${data.n_ratings})` : "(none yet)";
+  $("feedback").hidden = false;
+}
+
+async function storeRating(movie, value) {
+  if (state.lastUser == null) return;
+  try {
+    await api(`/users/${state.lastUser}/ratings/${movie.item_id}`, {
+      method: "PUT", body: JSON.stringify({ rating: value }),
+    });
+    setStatus(`stored: ${movie.title} ${value}`);
+    await showUser(state.lastUser);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+async function deleteRating(movie) {
+  try {
+    await api(`/users/${state.lastUser}/ratings/${movie.item_id}`, { method: "DELETE" });
+    await showUser(state.lastUser);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+let feedbackTimer = null;
+
+async function feedbackSearch(query) {
+  const list = $("feedback-results");
+  list.replaceChildren();
+  if (!query.trim()) return;
+  try {
+    const data = await api(`/movies/search?q=${encodeURIComponent(query)}&limit=10`);
+    for (const movie of data.results) {
+      list.append(el("li", { "data-testid": "feedback-result" }, [
+        el("span", { text: movieLabel(movie) }),
+        stars(movie, state.stored.get(movie.item_id) ?? null,
+          (value) => storeRating(movie, value), "search-rate"),
+      ]));
+    }
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+async function setUpStore() {
+  const health = await api("/health");
+  state.store = health.store != null;
+  if (!state.store) return;
+  $("create-profile").hidden = false;
+  $("api-key").value = localStorage.getItem("movierec-api-key") || "";
+  $("api-key").addEventListener("change", (event) => {
+    localStorage.setItem("movierec-api-key", event.target.value.trim());
+  });
+  $("create-profile").addEventListener("click", async () => {
+    try {
+      const created = await api("/users", { method: "POST" });
+      $("user-id").value = String(created.user_id);
+      await showUser(created.user_id);
+      setStatus(`created profile ${created.user_id}: rate some movies`);
+    } catch (err) {
+      setStatus(err.message, true);
+    }
+  });
+  $("feedback-search").addEventListener("input", (event) => {
+    clearTimeout(feedbackTimer);
+    const query = event.target.value;
+    feedbackTimer = setTimeout(() => feedbackSearch(query), 200);
+  });
+  const saved = Number(localStorage.getItem("movierec-user"));
+  if (saved && Number.isInteger(saved)) {
+    $("user-id").value = String(saved);
+    await showUser(saved);
+  }
+}
+
 // --- wiring ------------------------------------------------------------------------------------
 function selectTab(mode) {
   state.mode = mode;
@@ -313,6 +423,7 @@ async function init() {
       + `${info.n_users.toLocaleString()} users, ${info.n_items.toLocaleString()} movies`;
     $("k").max = String(info.max_k);
     renderGenres(info.genres);
+    await setUpStore();
     const users = await api("/users?limit=200");
     const list = $("user-ids");
     for (const id of users.user_ids) list.append(el("option", { value: String(id) }));

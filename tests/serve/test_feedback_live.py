@@ -1,0 +1,125 @@
+"""The feedback API against PostgreSQL, and a real `movierec serve --store` under 50 writers."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from servekit import free_port, make_client, start_server, stop
+
+pytest.importorskip("sqlalchemy", reason="the feedback API needs the `store` extra")
+pytest.importorskip("prometheus_client", reason="/metrics needs prometheus-client")
+
+# The PostgreSQL fixtures of the store tests (a throw-away server started with initdb/pg_ctl).
+_spec = importlib.util.spec_from_file_location(
+    "store_fixtures", Path(__file__).parents[1] / "store" / "conftest.py")
+assert _spec is not None and _spec.loader is not None
+_store_fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_store_fixtures)
+postgres_server = _store_fixtures.postgres_server
+pg_url = _store_fixtures.pg_url
+
+
+def test_the_main_flow_on_postgresql(itemknn_dir: Path, pg_url: str) -> None:
+    from movierec.artifact import load_catalog, load_model, read_meta
+    from movierec.serve import create_app
+    from movierec.store import Store
+
+    with Store(pg_url) as store:
+        app = create_app(load_model(itemknn_dir), load_catalog(itemknn_dir),
+                         read_meta(itemknn_dir), store=store)
+        token = store.create_key("write")
+        client = make_client(app)
+        key = {"X-API-Key": token}
+        user = client.post("/users", headers=key).json()["user_id"]
+        assert user == 61
+        assert client.get(f"/users/{user}/recommendations").json()["method"] == "popularity"
+        shown = client.get(f"/users/{user}/recommendations?k=4&log=true").json()
+        rated = shown["recommendations"][0]["item_id"]
+        put = client.put(f"/users/{user}/ratings/{rated}", headers=key,
+                         json={"rating": 5, "list_id": shown["list_id"]})
+        assert put.status_code == 200
+        a, b = [i for i in (1, 2, 3) if i != rated][:2]
+        batch = client.post(f"/users/{user}/ratings", headers=key, json={"ratings": [
+            {"item_id": a, "rating": 4}, {"item_id": b, "rating": 1}]})
+        assert batch.json()["written"] == 2
+        after = client.get(f"/users/{user}/recommendations?k=10").json()
+        assert after["method"] == "model" and after["n_feedback"] == 3
+        assert {rated, a, b}.isdisjoint(c["item_id"] for c in after["recommendations"])
+        assert client.delete(f"/users/{user}/ratings/{b}", headers=key).json()["deleted"]
+        listed = client.get(f"/users/{user}/ratings").json()
+        assert sorted(r["item_id"] for r in listed["ratings"]) == sorted([rated, a])
+        assert store.ratings_of(user).set_index("item_id")["list_id"][rated] == shown["list_id"]
+        assert client.get("/health").json()["store"] == "ok"
+
+
+@pytest.mark.slow
+def test_fifty_concurrent_writers_lose_no_acknowledged_write(itemknn_dir: Path,
+                                                             tmp_path: Path) -> None:
+    import httpx
+
+    from movierec.store import Store
+
+    db = tmp_path / "state.db"
+    log = tmp_path / "serve.log"
+    proc, base = start_server(itemknn_dir, log, "--store", str(db))
+    acked: dict[tuple[int, int], float] = {}
+    errors: list[str] = []
+    counts: list[int] = []
+    lock = threading.Lock()
+    try:
+        assert "no API key in the store" in log.read_text()  # loopback-only writes, said once
+        users = [httpx.post(f"{base}/users").json()["user_id"] for _ in range(50)]
+        assert users == list(range(61, 111))  # above the 60 dataset users registered at start
+        ready = threading.Barrier(len(users) + 1)  # clients built first: that is slow
+        deadline: list[float] = []
+
+        def writer(user: int) -> None:
+            n = 0
+            with httpx.Client(base_url=base, timeout=30) as client:
+                ready.wait()
+                while time.monotonic() < deadline[0]:
+                    item, rating = n % 40 + 1, float(n % 10) / 2 + 0.5
+                    response = client.put(f"/users/{user}/ratings/{item}",
+                                          json={"rating": rating})
+                    with lock:
+                        if response.status_code == 200:
+                            acked[user, item] = rating  # one thread per user: in order
+                        else:
+                            errors.append(f"{response.status_code} {response.text[:200]}")
+                    n += 1
+            with lock:
+                counts.append(n)
+
+        threads = [threading.Thread(target=writer, args=(u,)) for u in users]
+        for thread in threads:
+            thread.start()
+        deadline.append(time.monotonic() + 3.0)
+        ready.wait()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop(proc)
+    assert errors == []
+    assert len(acked) >= 50  # every writer got at least one answer
+    print(f"{sum(counts)} writes acknowledged in 3 s by 50 writers")
+    with Store(f"sqlite:///{db}") as store:
+        stored = store.all_ratings()
+    got = {(int(u), int(i)): float(r) for u, i, r in
+           stored[["user_id", "item_id", "rating"]].itertuples(index=False)}
+    assert got == acked
+
+
+def test_serve_refuses_a_bad_store_url(itemknn_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    import movierec.cli._serve  # noqa: F401
+    from movierec.cli import app
+
+    result = CliRunner().invoke(app, ["serve", str(itemknn_dir), "--port", str(free_port()),
+                                      "--store", "mysql://x/y"])
+    assert result.exit_code == 2 and "expected sqlite:///FILE" in result.output
+
