@@ -376,7 +376,7 @@ def genre_distribution(train: Dataset, lists: Mapping[str, pd.DataFrame]) -> pd.
 
 def _user_genre_sets(train: Dataset, user_ids: np.ndarray, item_ids: np.ndarray,
                      users: np.ndarray, g: sp.csr_matrix) -> np.ndarray:
-    """bool [len(users), n_genres]: which genres occur among each user's given items."""
+    """Bool [len(users), n_genres]: which genres occur among each user's given items."""
     rows = pd.Index(users).get_indexer(user_ids)
     cols = train.item_vocab.codes(item_ids, missing="negative")
     keep = (rows >= 0) & (cols >= 0)

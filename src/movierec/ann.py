@@ -84,8 +84,10 @@ def import_faiss() -> ModuleType:
 # --- the vectors of a dot-product model ------------------------------------------------------
 @runtime_checkable
 class DotProductModel(Protocol):
-    """A model whose scores are a dot product of user and item vectors (see `DotVectors`);
-    every `Recommender` has the method, returning None unless it is such a model."""
+    """A model whose scores are a dot product of user and item vectors (see `DotVectors`).
+
+    Every `Recommender` has the method, returning None unless it is such a model.
+    """
 
     def dot_vectors(self) -> DotVectors | None: ...
 
@@ -428,7 +430,7 @@ def _pow2(n: np.ndarray | int) -> np.ndarray:
 
 
 def _seen_mask(seen: sp.csr_matrix, user_codes: np.ndarray, found: np.ndarray) -> np.ndarray:
-    """bool [users, candidates]: candidate found[r, j] was rated by user_codes[r] in training."""
+    """Bool [users, candidates]: candidate found[r, j] was rated by user_codes[r] in training."""
     sub = seen[user_codes]
     n_items = seen.shape[1]
     rows = np.repeat(np.arange(len(user_codes), dtype=np.int64), np.diff(sub.indptr))

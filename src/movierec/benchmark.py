@@ -64,15 +64,16 @@ class BenchmarkResult:
 
     @staticmethod
     def table_columns(k: int) -> list[str]:
-        """The table's columns in order: rating, rated-items, ranking@k, sampled@k, beyond@k,
-        seconds."""
+        """Columns in order: rating, rated-items, ranking@k, sampled@k, beyond@k, seconds."""
         return ["rmse", "mae", *RATED, *(f"{m}@{k}" for m in RANKING),
                 *(f"{m}@{k}" for m in M.names("sampled")), *(f"{m}@{k}" for m in BEYOND),
                 "fit_seconds", "recommend_seconds"]
 
     def save(self, out: str | Path, *, lists: bool = True) -> None:
-        """Write results.json, results.csv and (with `lists`) the top-k lists
-        (lists/<model>-seed<seed>.parquet)."""
+        """Write results.json, results.csv and (with `lists`) the top-k lists.
+
+        The lists go to lists/<model>-seed<seed>.parquet.
+        """
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "results.json",

@@ -74,7 +74,7 @@ def liked_mask(user_codes: np.ndarray, ratings: np.ndarray, *, implicit: bool = 
 
 
 def liked_matrix(train: Dataset) -> sp.csr_matrix:
-    """users x items bool CSR of the training ratings that say "liked" (see `liked_mask`)."""
+    """Users x items bool CSR of the training ratings that say "liked" (see `liked_mask`)."""
     u, i = train.codes
     r = train.ratings["rating"].to_numpy()
     keep = liked_mask(u, r, implicit=bool(len(r)) and bool(np.all(r == r[0])))

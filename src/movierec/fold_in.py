@@ -136,8 +136,9 @@ def score_new_user(model: Recommender, item_ids: np.ndarray | list[int],
 
 
 def _item_space_scores(model: Recommender, codes: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Σ_j w_j cos(j, i) over the rated items j, w_j = max(r_j − mean(r), 0) (1 when all are
-    equal): items like the ones the user rated above their own mean.
+    """Items like the ones the user rated above their own mean: Σ_j w_j cos(j, i).
+
+    The sum runs over the rated items j, with w_j = max(r_j − mean(r), 0) (1 when all are equal).
 
     The positive part, not r_j − mean(r): signed weights sum to zero, which cancels the direction
     that most item embeddings share, and what is left ranks little better than noise (LightGCN's

@@ -38,8 +38,11 @@ COLUMNS = ["version", "lists", "users", "rated_lists", "rated_share", "liked_lis
 
 
 def attribute(impressions: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
-    """Each rating with the list it is credited to (see the module): the ratings' columns plus
-    list_id, model_version and shown_at; ratings credited to no list are dropped."""
+    """Each rating with the list it is credited to (see the module).
+
+    The ratings' columns plus list_id, model_version and shown_at; ratings credited to no list are
+    dropped.
+    """
     lists = (impressions.groupby("list_id", sort=False)
              .agg(user_id=("user_id", "first"), model_version=("model_version", "first"),
                   shown_at=("shown_at", "first")).reset_index())

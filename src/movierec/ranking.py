@@ -240,8 +240,10 @@ def _mask_csr(scores: np.ndarray, sub: sp.csr_matrix) -> None:
 
 def top_k_frame(model: Vocabularies, user_codes: np.ndarray, cols: np.ndarray,
                 vals: np.ndarray) -> pd.DataFrame:
-    """[user_id, item_id, score, rank] in original ids from a block's top-k codes and scores
-    (cols −1 where a user has fewer than k candidates)."""
+    """[user_id, item_id, score, rank] in original ids from a block's top-k codes and scores.
+
+    cols is −1 where a user has fewer than k candidates.
+    """
     valid = cols >= 0
     rows = np.repeat(np.arange(cols.shape[0]), valid.sum(axis=1))
     return pd.DataFrame({

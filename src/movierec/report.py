@@ -247,8 +247,11 @@ def _arrow(col: str) -> str:
 
 
 def _best(table: pd.DataFrame, col: str, model: Any) -> str:
-    """Bold only where a better value is better by definition (not novelty, ARP, coverage...:
-    their extreme goes to weak models, e.g. random lists are the most novel)."""
+    """Bold only where a better value is better by definition.
+
+    Not novelty, ARP, coverage...: their extreme goes to weak models, e.g. random lists are the most
+    novel.
+    """
     d = best_direction(col)
     values = table[col].dropna()
     if d is None or values.empty or len(values) < 2:
@@ -497,8 +500,11 @@ def is_tuning_folder(folder: str | Path) -> bool:
 
 
 def build_tuning_report(folder: str | Path, *, dpi: int = 110, top: int = 15) -> Path:
-    """Write `folder/report.html` for a tuning folder: best parameters, the optimization history
-    and the parameter importances (fANOVA over the stored study); return the path."""
+    """Write `folder/report.html` for a tuning folder and return its path.
+
+    The page shows the best parameters, the optimization history and the parameter importances
+    (fANOVA over the stored study).
+    """
     from movierec import plots
     from movierec.tune import read_tuning
 

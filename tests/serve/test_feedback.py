@@ -295,3 +295,29 @@ def test_health_tells_the_store_and_the_model_apart(local: Any) -> None:
 
 def test_the_training_users_are_registered_in_the_store(app: Any, store: Store) -> None:
     assert store.user_exists(1) and store.user_exists(60) and not store.user_exists(61)
+
+
+def test_a_catalog_movie_the_model_never_saw_can_be_rated(artifact: tuple[Any, Any, Any],
+                                                          store: Store) -> None:
+    # The site's catalog is larger than the model's training items: a rating of a new movie is
+    # stored (a retrain learns it) and the list still answers, the movie set aside as unknown.
+    import pandas as pd
+
+    from movierec.serve import create_app
+
+    model, catalog, meta = artifact
+    new_id = int(catalog["item_id"].max()) + 1
+    extra = pd.DataFrame({"item_id": [new_id], "title": ["A New Film (2026)"],
+                          "year": [2026.0], "genres": [("Drama",)]})
+    bigger = pd.concat([catalog, extra], ignore_index=True)
+    client = make_client(create_app(model, bigger, meta, store=store, max_ratings=5),
+                         host=LOOPBACK)
+    assert client.put(f"/users/1/ratings/{new_id}", json={"rating": 5}).status_code == 200
+    batch = client.post("/users/2/ratings", json={"ratings": [{"item_id": new_id,
+                                                                "rating": 4}]})
+    assert batch.status_code == 200, batch.text
+    assert store.ratings_of(1)["item_id"].tolist() == [new_id]
+    answer = client.get("/users/1/recommendations")
+    assert answer.status_code == 200 and new_id in answer.json()["ignored_items"]
+    nobody = client.put(f"/users/1/ratings/{new_id + 1}", json={"rating": 5})
+    assert nobody.status_code == 404

@@ -107,8 +107,10 @@ def parse_params(items: list[str], models: list[str]) -> dict[str, dict[str, Any
 
 
 def _model_names(text: str) -> list[str]:
-    """Names from --models: a comma list, "classic", or "all" (every model whose extra is
-    installed; the ones left out are named on stderr)."""
+    """Names from --models: a comma list, "classic", or "all".
+
+    "all" is every model whose extra is installed; the ones left out are named on stderr.
+    """
     from movierec.models import CLASSIC, available, installed
 
     if text.strip() == "classic":
@@ -223,8 +225,10 @@ def build_split(*, dataset: str | None, split: str, test_size: float, valid_size
                 train: Path | None, test: Path | None, valid: Path | None, seed: int,
                 min_user_ratings: int, min_item_ratings: int, kcore: int,
                 data_dir: Path | None, sep: str | None = None) -> Any:
-    """The Split that the options describe (files, or a release split by `split`); `sep` is
-    --sep, the separator of the files (None: detected)."""
+    """The Split that the options describe (files, or a release split by `split`).
+
+    `sep` is --sep, the separator of the files (None: detected).
+    """
     from movierec.pipeline import SplitSpec
 
     filters = {key: value for key, value in (("min_user_ratings", min_user_ratings),

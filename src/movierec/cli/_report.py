@@ -39,8 +39,10 @@ def report(
     graph_items: Annotated[int, typer.Option(help="Movies in the bipartite graph.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the graph's sample.")] = 0,
 ) -> None:
-    """Write FOLDER/report.html: one self-contained page with data, protocol, results, figures
-    (for a tuning folder: best parameters, optimization history, parameter importances)."""
+    """Write FOLDER/report.html: one self-contained page with data, protocol, results, figures.
+
+    For a tuning folder: best parameters, optimization history, parameter importances.
+    """
     from movierec.report import build_report, build_tuning_report, is_tuning_folder
 
     if is_tuning_folder(folder):

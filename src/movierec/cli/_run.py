@@ -64,8 +64,10 @@ def run_command(
 
 
 def _print(result: Any, title: str) -> None:
-    """Tables of one row per run name: mean ± std over seeds, every metric at k = 10 (or the
-    largest k), grouped by kind so that no header or value is cut."""
+    """Tables of one row per run name: mean ± std over seeds.
+
+    Every metric at k = 10 (or the largest k), grouped by kind so that no header or value is cut.
+    """
     frame = result.frame()
     if frame.empty:
         console.print(f"{title}: no runs")
@@ -110,8 +112,10 @@ def _width(run_width: int, headers: list[str], rows: dict[str, list[str]]) -> in
 
 def _chunks(run_width: int, headers: list[str], rows: dict[str, list[str]],
             limit: int) -> list[list[int]]:
-    """Column indices split into tables that each fit `limit` characters (one column at
-    least per table), so that no value is cut."""
+    """Column indices split into tables that each fit `limit` characters.
+
+    One column at least per table, so that no value is cut.
+    """
     chunks: list[list[int]] = [[]]
     used = run_width + 4
     for j, width in enumerate(_column_widths(headers, rows)):
@@ -135,8 +139,10 @@ def _family(col: str) -> str | None:
 
 
 def _groups(cols: list[str]) -> list[tuple[str, list[str]]]:
-    """The columns split into errors, ranking, and beyond accuracy + seconds (empty ones left
-    out), each in the frame's order."""
+    """The columns split into errors, ranking, and beyond accuracy + seconds.
+
+    Empty groups are left out; each keeps the frame's order.
+    """
     out = []
     for name, families in _GROUPS:
         part = [c for c in cols if _family(c) in families]

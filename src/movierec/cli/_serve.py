@@ -85,8 +85,10 @@ def is_loopback(host: str) -> bool:
 
 
 def check_port(host: str, port: int) -> None:
-    """Fail early, with one line, when `host:port` cannot be listened on (busy, or no such
-    address), instead of uvicorn's log lines and exit code after "serving on ...".
+    """Fail early, with one line, when `host:port` cannot be listened on.
+
+    A busy port or an address that is not this machine's gives one line, instead of uvicorn's log
+    lines and exit code after "serving on ...".
 
     Binds and closes a socket with the options uvicorn uses (SO_REUSEADDR), so a port left in
     TIME_WAIT by a previous server counts as free, as it does for uvicorn.
@@ -114,8 +116,11 @@ def check_port(host: str, port: int) -> None:
 
 
 def open_serve_store(url: str | None, *, max_ratings: int) -> Any:
-    """The store `movierec serve` uses, or None when none was asked for and the `store` extra
-    is missing (a note says so). An explicit `--store` without the extra is an error."""
+    """The store `movierec serve` uses.
+
+    None when none was asked for and the `store` extra is missing (a note says so). An explicit
+    `--store` without the extra is an error.
+    """
     try:
         from movierec.store import Store
     except ImportError as exc:

@@ -122,8 +122,10 @@ def _coerce_ratings(frame: pd.DataFrame, source: str, scale: tuple[float, float]
 
 
 def _strictly_increasing(users: np.ndarray, items: np.ndarray, step: int = 1 << 20) -> bool:
-    """Whether the (user, item) rows strictly increase; in slices, so that 25M rows take no
-    more than a few MB of temporaries."""
+    """Whether the (user, item) rows strictly increase.
+
+    Checked in slices, so that 25M rows take no more than a few MB of temporaries.
+    """
     for lo in range(0, len(users) - 1, step):
         u = users[lo:lo + step + 1].astype(np.int64)
         i = items[lo:lo + step + 1].astype(np.int64)
@@ -163,8 +165,10 @@ def _latest_only(ratings: pd.DataFrame, where: Locator) -> pd.DataFrame:
 
 
 def _dense_span(values: np.ndarray) -> tuple[int, int] | None:
-    """(lowest, span) of integer ids that span at most 2**24 values (every MovieLens id column),
-    else None."""
+    """(lowest, span) of integer ids that span at most 2**24 values, else None.
+
+    Every MovieLens id column fits.
+    """
     if not len(values) or values.dtype.kind not in "iu":
         return None
     lo, hi = int(values.min()), int(values.max())
@@ -172,8 +176,10 @@ def _dense_span(values: np.ndarray) -> tuple[int, int] | None:
 
 
 def _distinct_ids(values: np.ndarray) -> np.ndarray:
-    """The sorted distinct ids (int64), as np.unique gives them; O(n) with a bitmap when the ids
-    span few values, which spares 25M-row releases a hash or a sort."""
+    """The sorted distinct ids (int64), as np.unique gives them.
+
+    O(n) with a bitmap when the ids span few values, which spares 25M-row releases a hash or a sort.
+    """
     dense = _dense_span(values)
     if dense is None:
         return np.unique(values.astype(np.int64))
@@ -184,8 +190,10 @@ def _distinct_ids(values: np.ndarray) -> np.ndarray:
 
 
 def _own_codes(values: np.ndarray, vocab: Vocabulary) -> np.ndarray:
-    """Codes (int32) of ids that are all in `vocab`: a table lookup when they span few values,
-    instead of a binary search per row."""
+    """Codes (int32) of ids that are all in `vocab`.
+
+    A table lookup when they span few values, instead of a binary search per row.
+    """
     dense = _dense_span(values)
     if dense is None:
         return vocab.codes(values)
@@ -314,7 +322,7 @@ class Dataset:
         return h.hexdigest()[:16]
 
     def matrix(self, value: str = "rating") -> sp.csr_matrix:
-        """users x items CSR matrix in this dataset's codes.
+        """Users x items CSR matrix in this dataset's codes.
 
         Args:
             value: "rating" (the rating values) or "binary" (1.0 for every rating).

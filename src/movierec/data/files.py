@@ -1,5 +1,6 @@
-"""Bring-your-own rating files (CSV, TSV, `::`, `|`, `;`, whitespace, parquet) and the fast
-delimited-file reader the MovieLens readers share.
+"""Bring-your-own rating files and the fast delimited-file reader the MovieLens readers share.
+
+Formats: CSV, TSV, `::`, `|`, `;`, whitespace, parquet.
 
 Parsing goes through pyarrow; only when it fails (or leaves a numeric field empty or infinite) is
 the file scanned line by line, to name the first bad line in the error. Checks on values (ids that
@@ -248,8 +249,9 @@ def _head_lines(path: Path, n: int = 20, encoding: str = "utf-8") -> list[str]:
 
 
 def sniff_separator(lines: Sequence[str], path: str | os.PathLike[str] = "<data>") -> str:
-    """The separator that splits every sample line (else most of them) into the same number
-    (≥ 2) of fields.
+    """The separator that splits the sample lines into the same number (≥ 2) of fields.
+
+    Every line if one does, else most of them.
 
     Raises:
         DataError: no candidate separator fits.

@@ -452,8 +452,9 @@ def _check_csv_header(path: Path, expected: tuple[str, ...]) -> None:
 
 
 def _read_ratings_csv(path: Path) -> pd.DataFrame:
-    """A release's ratings.csv, parsed by pyarrow batch by batch straight into int32 ids and
-    float32 ratings, so that ML-25M takes about its final size in memory (0.5 GB), not twice it.
+    """A release's ratings.csv, parsed by pyarrow in batches into int32 ids and float32 ratings.
+
+    ML-25M thus takes about its final size in memory (0.5 GB), not twice it.
 
     A file this fast path cannot take as it is (an id beyond int32, a rating that float32 does
     not hold exactly, an empty or non-finite field, a line that does not parse) is read again by

@@ -47,8 +47,11 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class ExperimentSplit:
-    """One named split of an experiment file, with its evaluation (its folder under DIR when the
-    file has several). The split itself is built by `movierec.pipeline.SplitSpec`."""
+    """One named split of an experiment file, with its evaluation.
+
+    Its folder is under DIR when the file has several. The split itself is built by
+    `movierec.pipeline.SplitSpec`.
+    """
 
     name: str
     kind: str
@@ -168,8 +171,10 @@ def _rating_only(keys: set[str]) -> bool:
 
 
 def _produces(cls: Any, ev: EvaluationSpec, params: Sequence[dict[str, Any]] = ({},)) -> bool:
-    """Whether a model class, with any of `params`, gives at least one selected metric under
-    `ev` (a model trained with a ranking loss gives no rating metric)."""
+    """Whether a model class, with any of `params`, gives at least one selected metric under `ev`.
+
+    A model trained with a ranking loss gives no rating metric.
+    """
     if any(cls.rates_with(p) for p in params):
         return True
     keys = _selected(ev)

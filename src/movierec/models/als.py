@@ -47,8 +47,11 @@ FEEDBACK = ("binary", "rating")
 @njit(cache=True, fastmath=True)
 def _gram_times(yty: np.ndarray, v: np.ndarray, reg: float,
                 out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """out = (YᵀY + λI) v, written as loops: numba's `@` calls BLAS, whose thread pool is not
-    torch's, and torch slowed down 20× in a process where it had run (see the module docstring)."""
+    """Write (YᵀY + λI) v into `out`, as loops.
+
+    Numba's `@` calls BLAS, whose thread pool is not torch's, and torch slowed down 20× in a process
+    where it had run (see the module docstring).
+    """
     k = v.shape[0]
     for a in range(k):
         acc = reg * v[a]
@@ -199,8 +202,10 @@ class ImplicitALS(Recommender):
         return (x @ y.T.astype(np.float64)).astype(np.float32)
 
     def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        """Scores float32 [n_items] of a new user: the exact solution of the user's normal
-        equations with the item factors fixed (unknown item codes, −1, are ignored)."""
+        """Scores float32 [n_items] of a new user, with the item factors fixed.
+
+        The exact solution of the user's normal equations; unknown item codes (−1) are ignored.
+        """
         self._check_fitted()
         codes = np.asarray(item_codes, dtype=np.int64)
         r = np.asarray(ratings, dtype=np.float64)
@@ -220,8 +225,10 @@ class ImplicitALS(Recommender):
         return self.item_factors_
 
     def dot_vectors(self) -> Any:
-        """The scores as a dot product x_u · y_i (`movierec.ranking.DotVectors`), so that
-        `movierec.ann.ANNIndex` can index this model."""
+        """The scores as a dot product x_u · y_i (`movierec.ranking.DotVectors`).
+
+        Lets `movierec.ann.ANNIndex` index this model.
+        """
         from movierec.ranking import DotVectors
 
         self._check_fitted()

@@ -75,12 +75,14 @@ class Recommender:
 
     @classmethod
     def rates_with(cls, params: Mapping[str, Any]) -> bool:
-        """Whether a model built with `params` estimates ratings: the class can
-        (`predicts_ratings`) and, where the model has a `loss`, it is trained on ratings ("mse",
-        the given value or the constructor's default). A model trained with BPR/BCE still
-        predicts, but only a ranking score: the evaluator reports no RMSE/MAE for it, the
-        service shows no predicted rating, and rating studies (tune, experiments) skip or
-        refuse it."""
+        """Whether a model built with `params` estimates ratings.
+
+        True when the class can (`predicts_ratings`) and, where the model has a `loss`, it is
+        trained on ratings ("mse", the given value or the constructor's default). A model trained
+        with BPR/BCE still predicts, but only a ranking score: the evaluator reports no RMSE/MAE for
+        it, the service shows no predicted rating, and rating studies (tune, experiments) skip or
+        refuse it.
+        """
         if not cls.predicts_ratings:
             return False
         loss = inspect.signature(cls.__init__).parameters.get("loss")
@@ -278,16 +280,20 @@ class Recommender:
         return None
 
     def dot_vectors(self) -> DotVectors | None:
-        """The scores as a dot product of user and item vectors (`movierec.ranking.DotVectors`),
-        which `movierec.ann.ANNIndex` indexes; None (the default) for models that do not score
-        by a dot product."""
+        """The scores as a dot product of user and item vectors (`movierec.ranking.DotVectors`).
+
+        `movierec.ann.ANNIndex` indexes them; None (the default) for models that do not score by a
+        dot product.
+        """
         return None
 
     def _item_similarity(self, item_codes: np.ndarray, columns: np.ndarray | None = None
                          ) -> np.ndarray | None:
-        """The model's own item-to-item weights [len(item_codes), n_items or len(columns)]
-        (entry [a, b]: how much item a supports item b), or None to compare items by the cosine
-        of `item_vectors()` or of co-occurrence (see movierec.explain)."""
+        """The model's own item-to-item weights [len(item_codes), n_items or len(columns)].
+
+        Entry [a, b]: how much item a supports item b. None to compare items by the cosine of
+        `item_vectors()` or of co-occurrence (see movierec.explain).
+        """
         return None
 
     def similar_items(self, item_id: int, k: int = 10, *, min_support: int | None = None,
@@ -346,8 +352,10 @@ class Recommender:
         return model
 
     def _state(self) -> dict[str, Any]:
-        """Learned state: every attribute whose name ends in '_' (see artifact.py for types),
-        except hyper-parameters so named (EASE's `lambda_`), which model.json records."""
+        """Learned state: every attribute whose name ends in '_' (see artifact.py for types).
+
+        Except hyper-parameters so named (EASE's `lambda_`), which model.json records.
+        """
         params = set(self.param_names())
         return {k: v for k, v in vars(self).items()
                 if k.endswith("_") and not k.startswith("_") and k not in params}

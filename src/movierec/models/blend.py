@@ -392,9 +392,11 @@ class Blend(Recommender):
 
 
 class LightBlend(Blend):
-    """`Blend` whose default members are the torch-free `LIGHT_MEMBERS` (registered as
-    `blend-light`): bias, and item- and user-kNN with explicit pearson_baseline similarities
-    (40 neighbours, shrinkage 100); about a second on ML-100K. Every argument is Blend's."""
+    """`Blend` with the torch-free `LIGHT_MEMBERS` as default members (registered as `blend-light`).
+
+    Bias, and item- and user-kNN with explicit pearson_baseline similarities (40 neighbours,
+    shrinkage 100); about a second on ML-100K. Every argument is Blend's.
+    """
 
     name: ClassVar[str] = "blend-light"
 

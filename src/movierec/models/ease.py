@@ -1,5 +1,7 @@
-"""EASE: embarrassingly shallow autoencoder (Steck, "Embarrassingly Shallow Autoencoders for
-Sparse Data", WWW 2019)."""
+"""EASE: embarrassingly shallow autoencoder.
+
+Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019.
+"""
 
 from __future__ import annotations
 
@@ -116,9 +118,11 @@ class EASE(Recommender):
 
     def _item_similarity(self, item_codes: np.ndarray, columns: np.ndarray | None = None
                          ) -> np.ndarray:
-        """EASE's own item-to-item weights: entry [a, b] = B[a, b], what having item a adds to
-        item b's score (so the movies "like" a are the ones a user who watched only a gets).
-        Not symmetric: "because you liked" reads B[liked, recommended]."""
+        """EASE's own item-to-item weights: entry [a, b] = B[a, b].
+
+        What having item a adds to item b's score (so the movies "like" a are the ones a user who
+        watched only a gets). Not symmetric: "because you liked" reads B[liked, recommended].
+        """
         self._check_fitted()
         rows = self.item_weights_[np.asarray(item_codes, dtype=np.int64)]
         return rows if columns is None else rows[:, np.asarray(columns, dtype=np.int64)]

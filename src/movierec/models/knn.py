@@ -239,7 +239,7 @@ class _KNN(Recommender):
         return self
 
     def _similarity_input(self, train: Dataset) -> sp.csr_matrix:
-        """users x items matrix whose (target-axis) columns are compared."""
+        """Users x items matrix whose (target-axis) columns are compared."""
         if self.feedback == "implicit":
             return self.seen_.astype(np.float64)
         r = train.matrix("rating").astype(np.float64)
@@ -350,8 +350,10 @@ class ItemKNN(_KNN):
 
     def _item_similarity(self, item_codes: np.ndarray, columns: np.ndarray | None = None
                          ) -> np.ndarray:
-        """ItemKNN's own similarities: entry [a, b] = s_ab where a is among b's kept neighbours
-        (0 elsewhere), what having item a adds to item b's ranking score."""
+        """ItemKNN's own similarities: entry [a, b] = s_ab where a is among b's kept neighbours.
+
+        0 elsewhere; what having item a adds to item b's ranking score.
+        """
         self._check_fitted()
         rows = self._cached("neighbors_t")[np.asarray(item_codes, dtype=np.int64)]
         if columns is not None:

@@ -55,9 +55,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 @njit(cache=True)
 def shuffle(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
             seed: np.uint64) -> None:  # pragma: no cover - compiled
-    """Fisher–Yates shuffle of the rows (users[n], items[n], ratings[n]) in place, driven by
-    splitmix64 from `seed` (portable: the same seed gives the same order on every machine).
-    Shuffling the arrays themselves keeps the SGD pass reading them sequentially."""
+    """Fisher–Yates shuffle of the rows (users[n], items[n], ratings[n]) in place.
+
+    Driven by splitmix64 from `seed` (portable: the same seed gives the same order on every
+    machine). Shuffling the arrays themselves keeps the SGD pass reading them sequentially.
+    """
     state = np.uint64(seed)
     for n in range(users.shape[0] - 1, 0, -1):
         state = state + np.uint64(0x9E3779B97F4A7C15)
@@ -75,8 +77,10 @@ def shuffle(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
 def sgd_epoch(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, mu: float,
               p: np.ndarray, q: np.ndarray, b_user: np.ndarray, b_item: np.ndarray, lr: float,
               reg: float, reg_bias: float) -> float:  # pragma: no cover - compiled
-    """One SGD pass over the ratings in their array order; updates p, q and the biases in place
-    and returns the mean squared training error seen during the pass.
+    """One SGD pass over the ratings in their array order.
+
+    Updates p, q and the biases in place and returns the mean squared training error seen during the
+    pass.
 
     The step is the textbook one rearranged, p_u ← (1 − ηλ) p_u + (η e) q_i (and likewise for
     q_i and the biases): one multiply and one fused multiply-add per factor. `fit` passes the
@@ -266,8 +270,10 @@ class SVD(Recommender):
         return self.item_factors_
 
     def dot_vectors(self) -> Any:
-        """The scores as a dot product (`movierec.ranking.DotVectors`): p_u · q_i + b_i, offset
-        μ + b_u; lets `movierec.ann.ANNIndex` index this model."""
+        """The scores as a dot product: p_u · q_i + b_i, offset μ + b_u.
+
+        A `movierec.ranking.DotVectors`; lets `movierec.ann.ANNIndex` index this model.
+        """
         from movierec.ranking import DotVectors
 
         self._check_fitted()

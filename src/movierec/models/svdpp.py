@@ -1,5 +1,7 @@
-"""SVD++: biased matrix factorization with implicit feedback (Koren, KDD 2008), on the shared
-Trainer."""
+"""SVD++: biased matrix factorization with implicit feedback (Koren, KDD 2008).
+
+Trained on the shared Trainer.
+"""
 
 from __future__ import annotations
 
@@ -147,8 +149,10 @@ class SVDppModule(nn.Module):
 
 
 class SVDpp(MF):
-    """SVD++: r̂_ui = μ + b_u + b_i + q_i · (p_u + |N(u)|^-½ Σ_{j ∈ N(u)} y_j) (Koren, "Factorization
-    meets the neighborhood", KDD 2008), trained by mini-batch Adam on the shared `Trainer`.
+    """SVD++: r̂_ui = μ + b_u + b_i + q_i · (p_u + |N(u)|^-½ Σ_{j ∈ N(u)} y_j).
+
+    Koren, "Factorization meets the neighborhood", KDD 2008; trained by mini-batch Adam on the
+    shared `Trainer`.
 
     N(u) is every item the user rated in training (the implicit feedback of "who rated what");
     each item has a second factor y_j, so a user is described by p_u plus the normalized sum of

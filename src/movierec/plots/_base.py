@@ -43,8 +43,10 @@ MODEL_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def model_colors(models: list[str]) -> dict[str, str]:
-    """A stable colour per model, in the order given: tab10 up to ten models, then
-    `MODEL_PALETTE`'s distinct colours (repeated only past 29 models)."""
+    """A stable colour per model, in the order given.
+
+    tab10 up to ten models, then `MODEL_PALETTE`'s distinct colours (repeated only past 29 models).
+    """
     return {m: MODEL_PALETTE[i % len(MODEL_PALETTE)] for i, m in enumerate(models)}
 
 

@@ -50,8 +50,10 @@ _FAMILY_TITLE = {"rating": "Rating prediction error", "ranking": "Ranking accura
 
 
 def _label(metric: str) -> str:
-    """The metric's name, with ↑/↓ only where higher/lower is better by definition (accuracy);
-    beyond-accuracy metrics describe the lists and get no arrow."""
+    """The metric's name, with ↑/↓ only where higher/lower is better by definition (accuracy).
+
+    Beyond-accuracy metrics describe the lists and get no arrow.
+    """
     name, _, k = metric.partition("@")
     better = best_direction(metric)
     arrow = {"higher": " ↑", "lower": " ↓"}.get(better or "", "")
@@ -131,8 +133,10 @@ def model_comparison(result: BenchmarkResult, family: str = "ranking",
 
 def _metric_panels(table: pd.DataFrame, models: list[str], metrics: list[str],
                    colors: dict[str, str], seeds: int, family: str, title: str) -> Figure:
-    """Many models: one horizontal bar panel per metric, the models named on the shared y axis
-    (first at the top), error bars = std over seeds."""
+    """Many models: one horizontal bar panel per metric.
+
+    The models are named on the shared y axis (first at the top); error bars = std over seeds.
+    """
     ncols = min(len(metrics), 4)
     nrows = -(-len(metrics) // ncols)
     panel_h = 0.2 * len(models) + 0.9

@@ -205,7 +205,8 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
     @app.get("/health", response_model=Health, tags=["service"])
     async def health() -> dict[str, Any]:
         """The server is up and has a model loaded (200 whenever the model answers); `store`
-        says whether the feedback store answers ("ok", "unavailable"; null: no store)."""
+        says whether the feedback store answers ("ok", "unavailable"; null: no store).
+        """
         out = app.state.engine.health()
         feedback = app.state.feedback
         out["store"] = None if feedback is None else await feedback.store_status()
@@ -214,7 +215,8 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
     @app.get("/model", response_model=ModelInfo, tags=["service"])
     async def model_info() -> dict[str, Any]:
         """Model name, hyper-parameters, dataset, metrics, training time, request limits, and
-        which load this is (generation, loaded_at)."""
+        which load this is (generation, loaded_at).
+        """
         return app.state.engine.info()
 
     @app.post("/model/reload", response_model=ReloadResponse, responses=_RELOAD_ERRORS,
@@ -225,7 +227,8 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
 
         Requests in flight finish on the model they started with. A broken, tampered or
         incompatible folder changes nothing: the answer is 409 with the reason, and the
-        previous model is still served. `movierec serve` also reloads on SIGHUP."""
+        previous model is still served. `movierec serve` also reloads on SIGHUP.
+        """
         client = request.client.host if request.client else None
         if app.state.feedback is not None:
             await app.state.feedback.authorize(request, "admin")
@@ -260,7 +263,8 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
                              )] = True, genres: Genres = None) -> dict[str, Any]:
         """Top-k movies for a user of the training data, with "because you liked": the movies
         of the user's training ratings that support each recommendation most, among those the
-        user liked (rated 4 or more, or above their own mean rating)."""
+        user liked (rated 4 or more, or above their own mean rating).
+        """
         return await work(lambda e: e.recommend_user(
             user_id, k, exclude_seen=exclude_seen, genres=_split_genres(genres)))
 
@@ -270,7 +274,8 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
             body: body_model) -> dict[str, Any]:  # pyright: ignore[reportInvalidTypeForm]
         """Top-k movies for a new user from posted ratings, folded into the model (no
         retraining); popularity when no posted movie is known to the model. "Because you liked"
-        cites only posted movies rated 4 or more or above the posted ratings' mean."""
+        cites only posted movies rated 4 or more or above the posted ratings' mean.
+        """
         ratings = body.ratings
         items, values = [r.item for r in ratings], [r.rating for r in ratings]
         return await work(lambda e: e.recommend_new(
@@ -283,7 +288,8 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
                      limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
         """Movies whose title contains `q`, ignoring case, accents, punctuation and where the
         article stands ("the godfather" finds "Godfather, The"); exact titles first, then titles
-        that start with `q`, then the most rated."""
+        that start with `q`, then the most rated.
+        """
         return await work(lambda e: e.search(q, limit))
 
     @app.get("/movies/{item_id}/similar", response_model=SimilarResponse, responses=_ERRORS,
@@ -298,7 +304,8 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
                           f"{SHRINKAGE:g}; 0: none).")] = SHRINKAGE) -> dict[str, Any]:
         """The k movies most similar to a movie, in the model's own terms (EASE's weights,
         ItemKNN's neighbourhoods, else the cosine of item vectors or co-occurrence), not
-        dominated by movies that only a few users rated."""
+        dominated by movies that only a few users rated.
+        """
         return await work(lambda e: e.similar(item_id, k, min_support=min_support,
                                               shrinkage=shrinkage))
 
@@ -313,7 +320,8 @@ def _add_metrics_route(app: FastAPI) -> None:
              response_class=PlainTextResponse)
     async def prometheus_metrics(request: Request) -> PlainTextResponse:
         """Request counts and latency per route, store latency, model version and feedback
-        counts, in Prometheus's text format."""
+        counts, in Prometheus's text format.
+        """
         if app.state.feedback is not None:
             await app.state.feedback.authorize(request, "read")
         body, content_type = metrics.render()

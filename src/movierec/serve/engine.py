@@ -85,6 +85,10 @@ class Engine:
     # --- set-up ---------------------------------------------------------------------------------
     def _build_catalog(self, catalog: pd.DataFrame | None) -> None:
         ids = self.item_ids
+        # Every movie the site knows: the model's, and catalog movies it never saw rated (a
+        # rating of one is stored, and a retrain learns it).
+        self.known_item_ids = frozenset(ids.tolist()) | (
+            frozenset() if catalog is None else frozenset(catalog["item_id"].tolist()))
         if catalog is None or len(catalog) == 0:
             cat = pd.DataFrame(index=pd.Index(ids, name="item_id"),
                                columns=["title", "year", "genres"])
@@ -201,14 +205,16 @@ class Engine:
     @staticmethod
     def _listed(ranked: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(codes int64, scores float32) of the one row of a `rank_block`/`top_k_codes` result,
-        without the -1 padding."""
+        without the -1 padding.
+        """
         cols, vals = ranked
         keep = cols[0] >= 0
         return cols[0][keep].astype(np.int64), vals[0][keep]
 
     def explain(self, codes: np.ndarray, history: np.ndarray) -> list[list[dict[str, Any]]]:
         """For each recommended code, the `history` items that support it most (positive
-        similarity); `history` holds the movies the user liked (see `movierec.explain`)."""
+        similarity); `history` holds the movies the user liked (see `movierec.explain`).
+        """
         n = self.n_explanations
         if len(history) == 0 or len(codes) == 0 or n == 0:
             return [[] for _ in range(len(codes))]
@@ -314,7 +320,8 @@ class Engine:
                 shrinkage: float = SHRINKAGE) -> dict[str, Any]:
         """The k movies most similar to one movie, in the model's terms, leaving out movies
         with fewer than `min_support` training ratings and shrinking the similarity by the
-        movie's ratings n, n / (n + shrinkage) (see `movierec.explain.similar_scores`)."""
+        movie's ratings n, n / (n + shrinkage) (see `movierec.explain.similar_scores`).
+        """
         code = self.item_code(item_id)
         sims = similar_scores(self.model, code, min_support=min_support, shrinkage=shrinkage)
         top, values = self._listed(rank_block(sims[None, :], k, exclude=np.array([code])))
@@ -325,7 +332,8 @@ class Engine:
     def search(self, query: str, limit: int = 20) -> dict[str, Any]:
         """Titles containing `query` (`movierec.data.search`: case, accents, punctuation and
         articles ignored, "the godfather" finds "Godfather, The"): exact titles first, then
-        prefixes, then by popularity."""
+        prefixes, then by popularity.
+        """
         if not query.strip():
             raise InvalidRequestError("q must contain a non-space character")
         picked = self._titles_index.search(query, limit)  # movierec.data.search

@@ -271,8 +271,10 @@ def _locked(lock: threading.Lock, func: Callable[..., T], *args: Any, **kwargs: 
 
 
 def _unknown_movies(engine: Engine, item_ids: list[int]) -> list[int]:
-    codes = engine.model.item_vocab_.codes(item_ids, missing="negative")
-    return [i for i, c in zip(item_ids, codes.tolist(), strict=True) if c < 0]
+    """Movies neither the model nor the site's catalog knows (catalog-only movies are stored;
+    the fold-in ignores them until a retrain learns them).
+    """
+    return [i for i in item_ids if i not in engine.known_item_ids]
 
 
 # --- installation ---------------------------------------------------------------------------
@@ -353,10 +355,12 @@ def _router(service: FeedbackService, scale: tuple[float, float] | None,
     async def put_rating(request: Request, user_id: UserId, item_id: ItemId,
                          body: rating_body) -> dict[str, Any]:  # pyright: ignore
         """Store a rating (write key); a second PUT replaces it (latest wins). The next
-        recommendations of the user reflect it."""
+        recommendations of the user reflect it.
+        """
         await service.authorize(request, "write")
         current = engine()
-        current.item_code(item_id)  # 404 for a movie the model does not know
+        if item_id not in current.known_item_ids:
+            current.item_code(item_id)  # 404 for a movie neither the model nor catalog knows
         await service.check_user(current, user_id)
         await service.write("put_rating", store.put_rating, user_id, item_id, body.rating,
                             timestamp=body.timestamp, list_id=body.list_id)
@@ -386,7 +390,7 @@ def _router(service: FeedbackService, scale: tuple[float, float] | None,
         if unknown:
             rows = [i for i, item in enumerate(items) if item in set(unknown)]
             raise InvalidRequestError(
-                f"ratings[{rows[0]}].item_id: movie {unknown[0]} is not known to the served "
+                f"ratings[{rows[0]}].item_id: movie {unknown[0]} is not in the catalog of the served "
                 f"{current.model.name} model ({len(unknown)} unknown movie(s) in the batch: "
                 f"{unknown[:10]}); nothing was written")
         await service.check_user(current, user_id)
@@ -427,7 +431,8 @@ def _router(service: FeedbackService, scale: tuple[float, float] | None,
         """Top-k movies for a user: the training history plus the stored ratings, folded in
         with the model's own fold-in (read your writes); every rated movie is left out. When
         the store cannot be read the list comes from the model alone ("feedback":
-        "unavailable")."""
+        "unavailable").
+        """
         await service.authorize(request, "read")
         current = engine()
         wanted = [g.strip() for g in (genres or "").split(",") if g.strip()] or None

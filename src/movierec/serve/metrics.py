@@ -96,8 +96,11 @@ class _ModelCollector:
 
 
 def model_version(engine: Any) -> str:
-    """The served model's version: model.json's `version` when it has one (versioned model
-    folders), else `<model name>@<generation>`; at most 64 characters."""
+    """The served model's version, at most 64 characters.
+
+    model.json's `version` when it has one (versioned model folders), else `<model
+    name>@<generation>`.
+    """
     version = engine.meta.get("version")
     text = str(version) if version else f"{engine.model.name}@{engine.generation}"
     return text[:64]

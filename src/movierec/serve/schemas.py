@@ -123,7 +123,8 @@ class Support(BaseModel):
     """A movie the user liked that supports a recommendation ("because you liked").
 
     Only movies the user liked are cited: rated 4 or more, or above the user's own mean rating.
-    `similarity` is how much it supports the recommended movie in the model's terms."""
+    `similarity` is how much it supports the recommended movie in the model's terms.
+    """
 
     item_id: int
     title: str
@@ -131,8 +132,11 @@ class Support(BaseModel):
 
 
 class Recommendation(Movie):
-    """One recommended movie: its rank, the model's ranking score (not a rating), the predicted
-    rating where the model predicts ratings, and the liked movies that support it."""
+    """One recommended movie, with its rank and the model's ranking score (not a rating).
+
+    Also the predicted rating where the model predicts ratings, and the liked movies that support
+    it.
+    """
 
     rank: int
     score: float
@@ -233,8 +237,10 @@ def _rating_help(lo: float | None, hi: float | None) -> str:
 
 
 class SimilarMovie(Movie):
-    """A movie similar to the asked one, in the model's terms; `similarity` is shrunk by the
-    movie's number of training ratings n, times n / (n + shrinkage)."""
+    """A movie similar to the asked one, in the model's terms.
+
+    `similarity` is shrunk by the movie's number of training ratings n, times n / (n + shrinkage).
+    """
 
     rank: int
     similarity: float

@@ -234,8 +234,11 @@ class Store(ModelVersionsMixin):
             return _rows.to_frame(conn.execute(query))
 
     def ratings_of(self, user_id: int) -> pd.DataFrame:
-        """A user's stored ratings, oldest write first: user_id, item_id, rating, timestamp,
-        source, updated_at (the datasets' dtypes for the first four)."""
+        """A user's stored ratings, oldest write first.
+
+        Columns user_id, item_id, rating, timestamp, source, updated_at (the datasets' dtypes for
+        the first four).
+        """
         return self._ratings(ratings.c.user_id == _rows.check_id(user_id, "user_id"))
 
     def all_ratings(self) -> pd.DataFrame:
@@ -279,8 +282,10 @@ class Store(ModelVersionsMixin):
         return list_id
 
     def impressions_since(self, since: float = 0.0) -> pd.DataFrame:
-        """Impressions shown after `since` (unix seconds): list_id, position, user_id, item_id,
-        model_version, shown_at."""
+        """Impressions shown after `since` (unix seconds).
+
+        Columns list_id, position, user_id, item_id, model_version, shown_at.
+        """
         query = sa.select(impressions).where(impressions.c.shown_at > float(since)).order_by(
             impressions.c.shown_at, impressions.c.list_id, impressions.c.position)
         with self._read() as conn:

@@ -273,8 +273,11 @@ def _pick_items(gen: np.random.Generator, world: _World, act: np.ndarray, g_user
 
 def _block(world: _World, seed: int, block: int, first_user: int, n_users: int
            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Ratings and tags of users first_user .. first_user + n_users - 1 (0-based), from their
-    own random stream, so that the output does not depend on how blocks are grouped."""
+    """Ratings and tags of users first_user .. first_user + n_users - 1 (0-based).
+
+    Drawn from their own random stream, so that the output does not depend on how blocks are
+    grouped.
+    """
     gen = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, block)))
     act = world.act[first_user:first_user + n_users]
     lo, hi = np.searchsorted(world.g_user, [first_user, first_user + n_users])
@@ -387,8 +390,9 @@ def write_release_like(
     block_users: int = 1024,
     chunk_users: int = 16_384,
 ) -> SyntheticRelease:
-    """Write a synthetic release of a real one's size in the csv layout (ratings, movies, tags,
-    links .csv and a README.txt that says it is synthetic); return what was written.
+    """Write a synthetic release of a real one's size in the csv layout; return what was written.
+
+    The files: ratings, movies, tags, links .csv and a README.txt that says it is synthetic.
 
     Users are 1..users, each with at least 20 distinct ratings; every one of `items` movies is
     rated at least once; movies.csv also lists unrated movies, in the release's proportion.

@@ -1,5 +1,7 @@
-"""The normalized bipartite adjacency, sparse propagation, node dropout, neighbour sampling,
-negatives."""
+"""Graph operations: the normalized bipartite adjacency, sparse propagation, sampling.
+
+Sampling covers node dropout, neighbour sampling and negatives.
+"""
 
 from __future__ import annotations
 
@@ -67,8 +69,11 @@ def to_csr(adj: Tensor) -> Tensor:
 
 
 class _SymmetricSpMM(torch.autograd.Function):
-    """y = Â x for a *symmetric* sparse Â: the backward pass is Â g again, which avoids the
-    transpose (a re-sort of the COO indices) that `torch.sparse.mm`'s backward does per call."""
+    """Sparse product y = Â x for a *symmetric* sparse Â.
+
+    The backward pass is Â g again, which avoids the transpose (a re-sort of the COO indices) that
+    `torch.sparse.mm`'s backward does per call.
+    """
 
     @staticmethod
     def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]  # noqa: ANN001
@@ -86,8 +91,11 @@ def propagate(adj: Tensor, x: Tensor) -> Tensor:
 
 
 def drop_edges(adj: Tensor, p: float) -> Tensor:
-    """Node (edge) dropout of NGCF: keep each non-zero of `adj` with probability 1 − p, scaled
-    by 1/(1 − p) (global torch RNG, which the Trainer seeds)."""
+    """Node (edge) dropout of NGCF.
+
+    Keep each non-zero of `adj` with probability 1 − p, scaled by 1/(1 − p) (global torch RNG, which
+    the Trainer seeds).
+    """
     if p <= 0:
         return adj
     keep = torch.rand(adj._nnz(), device=adj.device) >= p
@@ -115,9 +123,10 @@ class SampledGraph(NamedTuple):
 
 
 def choose_distinct(n: Tensor, k: int, generator: torch.Generator) -> Tensor:
-    """k distinct offsets drawn uniformly from [0, n_r) for every row r (all n_r ≥ k), int64
-    [len(n), k]: Floyd's algorithm vectorized over the rows, so the loop runs k steps whatever
-    the degrees, and no row's full neighbour list is touched.
+    """Draw k distinct offsets uniformly from [0, n_r) for every row r (all n_r ≥ k).
+
+    The result is int64 [len(n), k]. Floyd's algorithm vectorized over the rows, so the loop runs k
+    steps whatever the degrees, and no row's full neighbour list is touched.
 
     Floyd: for j = n − k, …, n − 1 draw t uniform in [0, j]; keep t unless already kept, else j.
     Every k-subset is equally likely.
@@ -133,8 +142,9 @@ def choose_distinct(n: Tensor, k: int, generator: torch.Generator) -> Tensor:
 
 
 class NeighborSampler:
-    """K-hop neighbour sampling on the training graph, the equivalent of PyG's
-    `LinkNeighborLoader` / `NeighborSampler` (Hamilton et al. 2017) in plain torch.
+    """K-hop neighbour sampling on the training graph, in plain torch.
+
+    The equivalent of PyG's `LinkNeighborLoader` / `NeighborSampler` (Hamilton et al. 2017).
 
     From the seed nodes, every node reached for the first time at hop h < K keeps up to
     `num_neighbors` of its neighbours, drawn uniformly without replacement (all of them when its
@@ -237,8 +247,11 @@ class NeighborSampler:
 
 
 def sampled_adjacency(n: int, dst: Tensor, src: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-    """The directed message matrix M [n, n] (M[dst, src] = weight) of a sampled subgraph and its
-    transpose, both sparse CSR on the device of `weight` (edges are distinct pairs)."""
+    """The directed message matrix M [n, n] (M[dst, src] = weight) of a sampled subgraph.
+
+    Returned with its transpose, both sparse CSR on the device of `weight` (edges are distinct
+    pairs).
+    """
     def csr(rows: Tensor, cols: Tensor) -> Tensor:
         # One integer sort instead of `coalesce()` (three times slower on CPU).
         order = torch.argsort(rows * n + cols)

@@ -83,9 +83,12 @@ class _GraphModule(nn.Module):
         return self.combine(self.layers(prop, e))
 
     def node_layers(self, e0: Tensor, sides: Tensor) -> list[Tensor]:
-        """[e^(0), …, e^(K)] of nodes outside the graph: ego rows e0 [n, d] and their messages
-        sides[k] = Σ_v Â_uv e_v^(k) [n, d] (k = 0..K−1) from neighbours whose layers are fixed,
-        through the same `step` as the graph's own nodes; differentiable in e0."""
+        """[e^(0), …, e^(K)] of nodes outside the graph.
+
+        From ego rows e0 [n, d] and their messages sides[k] = Σ_v Â_uv e_v^(k) [n, d] (k = 0..K−1)
+        from neighbours whose layers are fixed, through the same `step` as the graph's own nodes;
+        differentiable in e0.
+        """
         out, e = [e0], e0
         for k in range(self.n_layers):
             e = self.step(k, sides[k], e)
@@ -93,7 +96,7 @@ class _GraphModule(nn.Module):
         return out
 
     def full_propagation(self) -> Propagation:
-        """x ↦ Â x over the full training graph."""
+        """Propagate x ↦ Â x over the full training graph."""
         return lambda x: propagate(self.adj_csr, x)
 
     def sampled_edges(self, dst: Tensor, src: Tensor, weight: Tensor
@@ -102,8 +105,10 @@ class _GraphModule(nn.Module):
         return dst, src, weight
 
     def sampled(self, nodes: Tensor, dst: Tensor, src: Tensor, weight: Tensor) -> Tensor:
-        """Representations of a sampled subgraph's nodes (rows follow `nodes`), propagated over
-        the sampled edges only (see `NeighborSampler`); differentiable."""
+        """Representations of a sampled subgraph's nodes (rows follow `nodes`); differentiable.
+
+        Propagated over the sampled edges only (see `NeighborSampler`).
+        """
         adj = sampled_adjacency(len(nodes), *self.sampled_edges(dst, src, weight))
         return self.represent(lambda x: propagate_sampled(adj, x), self.ego_of(nodes))
 
@@ -116,15 +121,19 @@ class _GraphModule(nn.Module):
         return self._cached("final", self._compute)
 
     def item_layers(self) -> Tensor:
-        """The items' rows of every layer of the full graph, [n_items, K+1, d] (cached like
-        `final`; what a folded-in user's messages are made of)."""
+        """The items' rows of every layer of the full graph, [n_items, K+1, d].
+
+        Cached like `final`; what a folded-in user's messages are made of.
+        """
         return self._cached("item_layers", lambda: torch.stack(
             [e[self.n_users:] for e in self.layers()], dim=1))
 
     def _cached(self, name: str, compute: Callable[[], object]) -> Any:
-        """`compute()`, kept while the parameters are unchanged (their ids and version counters:
-        an optimizer step or `load_state_dict` invalidates it), in eval mode without autograd
-        only; recomputed every time otherwise."""
+        """`compute()`, kept while the parameters are unchanged.
+
+        Unchanged means the same ids and version counters (an optimizer step or `load_state_dict`
+        invalidates it). Cached in eval mode without autograd only; recomputed every time otherwise.
+        """
         if self.training or torch.is_grad_enabled():
             return compute()
         key = tuple((id(p), p._version) for p in self.parameters()) + (str(self.adj.device),)
@@ -257,8 +266,10 @@ class AttnGraphRecModule(_GraphModule):
         return torch.stack(layers, dim=-2)  # [nodes, K+1, d]
 
     def attention(self, lu: Tensor, li: Tensor) -> Tensor:
-        """Weights [..., K+1, 2] (softmax over layers; [..., 0] user side, [..., 1] item side)
-        for broadcastable layer stacks lu, li [..., K+1, d]."""
+        """Weights [..., K+1, 2] for broadcastable layer stacks lu, li [..., K+1, d].
+
+        Softmax over layers; [..., 0] is the user side, [..., 1] the item side.
+        """
         s = self.att_out(torch.tanh(self.att_user(lu) + self.att_item(li)))
         return torch.softmax(s, dim=-2)
 
