@@ -89,7 +89,9 @@ class DotProductModel(Protocol):
     Every `Recommender` has the method, returning None unless it is such a model.
     """
 
-    def dot_vectors(self) -> DotVectors | None: ...
+    def dot_vectors(self) -> DotVectors | None:
+        """The scores as user and item vectors, or None for a model that is not one."""
+        ...
 
 
 def dot_vectors(model: Recommender) -> DotVectors:

@@ -218,7 +218,7 @@ def _check_restored(model: Recommender, path: Path) -> None:
     seen = getattr(model, "seen_", None)
     if not (isinstance(users, Vocabulary) and isinstance(items, Vocabulary)):
         raise ArtifactError(f"{path}: the saved state lacks the user and item vocabularies")
-    if not sp.issparse(seen) or seen.shape != (len(users), len(items)):
+    if seen is None or not sp.issparse(seen) or seen.shape != (len(users), len(items)):
         raise ArtifactError(f"{path}: the saved seen matrix does not match the vocabularies "
                             f"({len(users)} users x {len(items)} items)")
 

@@ -93,6 +93,24 @@ def rating_errors(model: Recommender, split: Split) -> dict[str, float]:
     return {"rmse": M.rmse(y, yhat), "mae": M.mae(y, yhat)}
 
 
+def rating_errors_per_user(model: Recommender, split: Split) -> pd.DataFrame:
+    """Each test user's rating errors: user_id, rmse, mse, mae and n_rated (test rows).
+
+    The per-user counterpart of `rating_errors` (same predictions and fallbacks), for paired
+    tests over users; note that the mean of per-user RMSEs is not the RMSE over all rows.
+    """
+    test = split.test.ratings
+    users = test["user_id"].to_numpy()
+    yhat = _predict_sharded(model, users, test["item_id"].to_numpy()).astype(np.float64)
+    err = test["rating"].to_numpy(np.float64) - yhat
+    ids, inverse = np.unique(users, return_inverse=True)
+    n = np.bincount(inverse, minlength=len(ids))
+    mse = np.bincount(inverse, weights=err**2, minlength=len(ids)) / np.maximum(n, 1)
+    mae = np.bincount(inverse, weights=np.abs(err), minlength=len(ids)) / np.maximum(n, 1)
+    return pd.DataFrame({"user_id": ids, "rmse": np.sqrt(mse), "mse": mse, "mae": mae,
+                         "n_rated": n})
+
+
 def evaluate(
     model: Recommender,
     split: Split,
@@ -162,9 +180,9 @@ def evaluate(
         counts["rating_rows_fallback"] = int(((t_users < 0) | (t_items < 0)).sum())
         timings["rating"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
-    meta = {"model": type(model).__name__, "params": model.params(),
-            "split": split.describe(), "train_fingerprint": split.train.fingerprint,
-            "version": __version__}
+    meta: dict[str, Any] = {"model": type(model).__name__, "params": model.params(),
+                            "split": split.describe(),
+                            "train_fingerprint": split.train.fingerprint, "version": __version__}
     if (world := _group()[0]) > 1:
         meta["processes"] = world
     return Results(summary=summary, per_user=per_user, counts=counts, protocol=proto,
@@ -518,4 +536,4 @@ def _sampled(model: Recommender, ks: list[int], t_users: np.ndarray, t_items: np
     return pd.DataFrame(per_user), summary
 
 
-__all__ = ["Protocol", "evaluate", "evaluate_rated_items"]
+__all__ = ["Protocol", "evaluate", "evaluate_rated_items", "rating_errors_per_user"]

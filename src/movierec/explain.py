@@ -125,6 +125,7 @@ def item_similarity(model: Recommender, item_codes: np.ndarray,
     item weights where it has them, else the cosine of its item vectors or co-occurrence columns.
 
     Args:
+        model: a fitted recommender.
         item_codes: row items (codes).
         columns: column items (codes); default all items.
     """
@@ -227,6 +228,6 @@ def explain(model: Recommender, user_id: int, item_ids: np.ndarray | list[int], 
     out: dict[int, list[tuple[int, float]]] = {}
     for row, iid in enumerate(item_ids.tolist()):
         keep = sims[row] > 0
-        ids = model.item_vocab_.ids(picks[row][keep]) if keep.any() else []
+        ids: np.ndarray | list[int] = model.item_vocab_.ids(picks[row][keep]) if keep.any() else []
         out[int(iid)] = [(int(j), float(s)) for j, s in zip(ids, sims[row][keep], strict=True)]
     return out

@@ -213,7 +213,7 @@ def reciprocal_rank(hits: np.ndarray) -> np.ndarray:
 
 def hit_rate(hits: np.ndarray) -> np.ndarray:
     """Hit@k: 1.0 when at least one of the top k items is relevant, else 0.0."""
-    return _as_hits(hits).any(axis=1).astype(np.float64)
+    return np.asarray(_as_hits(hits).any(axis=1), dtype=np.float64)
 
 
 # --- rating metrics ----------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def mark_sparse(module: torch.nn.Module, sparse: bool = True) -> list[torch.nn.M
     Their gradients become row-sparse (only the looked-up rows); `mark_sparse(m, False)` on the
     returned layers restores them (fold-in and scoring never need sparse gradients).
     """
-    changed = []
+    changed: list[torch.nn.Module] = []
     for layer in module.modules():
         if isinstance(layer, torch.nn.Embedding | torch.nn.EmbeddingBag) and \
                 layer.sparse != sparse:

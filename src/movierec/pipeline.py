@@ -99,7 +99,8 @@ class SplitSpec:
             `valid` file, carved from the training file (per user, at random).
         seed: seed of the split (None: drawn, then recorded by the splitter).
         filters: dataset filters applied before splitting (`Dataset.filter` keywords).
-        options: strategy options (`test_n`, `min_train`, `cut`, `valid` for "loo").
+        options: strategy options (`test_n`, `min_train`, `cut`, `valid` for "loo"; `fold`
+            and `folds` for fold `fold` of a K-fold cross-validation, see `movierec.split.kfold`).
         train, test, valid: rating files for a "files" split.
         read_options: options for reading the files (e.g. `sep`).
     """
@@ -180,7 +181,7 @@ class SplitSpec:
                                 "valid_size": record.get("valid_size") or 0.0,
                                 "filters": dict(record.get("filters") or {})}
         if kind in ("random", "user-random", "user-time"):
-            options = {key: record[key] for key in ("test_n", "min_train")
+            options = {key: record[key] for key in ("test_n", "min_train", "fold", "folds")
                        if record.get(key) is not None}
             return cls(**base, test_size=record.get("test_size") or 0.2, seed=seed,
                        options=options)
@@ -309,7 +310,20 @@ def evaluate_protocols(model: Recommender, split: Split, ev: EvaluationSpec, *,
     Returns:
         (metrics, counts, top-k lists or None, seconds spent ranking or None).
     """
-    from movierec.evaluate import evaluate, evaluate_rated_items, rating_errors
+    return _evaluate(model, split, ev, seed=seed, keep_lists=keep_lists)[:4]
+
+
+def _evaluate(model: Recommender, split: Split, ev: EvaluationSpec, *,
+              seed: int = 42, keep_lists: bool = True
+              ) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame | None, float | None,
+                         pd.DataFrame | None]:
+    """`evaluate_protocols`, and each test user's per-user metric values (or None)."""
+    from movierec.evaluate import (
+        evaluate,
+        evaluate_rated_items,
+        rating_errors,
+        rating_errors_per_user,
+    )
 
     wanted = selected_metrics(ev)
 
@@ -319,19 +333,24 @@ def evaluate_protocols(model: Recommender, split: Split, ev: EvaluationSpec, *,
     metrics: dict[str, Any] = {}
     counts: dict[str, Any] = {}
     lists, seconds = None, None
+    users: list[pd.DataFrame] = []
     if "full" in ev.protocols and asked(*M.names("ranking", "beyond")):
         res = evaluate(model, split, ks=ev.k, relevance=ev.relevance, rng=seed,
                        keep_lists=keep_lists, max_memory_mb=ev.max_memory_mb)
         metrics.update(res.summary)
         counts.update(res.counts)
         lists, seconds = res.lists, res.timings.get("ranking")
+        users.append(res.per_user)
     if "sampled" in ev.protocols and asked(*M.names("sampled")):
         res = evaluate(model, split, ks=ev.k, relevance=ev.relevance, protocol="sampled",
                        n_negatives=ev.n_negatives, rng=seed, max_memory_mb=ev.max_memory_mb)
         metrics.update(res.summary)
         counts.update({f"sampled_{k}": v for k, v in res.counts.items() if k not in counts})
+        users.append(res.per_user)
     if model.rates and "rmse" not in metrics and asked(*M.names("rating"), "rmse_scaled"):
         metrics.update(rating_errors(model, split))
+    if model.rates and asked(*M.names("rating")):
+        users.append(rating_errors_per_user(model, split))
     if "rated-items" in ev.protocols and model.rates and asked(*M.names("rated")):
         rated, rated_counts = evaluate_rated_items(model, split, ev.rated_threshold,
                                                    with_counts=True)
@@ -341,7 +360,23 @@ def evaluate_protocols(model: Recommender, split: Split, ev: EvaluationSpec, *,
         metrics["mse"] = metrics["rmse"] ** 2
     if wanted is not None:
         metrics = {k: v for k, v in metrics.items() if k.split("@")[0] in wanted}
-    return {k: clean(v) for k, v in metrics.items()}, counts, lists, seconds
+    return ({k: clean(v) for k, v in metrics.items()}, counts, lists, seconds,
+            _per_user(users, wanted))
+
+
+def _per_user(frames: list[pd.DataFrame], wanted: set[str] | None) -> pd.DataFrame | None:
+    """One row per test user: user_id and every per-user metric column of `frames`."""
+    frame = None
+    for part in frames:
+        if part is None or part.empty:
+            continue
+        frame = part if frame is None else frame.merge(part, on="user_id", how="outer",
+                                                       suffixes=("", "_dup"))
+    if frame is None:
+        return None
+    keep = [c for c in frame.columns if c == "user_id" or c.startswith("n_") or (
+        not c.endswith("_dup") and (wanted is None or c.split("@")[0] in wanted))]
+    return frame[keep].sort_values("user_id", kind="stable").reset_index(drop=True)
 
 
 # --- one run -------------------------------------------------------------------------------------
@@ -362,6 +397,8 @@ class RunRecord:
         extra: further keys to keep (registry name, label, run key...).
         lists: the evaluated top-k lists (not serialized by `to_dict`).
         fitted: the fitted model (not serialized).
+        per_user: each test user's value of every per-user metric (user_id, ndcg@10, ...,
+            rmse), for paired tests (not serialized by `to_dict`; benchmarks store it as parquet).
     """
 
     model: str
@@ -378,6 +415,7 @@ class RunRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     lists: pd.DataFrame | None = field(default=None, repr=False)
     fitted: Recommender | None = field(default=None, repr=False)
+    per_user: pd.DataFrame | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready run record (the shape of results.json's "runs" entries)."""
@@ -471,7 +509,7 @@ def fit_evaluate(
     recommender.fit(fit_split.train, fit_split.valid, rng=seed, progress=progress, **fit_kwargs)
     fit_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    metrics, counts, lists, rank_seconds = evaluate_protocols(
+    metrics, counts, lists, rank_seconds, per_user = _evaluate(
         recommender, fit_split, evaluation, seed=seed, keep_lists=keep_lists)
     eval_seconds = time.perf_counter() - t0
     history = getattr(recommender, "history_", None)
@@ -482,7 +520,7 @@ def fit_evaluate(
         history=None if history is None else [{k: clean(v) for k, v in epoch.items()}
                                               for epoch in history],
         validation=validation, threads=n_threads, extra=dict(extra or {}),
-        lists=lists if keep_lists else None, fitted=recommender)
+        lists=lists if keep_lists else None, fitted=recommender, per_user=per_user)
 
 
 def is_deterministic(model: str | Recommender) -> bool:

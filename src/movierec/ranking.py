@@ -381,4 +381,4 @@ def _is_number(x: object) -> bool:
 
 
 def _is_positive_int(x: object) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool) and x >= 1
+    return isinstance(x, int | np.integer) and not isinstance(x, bool) and bool(x >= 1)

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -315,7 +316,7 @@ def _comparison(page: _Page, result: BenchmarkResult, k: int) -> str:
                           "definition: a random recommender has the most novel and least "
                           "popular lists."}
     return "".join(page.figure(f"comparison-{fam}",
-                               lambda fam=fam: P.model_comparison(result, fam, k),
+                               partial(P.model_comparison, result, fam, k),
                                bars + captions[fam]) for fam in captions if fam in fams)
 
 
@@ -326,7 +327,7 @@ def _training(page: _Page, result: BenchmarkResult) -> str:
     models = list(dict.fromkeys(hist["model"]))
     if not models:
         return _note("No neural model ran in this benchmark: no training curves.")
-    return "".join(page.figure(f"training-{m}", lambda m=m: P.training_curves(result, m),
+    return "".join(page.figure(f"training-{m}", partial(P.training_curves, result, m),
                                "Left: mean training loss per epoch. Right: the metric the "
                                "trainer early-stops on, on the validation part; the star marks "
                                "the epoch whose weights were kept.") for m in models)

@@ -127,7 +127,8 @@ def original_split(meta: Mapping[str, Any], where: str | Path = "model.json", *,
     from movierec.pipeline import SplitSpec
 
     record = meta.get("split")
-    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    raw_source = meta.get("source")
+    source: dict[str, Any] = raw_source if isinstance(raw_source, dict) else {}
     if not isinstance(record, dict):
         raise ArtifactError(f"{where}/model.json records no \"split\": retrain needs a model "
                             "written by `movierec train`")
@@ -352,8 +353,8 @@ def retrain(root: str | Path, store: Store, *, params_file: str | Path | None = 
                   "candidate": new_m, "current": old_m, "current_version": previous,
                   "feedback_ratings": int(len(feedback)), "heldout_ratings": int(len(fb_test)),
                   "accepted": accepted, "forced": forced, "reason": reason}
-    extra = {key: meta[key] for key in ("dataset", "split", "source", "protocol")
-             if key in meta}
+    extra: dict[str, Any] = {key: meta[key] for key in ("dataset", "split", "source", "protocol")
+                             if key in meta}
     extra.update(seed=seed, trained_at=_now(), parent=previous, fit_seconds=round(
         record.fit_seconds, 3), validation=record.validation, metrics=record.metrics,
         retrain=_finite(comparison), note=reason)

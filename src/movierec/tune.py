@@ -47,6 +47,8 @@ from movierec.split import carve_validation as carve_validation  # its former ho
 
 if TYPE_CHECKING:
     import optuna
+    from optuna import Study, Trial
+    from optuna.trial import FrozenTrial
 
     from movierec.models.base import Recommender
 
@@ -101,6 +103,7 @@ class TuneResult:
     tuned: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (seconds rounded to milliseconds)."""
         return {"model": self.model, "params": self.params, "metric": self.metric,
                 "value": self.value, "direction": self.direction, "trials": self.trials,
                 "complete": self.complete, "pruned": self.pruned, "failed": self.failed,
@@ -122,6 +125,7 @@ def check_metric(metric: str) -> tuple[str, int | None]:
 
 
 def metric_direction(metric: str) -> str:
+    """"minimize" for rmse/mae, "maximize" for ranking metrics (TuneError if unknown)."""
     name, _ = check_metric(metric)
     return "minimize" if name in LOWER_IS_BETTER else "maximize"
 
@@ -303,7 +307,7 @@ def tune(
     name, k = check_metric(metric)
     evaluation = EvaluationSpec(k=(k or M.DEFAULT_K,), relevance=relevance)
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: Trial) -> float:
         params = {**fixed, **{k: _suggest(trial, k, d) for k, d in space.items()}}
         try:
             m = get(model, **params)
@@ -335,7 +339,7 @@ def tune(
     bar = tqdm(total=remaining, unit="trial", desc=f"tune {model}",
                disable=None if progress else True, leave=False)
 
-    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def callback(study: Study, trial: FrozenTrial) -> None:
         bar.update(1)
         try:
             bar.set_postfix(best=f"{study.best_value:.4f}", refresh=False)
@@ -376,7 +380,7 @@ def tune(
     return result
 
 
-def _defaults_in_space(cls: type, space: Mapping[str, Float | Int | Choice],
+def _defaults_in_space(cls: type[Recommender], space: Mapping[str, Float | Int | Choice],
                        fixed: Mapping[str, Any]) -> dict[str, Any]:
     """The constructor defaults of the searched parameters, as Optuna values (those in range).
 

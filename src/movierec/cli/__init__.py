@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from movierec.cli import _bench, _data, _keys, _lifecycle, _models, _report, _run, _serve, _tune  # noqa: F401
+from movierec.cli import (  # noqa: F401
+    _bench,
+    _compare,
+    _data,
+    _keys,
+    _lifecycle,
+    _models,
+    _report,
+    _run,
+    _serve,
+    _tune,
+)
 from movierec.cli._app import app, parse_int_list, parse_params, print_table
 
 

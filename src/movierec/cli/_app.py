@@ -211,7 +211,7 @@ _SEP_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": 
 
 
 def parse_sep(text: str | None) -> str | None:
-    """--sep as `load_ratings_file` takes it: names (tab, whitespace) and "\\t" unescaped."""
+    r"""--sep as `load_ratings_file` takes it: names (tab, whitespace) and "\t" unescaped."""
     if text is None:
         return None
     sep = _SEP_NAMES.get(text.lower(), text)
@@ -221,13 +221,14 @@ def parse_sep(text: str | None) -> str | None:
     return sep
 
 
-def build_split(*, dataset: str | None, split: str, test_size: float, valid_size: float,
+def build_split(*, dataset: str | None, split: str, test_size: float, valid_size: float | None,
                 train: Path | None, test: Path | None, valid: Path | None, seed: int,
                 min_user_ratings: int, min_item_ratings: int, kcore: int,
                 data_dir: Path | None, sep: str | None = None) -> Any:
     """The Split that the options describe (files, or a release split by `split`).
 
-    `sep` is --sep, the separator of the files (None: detected).
+    `valid_size` None builds no validation part, as 0 does (whether a run carves one by itself is
+    the caller's choice); `sep` is --sep, the separator of the files (None: detected).
     """
     from movierec.pipeline import SplitSpec
 

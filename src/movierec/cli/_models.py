@@ -371,7 +371,7 @@ def find_movie(catalog: pd.DataFrame | None, query: str, known: np.ndarray,
     counts = None if popularity is None else np.array([popularity.get(int(i), 0) for i in ids])
     index = TitleIndex(cat["title"].astype(str).tolist(), counts)
     exact = index.exact(query)
-    matches = exact if len(exact) else index.search(query)
+    matches: np.ndarray | list[Any] = exact if len(exact) else index.search(query)
     if len(matches) == 1:
         return int(ids[matches[0]])
     if len(matches) == 0:

@@ -71,7 +71,11 @@ def install_reload_signal(reloader: Any) -> Callable[[], None]:
                          daemon=True).start()
 
     previous = signal.signal(signal.SIGHUP, on_hangup)
-    return lambda: signal.signal(signal.SIGHUP, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGHUP, previous)
+
+    return restore
 
 
 def is_loopback(host: str) -> bool:
@@ -255,7 +259,9 @@ def serve(
     poller = _start_poller(service.state.reloader, models_root, poll, keep)
     try:
         uvicorn.run(service, host=host, port=port, log_level="warning", access_log=access_log,
-                    http=with_header_timeout(read_timeout), timeout_keep_alive=keep_alive_timeout,
+                    http=with_header_timeout(read_timeout),
+                    # uvicorn annotates int, but passes the seconds to loop.call_later: floats work.
+                    timeout_keep_alive=keep_alive_timeout,  # type: ignore[arg-type]
                     limit_concurrency=max_connections, timeout_graceful_shutdown=10)
     except SystemExit as exc:
         # uvicorn exits 3 when it cannot start (e.g. the port was taken since `check_port`);

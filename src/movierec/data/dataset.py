@@ -221,7 +221,7 @@ def _check_scale(scale: object, source: str) -> tuple[float, float] | None:
     if scale is None:
         return None
     try:
-        lo, hi = (float(v) for v in scale)  # type: ignore[union-attr]
+        lo, hi = (float(v) for v in scale)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         raise DataError(f"{source}: rating_scale must be (lowest, highest), got {scale!r}"
                         ) from None
@@ -282,18 +282,22 @@ class Dataset:
     # --- sizes and ids -------------------------------------------------------------------------
     @property
     def n_ratings(self) -> int:
+        """Number of ratings (rows of `ratings`)."""
         return len(self.ratings)
 
     @property
     def n_users(self) -> int:
+        """Number of users (the size of the user vocabulary)."""
         return len(self.user_vocab)
 
     @property
     def n_items(self) -> int:
+        """Number of items (the size of the item vocabulary)."""
         return len(self.item_vocab)
 
     @property
     def density(self) -> float:
+        """Share of the users x items cells that hold a rating (0.0 when there are none)."""
         cells = self.n_users * self.n_items
         return self.n_ratings / cells if cells else 0.0
 

@@ -63,7 +63,7 @@ def _split(line: str, sep: str) -> list[str]:
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number from 1, bytes without the line end) of a file; \\n, \\r\\n and \\r end lines."""
+    r"""(line number from 1, bytes without the line end) of a file; \n, \r\n and \r end lines."""
     lineno = 0
     with open(path, "rb") as fh:
         for chunk in fh:
@@ -311,9 +311,9 @@ def _resolve_columns(
     elif header:
         out = {}
         for j, h in enumerate(first):
-            canon = ALIASES.get(_norm(h))
-            if canon is not None and canon not in out.values():
-                out[j] = canon
+            alias = ALIASES.get(_norm(h))
+            if alias is not None and alias not in out.values():
+                out[j] = alias
         if not {"user_id", "item_id"} <= set(out.values()):
             out = {j: c for j, c in enumerate(_CANONICAL[: len(first)])}
     else:
@@ -404,11 +404,11 @@ def load_ratings_file(
     rating_scale: tuple[float, float] | None = None,
     name: str | None = None,
 ) -> Dataset:
-    """Load a ratings file of your own as a Dataset.
+    r"""Load a ratings file of your own as a Dataset.
 
     Args:
         path: a delimited text file or a parquet file (`.parquet`/`.pq`).
-        sep: separator ("\\t", ",", "::", "|", ";", "whitespace"); None sniffs it from the
+        sep: separator ("\t", ",", "::", "|", ";", "whitespace"); None sniffs it from the
             first lines.
         header: whether line 1 is a header; None decides from the first line (a header has a
             non-numeric field).

@@ -39,6 +39,7 @@ import pandas as pd
 from movierec.data.dataset import Dataset
 from movierec.data.download import cached_folder, default_cache_dir, fetch, verify_folder
 from movierec.data.files import (
+    FieldKind,
     iter_lines,
     load_ratings_file,
     read_delimited,
@@ -69,7 +70,7 @@ NO_GENRES = "(no genres listed)"
 _TITLE_YEAR = re.compile(r"\((\d{4})[^()]*\)(?:\s*\([A-Za-z]{1,3}\))*\s*$")
 _MONTHS = {m: n for n, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
                                        "sep", "oct", "nov", "dec"), start=1)}
-_RATING_KINDS = ("int", "int", "float", "int")
+_RATING_KINDS: tuple[FieldKind, ...] = ("int", "int", "float", "int")
 _RATING_NAMES = ("user_id", "item_id", "rating", "timestamp")
 _CSV_RATINGS_HEADER = ("userId", "movieId", "rating", "timestamp")
 _INT_RANGE = {32: (-(2**31), 2**31 - 1), 64: (-(2**63), 2**63 - 1)}
@@ -115,11 +116,11 @@ def load(
                            rating_scale=release.rating_scale)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        release = release_for_folder(path.name)
-        if verify and release is not None:
-            verify_folder(release, path)
-        return read_folder(path, name=release.name if release else path.name,
-                           rating_scale=release.rating_scale if release else None)
+        known = release_for_folder(path.name)
+        if verify and known is not None:
+            verify_folder(known, path)
+        return read_folder(path, name=known.name if known else path.name,
+                           rating_scale=known.rating_scale if known else None)
     if path.is_file():
         return load_ratings_file(path)
     raise DataError(f"{str(name_or_path)!r} is neither a known release ({', '.join(RELEASES)}) "
@@ -197,6 +198,7 @@ def read_folder(
         raise DataError(f"unknown layout {layout!r}; expected one of {list(readers)}")
     tables = readers[layout](folder)
     ratings = tables.pop("ratings")
+    assert ratings is not None  # every reader returns its ratings table
     path = folder / RATINGS_FILE[layout]
     if len(ratings) == 0:
         raise DataError(f"{path}: no ratings (only a header or blank lines)")
@@ -394,7 +396,7 @@ def _read_tags_dat(path: Path) -> pd.DataFrame:
 # --- csv (ml-20m and later) ----------------------------------------------------------------------
 def _read_csv_frame(path: Path, dtype: dict[str, object], columns: dict[str, str]) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path, dtype=dtype, keep_default_na=False,  # type: ignore[arg-type]
+        frame = pd.read_csv(path, dtype=dtype, keep_default_na=False,
                             na_values={c: [""] for c, t in dtype.items() if t == "Int64"},
                             encoding="utf-8")
     except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:

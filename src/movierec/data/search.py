@@ -71,6 +71,7 @@ class _Parsed:
 
 def _parse(title: str) -> _Parsed:
     """Split "Main, The (Alt, La) (1995)" into its titles and year."""
+    alts: list[str]
     rest, alts, year = title.strip(), [], None
     while (match := _GROUP_AT_END.search(rest)) is not None and match.start() > 0:
         inner = match[1].strip()

@@ -45,7 +45,7 @@ FEEDBACK = ("binary", "rating")
 
 
 @njit(cache=True, fastmath=True)
-def _gram_times(yty: np.ndarray, v: np.ndarray, reg: float,
+def _gram_times(yty: np.ndarray, v: np.ndarray, reg: float | np.float32,
                 out: np.ndarray) -> None:  # pragma: no cover - compiled
     """Write (YᵀY + λI) v into `out`, as loops.
 
@@ -62,7 +62,7 @@ def _gram_times(yty: np.ndarray, v: np.ndarray, reg: float,
 
 @njit(cache=True, fastmath=True)
 def cg_half_sweep(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarray,
-                  x: np.ndarray, y: np.ndarray, yty: np.ndarray, reg: float,
+                  x: np.ndarray, y: np.ndarray, yty: np.ndarray, reg: float | np.float32,
                   cg_steps: int) -> None:  # pragma: no cover - compiled
     """Update every row of `x` by `cg_steps` CG steps on its normal equations (y fixed).
 
@@ -155,8 +155,8 @@ class ImplicitALS(Recommender):
         for name, value in (("embedding_size", embedding_size), ("epochs", epochs),
                             ("cg_steps", cg_steps)):
             check_param(name, value, is_int(value, 1), "an integer ≥ 1")
-        for name, value in (("reg", reg), ("alpha", alpha)):
-            check_param(name, value, is_number(value) and value >= 0, "a number ≥ 0")
+        for name, number in (("reg", reg), ("alpha", alpha)):
+            check_param(name, number, is_number(number) and number >= 0, "a number ≥ 0")
         check_param("feedback", feedback, feedback in FEEDBACK, f"one of {list(FEEDBACK)}")
         check_param("init_std", init_std, is_number(init_std) and init_std > 0, "a number > 0")
         self.embedding_size = embedding_size

@@ -136,6 +136,7 @@ class Recommender:
 
     @classmethod
     def param_names(cls) -> list[str]:
+        """Names of the hyper-parameters: the constructor's keyword-only arguments."""
         sig = inspect.signature(cls.__init__)
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind is inspect.Parameter.KEYWORD_ONLY]
@@ -178,11 +179,13 @@ class Recommender:
 
     @property
     def n_users(self) -> int:
+        """Number of training users (NotFittedError before `fit`)."""
         self._check_fitted()
         return len(self.user_vocab_)
 
     @property
     def n_items(self) -> int:
+        """Number of training items (NotFittedError before `fit`)."""
         self._check_fitted()
         return len(self.item_vocab_)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Self
 
 import numpy as np
@@ -259,7 +260,7 @@ class Popularity(Recommender):
         return np.array(self.item_counts_, dtype=np.float32)
 
 
-def clip_to_scale(pred: np.ndarray, scale: tuple[float, float] | list[float]) -> np.ndarray:
+def clip_to_scale(pred: np.ndarray, scale: Sequence[float]) -> np.ndarray:
     """Clip predictions to the rating scale (lowest, highest); (0, 0) means no known scale."""
     lo, hi = scale
     return np.clip(pred, lo, hi) if hi > lo else pred

@@ -156,7 +156,7 @@ def _positive(x: object) -> bool:
         isinstance(x, int | float | np.integer | np.floating)
         and not isinstance(x, bool)
         and bool(np.isfinite(x))
-        and x > 0
+        and bool(x > 0)
     )
 
 

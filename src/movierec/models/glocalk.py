@@ -473,6 +473,7 @@ class GLocalK(ItemRatings, TorchRecommender):
         yield data
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """`training_loss` of the whole matrix for the current stage (`finetuned_`)."""
         assert isinstance(module, GLocalKModule)
         return self.training_loss(module, batch["ratings"], batch["mask"], self.finetuned_)
 

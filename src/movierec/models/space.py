@@ -37,6 +37,7 @@ class Float:
             raise ValueError(f"Float({self.low}, {self.high}, log=True): need low > 0")
 
     def contains(self, value: Any) -> bool:
+        """Whether `value` is a number in [low, high]."""
         return isinstance(value, int | float) and self.low <= value <= self.high
 
 
@@ -57,6 +58,7 @@ class Int:
             raise ValueError(f"Int({self.low}, {self.high}, log=True): need low ≥ 1 and step 1")
 
     def contains(self, value: Any) -> bool:
+        """Whether `value` is an int (not a bool) in [low, high]."""
         return (isinstance(value, int) and not isinstance(value, bool)
                 and self.low <= value <= self.high)
 
@@ -73,6 +75,7 @@ class Choice:
         object.__setattr__(self, "choices", tuple(self.choices))
 
     def contains(self, value: Any) -> bool:
+        """Whether `value` is one of the choices."""
         return value in self.choices
 
 

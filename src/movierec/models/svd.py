@@ -74,9 +74,10 @@ def shuffle(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
 
 
 @njit(cache=True, fastmath=True)
-def sgd_epoch(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, mu: float,
-              p: np.ndarray, q: np.ndarray, b_user: np.ndarray, b_item: np.ndarray, lr: float,
-              reg: float, reg_bias: float) -> float:  # pragma: no cover - compiled
+def sgd_epoch(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, mu: float | np.float32,
+              p: np.ndarray, q: np.ndarray, b_user: np.ndarray, b_item: np.ndarray,
+              lr: float | np.float32, reg: float | np.float32,
+              reg_bias: float | np.float32) -> float:  # pragma: no cover - compiled
     """One SGD pass over the ratings in their array order.
 
     Updates p, q and the biases in place and returns the mean squared training error seen during the
@@ -147,8 +148,8 @@ class SVD(Recommender):
             check_param(name, value, is_int(value, 1), "an integer ≥ 1")
         check_param("learning_rate", learning_rate,
                     is_number(learning_rate) and learning_rate > 0, "a number > 0")
-        for name, value in (("reg", reg), ("reg_bias", reg_bias), ("init_std", init_std)):
-            check_param(name, value, is_number(value) and value >= 0, "a number ≥ 0")
+        for name, number in (("reg", reg), ("reg_bias", reg_bias), ("init_std", init_std)):
+            check_param(name, number, is_number(number) and number >= 0, "a number ≥ 0")
         check_param("patience", patience, patience is None or is_int(patience, 1),
                     "None or an integer ≥ 1")
         check_param("fold_in_reg", fold_in_reg, is_number(fold_in_reg) and fold_in_reg > 0,

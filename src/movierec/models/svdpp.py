@@ -62,6 +62,12 @@ class SVDppModule(nn.Module):
         history: binary users x items CSR matrix of training interactions (N(u) per row).
     """
 
+    # Buffers (registered in __init__), declared for type checkers: nn.Module's __getattr__
+    # would give them as Tensor | Module.
+    offset: Tensor
+    indptr: Tensor
+    indices: Tensor
+
     def __init__(self, n_users: int, n_items: int, embedding_size: int, global_mean: float,
                  history: sp.csr_matrix) -> None:
         super().__init__()
@@ -215,11 +221,13 @@ class SVDpp(MF):
 
     # --- TorchRecommender hooks (batches, scoring, clipping, item_vectors: as MF) --------------
     def build_module(self) -> SVDppModule:
+        """A fresh `SVDppModule` for the fitted sizes, global mean and seen matrix."""
         # seen_ is restored before build_module on load, so N(u) needs no tensors of its own.
         return SVDppModule(self.n_users_, self.n_items_, self.embedding_size, self.global_mean_,
                            self.seen_)
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """The batch's loss (mse, bpr or bce) plus the `reg` and `reg_implicit` penalties."""
         assert isinstance(module, SVDppModule)
         u, i = batch["user"], batch["item"]
         z, b_u, y_sq = module.user_terms(u, penalty=self.reg_implicit > 0)

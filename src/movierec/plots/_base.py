@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any, Literal
 
 import matplotlib as mpl
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -29,13 +31,20 @@ MOVIE = "#ff7f0e"
 WHERE = {"only history": "#9ecae1", "both": "#6a51a3", "only recommended": "#fd8d3c"}
 
 
+def _listed(name: str) -> list[tuple[float, float, float]]:
+    """The colours of one of matplotlib's listed (qualitative) colormaps, as RGB tuples."""
+    cmap = mpl.colormaps[name]
+    assert isinstance(cmap, ListedColormap), name
+    return list(cmap.colors)  # type: ignore[arg-type]  # stubs: ArrayLike, here RGB tuples
+
+
 #: Distinct model colours: tab10, then tab20's light shades (not its light grey, too close to
 #: CATALOG), then the darkest and the middle shade of each tab20b hue: 29 before any repeats.
 MODEL_PALETTE = (
-    *(mpl.colors.to_hex(c) for c in mpl.colormaps["tab10"].colors),
-    *(mpl.colors.to_hex(c) for c in mpl.colormaps["tab20"].colors[1::2] if c[0] != c[2]),
-    *(mpl.colors.to_hex(c) for c in mpl.colormaps["tab20b"].colors[0::4]),
-    *(mpl.colors.to_hex(c) for c in mpl.colormaps["tab20b"].colors[2::4]),
+    *(mpl.colors.to_hex(c) for c in _listed("tab10")),
+    *(mpl.colors.to_hex(c) for c in _listed("tab20")[1::2] if c[0] != c[2]),
+    *(mpl.colors.to_hex(c) for c in _listed("tab20b")[0::4]),
+    *(mpl.colors.to_hex(c) for c in _listed("tab20b")[2::4]),
 )
 #: Markers of dot plots, changed every ten models so that a light shade differs from its dark
 #: one by shape too.
@@ -56,7 +65,7 @@ def model_markers(models: list[str]) -> dict[str, str]:
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (7.0, 4.2),
-               **subplot_kw: object) -> tuple[Figure, list[Axes]]:
+               **subplot_kw: Any) -> tuple[Figure, list[Axes]]:
     """A constrained-layout Figure on an Agg canvas and its axes as a flat list."""
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
@@ -64,7 +73,7 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] =
     return fig, [ax for row in axes for ax in row]
 
 
-def style(ax: Axes, grid: str = "y") -> None:
+def style(ax: Axes, grid: Literal["x", "y", "both", ""] = "y") -> None:
     """Light grid on the value axis, no top/right frame."""
     ax.spines[["top", "right"]].set_visible(False)
     if grid:

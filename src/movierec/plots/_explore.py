@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
@@ -239,7 +241,8 @@ def demographics(ds: Dataset) -> Figure:
     axes[2].barh(jobs["value"], jobs["users"], color=USER, label="users")
     axes[2].set(title="Occupation", xlabel="Number of users")
     axes[2].tick_params(axis="y", labelsize=7)
-    for ax, grid in zip(axes, ("y", "y", "x"), strict=True):
+    grids: tuple[Literal["x", "y"], ...] = ("y", "y", "x")
+    for ax, grid in zip(axes, grids, strict=True):
         counts(ax.xaxis if grid == "x" else ax.yaxis)
         style(ax, grid)
     fig.suptitle(f"Who the {ds.n_users:,} users of {ds.name} are")

@@ -149,7 +149,7 @@ def _metric_panels(table: pd.DataFrame, models: list[str], metrics: list[str],
                 xerr=rows["std"].fillna(0) if seeds > 1 else None, capsize=1.5,
                 error_kw={"elinewidth": 0.8}, color=[colors[m] for m in models])
         for j in np.flatnonzero(rows["mean"].isna().to_numpy()):
-            ax.text(0, j, " –", va="center", fontsize=8, color="#666666")  # cannot compute it
+            ax.text(0, int(j), " –", va="center", fontsize=8, color="#666666")  # cannot compute it
         ax.set_title(_label(metric), fontsize=10)
         if family == "beyond":
             ax.set_xlabel(_UNITS.get(metric.split("@")[0], "value"), fontsize=8)
@@ -314,7 +314,8 @@ def popularity_bias(train: Dataset, lists: Mapping[str, pd.DataFrame],
     tail = ax.barh(bias.index, bias["tail"], left=bias["head"], color=TAIL,
                    label="tail (all other movies)")
     for bars in (head, tail):
-        ax.bar_label(bars, labels=[f"{v:.0%}" if v >= 0.04 else "" for v in bars.datavalues],
+        shares = np.asarray(bars.datavalues)
+        ax.bar_label(bars, labels=[f"{v:.0%}" if v >= 0.04 else "" for v in shares],
                      label_type="center", color="white", fontsize=8)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set(xlim=(0, 1), xlabel="Share of recommended movies (reference rows: of items / ratings)",

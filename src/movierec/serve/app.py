@@ -68,9 +68,10 @@ def _error(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
-_INVALID = {422: _error("Invalid parameters or body.")}
-_BUSY = {503: _error("The model did not answer within the server's time limit (overloaded or "
-                     "too costly a request); try again later.")}
+_INVALID: dict[int | str, dict[str, Any]] = {422: _error("Invalid parameters or body.")}
+_BUSY: dict[int | str, dict[str, Any]] = {503: _error(
+    "The model did not answer within the server's time limit (overloaded or too costly a "
+    "request); try again later.")}
 _WORK_ERRORS: dict[int | str, dict[str, Any]] = {**_INVALID, **_BUSY}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: _error("Unknown user or movie id."), **_WORK_ERRORS}
@@ -204,8 +205,9 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
 
     @app.get("/health", response_model=Health, tags=["service"])
     async def health() -> dict[str, Any]:
-        """The server is up and has a model loaded (200 whenever the model answers); `store`
-        says whether the feedback store answers ("ok", "unavailable"; null: no store).
+        """The server is up and has a model loaded (200 whenever the model answers).
+
+        `store` says whether the feedback store answers ("ok", "unavailable"; null: no store).
         """
         out = app.state.engine.health()
         feedback = app.state.feedback
@@ -214,16 +216,18 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
 
     @app.get("/model", response_model=ModelInfo, tags=["service"])
     async def model_info() -> dict[str, Any]:
-        """Model name, hyper-parameters, dataset, metrics, training time, request limits, and
-        which load this is (generation, loaded_at).
+        """Model name, hyper-parameters, dataset, metrics, training time and request limits.
+
+        Also which load this is (generation, loaded_at).
         """
         return app.state.engine.info()
 
     @app.post("/model/reload", response_model=ReloadResponse, responses=_RELOAD_ERRORS,
               tags=["service"])
     async def reload_model(request: Request) -> dict[str, Any]:
-        """Re-read the model folder and serve it; only for clients on this machine (with a
-        store: an admin key, or loopback while no key is configured).
+        """Re-read the model folder and serve it; only for clients on this machine.
+
+        With a store: an admin key, or loopback while no key is configured.
 
         Requests in flight finish on the model they started with. A broken, tampered or
         incompatible folder changes nothing: the answer is 409 with the reason, and the
@@ -261,9 +265,10 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
                              exclude_seen: Annotated[bool, Query(
                                  description="Leave out movies the user rated in training."
                              )] = True, genres: Genres = None) -> dict[str, Any]:
-        """Top-k movies for a user of the training data, with "because you liked": the movies
-        of the user's training ratings that support each recommendation most, among those the
-        user liked (rated 4 or more, or above their own mean rating).
+        """Top-k movies for a user of the training data, with "because you liked".
+
+        Each recommendation cites the movies of the user's training ratings that support it most,
+        among those the user liked (rated 4 or more, or above their own mean rating).
         """
         return await work(lambda e: e.recommend_user(
             user_id, k, exclude_seen=exclude_seen, genres=_split_genres(genres)))
@@ -271,24 +276,28 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
     @app.post("/recommendations", response_model=NewUserRecommendations,
               responses=_BODY_ERRORS, tags=["recommendations"])
     async def recommend_new(
-            body: body_model) -> dict[str, Any]:  # pyright: ignore[reportInvalidTypeForm]
-        """Top-k movies for a new user from posted ratings, folded into the model (no
-        retraining); popularity when no posted movie is known to the model. "Because you liked"
-        cites only posted movies rated 4 or more or above the posted ratings' mean.
+            body: body_model) -> dict[str, Any]:  # type: ignore[valid-type]  # pyright: ignore[reportInvalidTypeForm]
+        """Top-k movies for a new user from posted ratings, folded into the model (no retraining).
+
+        Popularity when no posted movie is known to the model. "Because you liked" cites only posted
+        movies rated 4 or more or above the posted ratings' mean.
         """
-        ratings = body.ratings
+        # FastAPI reads the type from the signature; mypy cannot follow a class made at runtime.
+        req: NewUserRequest = body
+        ratings = req.ratings
         items, values = [r.item for r in ratings], [r.rating for r in ratings]
         return await work(lambda e: e.recommend_new(
-            items, values, body.k, exclude_rated=body.exclude_rated, genres=body.genres))
+            items, values, req.k, exclude_rated=req.exclude_rated, genres=req.genres))
 
     @app.get("/movies/search", response_model=SearchResponse, responses=_WORK_ERRORS,
              tags=["movies"])
     async def search(q: Annotated[str, Query(min_length=1, max_length=200,
                                              description="Part of a title, e.g. toy.")],
                      limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
-        """Movies whose title contains `q`, ignoring case, accents, punctuation and where the
-        article stands ("the godfather" finds "Godfather, The"); exact titles first, then titles
-        that start with `q`, then the most rated.
+        """Movies whose title contains `q`, ignoring case, accents, punctuation and articles.
+
+        "the godfather" finds "Godfather, The". Exact titles first, then titles that start with `q`,
+        then the most rated.
         """
         return await work(lambda e: e.search(q, limit))
 
@@ -302,9 +311,10 @@ def _add_routes(app: FastAPI, body_model: type[NewUserRequest],
                           ge=0, le=1e9, description="λ of the shrinkage n / (n + λ) of each "
                           "similarity by the movie's number of training ratings n (default "
                           f"{SHRINKAGE:g}; 0: none).")] = SHRINKAGE) -> dict[str, Any]:
-        """The k movies most similar to a movie, in the model's own terms (EASE's weights,
-        ItemKNN's neighbourhoods, else the cosine of item vectors or co-occurrence), not
-        dominated by movies that only a few users rated.
+        """The k movies most similar to a movie, in the model's own terms.
+
+        EASE's weights, ItemKNN's neighbourhoods, else the cosine of item vectors or co-occurrence;
+        not dominated by movies that only a few users rated.
         """
         return await work(lambda e: e.similar(item_id, k, min_support=min_support,
                                               shrinkage=shrinkage))
@@ -319,8 +329,9 @@ def _add_metrics_route(app: FastAPI) -> None:
     @app.get("/metrics", include_in_schema=True, tags=["service"],
              response_class=PlainTextResponse)
     async def prometheus_metrics(request: Request) -> PlainTextResponse:
-        """Request counts and latency per route, store latency, model version and feedback
-        counts, in Prometheus's text format.
+        """Request counts and latency per route, in Prometheus's text format.
+
+        Also store latency, model version and feedback counts.
         """
         if app.state.feedback is not None:
             await app.state.feedback.authorize(request, "read")
@@ -416,8 +427,9 @@ def _json_error(status: int, headers: dict[str, str] | None) -> Any:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
-                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        errors: list[dict[str, Any]] = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+             "type": str(e.get("type", ""))} for e in exc.errors()]
         detail = "; ".join(
             "body: not valid JSON" if e["type"] == "json_invalid" else
             f"{_where(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"

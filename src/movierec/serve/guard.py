@@ -75,6 +75,7 @@ class BodyLimits:
         self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass an HTTP request on, or answer 413/408 itself (other scopes pass unchanged)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -135,6 +135,7 @@ class MetricsMiddleware:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on and record its route, status and latency (HTTP only)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -28,11 +28,13 @@ class HeaderTimeoutH11Protocol(H11Protocol):
     header_timeout: float = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the connection with the header deadline armed."""
         self._header_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
+        """Feed the data to h11; keep the deadline while headers are incomplete, else cancel it."""
         super().data_received(data)
         # IDLE: h11 still waits for (the rest of) a request line and headers.
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
@@ -41,6 +43,7 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             self._cancel_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Cancel the header deadline and close as `H11Protocol` does."""
         self._cancel_header_timer()
         super().connection_lost(exc)
 

@@ -24,6 +24,7 @@ from movierec.errors import SplitError
 from movierec.random import RNGLike
 from movierec.split._base import PREDEFINED_FOLDS, SPLIT_KINDS, Split
 from movierec.split._files import files_split, predefined_split
+from movierec.split._folds import FOLD_KINDS, FOLD_SETS, fold_labels, kfold_split
 from movierec.split._leakage import check_leakage
 from movierec.split._strategies import (
     carve_validation,
@@ -54,8 +55,14 @@ def make_split(
         valid_size: validation fraction of the training part; for "loo" any value > 0 means one
             validation rating per user. Default 0.
         rng: seed or Generator, passed to the strategies that use one.
-        **kw: strategy-specific options (min_train, test_n, cut, valid, data_dir).
+        **kw: strategy-specific options (min_train, test_n, cut, valid, data_dir; fold and
+            folds for one fold of a K-fold cross-validation, see `kfold_split`).
     """
+    if "folds" in kw or "fold" in kw:
+        if "folds" not in kw or "fold" not in kw:
+            raise SplitError("a cross-validation fold needs both fold= and folds=")
+        return kfold_split(ds, kind, fold=kw.pop("fold"), folds=kw.pop("folds"),
+                           valid_size=valid_size, rng=rng, **kw)
     if kind == "random":
         return random_split(ds, test_size=test_size, valid_size=valid_size, rng=rng, **kw)
     if kind == "user-random":
@@ -78,12 +85,16 @@ def make_split(
 
 
 __all__ = [
+    "FOLD_KINDS",
+    "FOLD_SETS",
     "SPLIT_KINDS",
     "Split",
     "SplitError",
     "carve_validation",
     "check_leakage",
     "files_split",
+    "fold_labels",
+    "kfold_split",
     "leave_one_out",
     "make_split",
     "predefined_split",

@@ -110,7 +110,8 @@ def files_split(
     """A split the user brings as files, read with `movierec.data.files.load_ratings_file`.
 
     Args:
-        train_path, test_path: rating files of the training and test parts.
+        train_path: rating file of the training part.
+        test_path: rating file of the test part.
         valid_path: optional rating file of the validation part.
         base: the release the files come from; when given, every part takes its side tables
             (items, users, tags, links) and name.

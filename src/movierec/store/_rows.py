@@ -42,8 +42,9 @@ def check_rating(value: Any, scale: tuple[float, float] | None, where: str = "")
 
 def check_timestamp(value: Any, where: str = "") -> int:
     """`value` as whole unix seconds between 1970 and 2100; ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(float(value)) or float(value) != int(value):
+    # A bool flag, not an isinstance narrowing: typeshed's numbers.Real has no __int__.
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not real or not math.isfinite(float(value)) or float(value) != int(value):
         raise ValueError(f"{where}timestamp must be whole unix seconds, found {value!r}")
     if not 0 <= int(value) < MAX_TIMESTAMP:
         raise ValueError(f"{where}timestamp {value} is outside 1970..2100 (unix seconds)")
@@ -78,7 +79,7 @@ def rating_rows(rows: pd.DataFrame | Iterable[Mapping[str, Any]], *,
             value; the message names the row (0-based) and the field.
     """
     if isinstance(rows, pd.DataFrame):
-        records: list[Mapping[str, Any]] = rows.to_dict("records")  # type: ignore[assignment]
+        records: list[Mapping[str, Any]] = rows.to_dict("records")
     else:
         records = []
         for record in rows:
@@ -97,7 +98,7 @@ def rating_rows(rows: pd.DataFrame | Iterable[Mapping[str, Any]], *,
         missing = [f for f in ("user_id", "item_id", "rating") if f not in record]
         if missing:
             raise ValueError(f"{where}missing field {missing[0]}")
-        row = {"user_id": check_id(record["user_id"], "user_id", where),
+        row: dict[str, Any] = {"user_id": check_id(record["user_id"], "user_id", where),
                "item_id": check_id(record["item_id"], "item_id", where),
                "rating": check_rating(record["rating"], scale, where),
                "timestamp": check_timestamp(record.get("timestamp", int(now)), where),

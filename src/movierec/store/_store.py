@@ -119,10 +119,12 @@ class Store(ModelVersionsMixin):
 
     def _insert(self, table: sa.Table) -> Any:
         if self._postgres:
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.insert(table)
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table)
 
     # --- users ---------------------------------------------------------------------------------
     def add_users(self, user_ids: Iterable[int], *, source: str = "dataset") -> int:
@@ -261,6 +263,9 @@ class Store(ModelVersionsMixin):
 
         Args:
             list_id: an id the caller chose (at most 64 characters), or None for a fresh UUID.
+            user_id: the user shown the list.
+            items: the movies in list order, first at position 1.
+            model_version: the served model's version (1 to 64 characters).
         """
         list_id = uuid.uuid4().hex if list_id is None else str(list_id)
         if not 0 < len(list_id) <= 64:

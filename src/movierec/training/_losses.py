@@ -41,8 +41,10 @@ LOSSES = ("mse", "bpr", "bce")
 
 
 def scaled_logit(rating: float | np.ndarray, scale: tuple[float, float]) -> float | np.ndarray:
-    """logit((r − lo) / (hi − lo)), clipped away from 0 and 1: the pre-sigmoid value of a rating
-    for models whose output is lo + (hi − lo)·σ(z) (so that an untrained model predicts μ)."""
+    """The pre-sigmoid value logit((r − lo) / (hi − lo)) of a rating, clipped away from 0 and 1.
+
+    For models whose output is lo + (hi − lo)·σ(z), so that an untrained model predicts μ.
+    """
     lo, hi = scale
     frac = np.clip((np.asarray(rating, dtype=np.float64) - lo) / (hi - lo), 1e-3, 1 - 1e-3)
     out = np.log(frac / (1 - frac))

@@ -84,8 +84,10 @@ def check_trainer_params(params: Mapping[str, Any], *, skip: tuple[str, ...] = (
 
 
 def trainer_params_doc(cls: type) -> str:
-    """"Trainer parameters" lines for `cls`: the shared ones its constructor takes, with its
-    defaults (appended to each model's docstring by `TorchRecommender.__init_subclass__`)."""
+    """The shared trainer parameters `cls` takes, with its defaults, as a docstring paragraph.
+
+    `TorchRecommender.__init_subclass__` appends it to each model's docstring.
+    """
     try:
         signature = inspect.signature(cls.__init__)  # type: ignore[misc]
     except (TypeError, ValueError):

@@ -153,8 +153,10 @@ class Trainer:
 
     @classmethod
     def for_model(cls, model: TorchRecommender, **kwargs: Any) -> Trainer:
-        """A Trainer with the model's shared trainer parameters (`TrainerParams`) and `kwargs`
-        (progress, checkpoint_dir, resume, on_epoch)."""
+        """A Trainer with the model's shared trainer parameters (`TrainerParams`).
+
+        `kwargs` are the run's settings: progress, checkpoint_dir, resume, on_epoch.
+        """
         return cls(sparse_updates=bool(getattr(model, "sparse_updates", False)),
                    epochs=int(getattr(model, "epochs", 10)),
                    learning_rate=float(getattr(model, "learning_rate", 1e-3)),
@@ -183,8 +185,10 @@ class Trainer:
             mark_sparse(torch.nn.ModuleList(sparse_layers), False)
 
     def check_resumable(self) -> None:
-        """Before any work: MovieRecError when `resume=True` finds no checkpoint (this process's
-        view; `fit` checks again, across processes)."""
+        """Raise MovieRecError before any work when `resume=True` finds no checkpoint.
+
+        This process's view only; `fit` checks again, across processes.
+        """
         if self.resume is True and self.checkpoint_dir is not None \
                 and not (self.checkpoint_dir / CHECKPOINT).is_file():
             raise self._no_checkpoint()

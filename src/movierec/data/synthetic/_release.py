@@ -331,7 +331,7 @@ def _tag_vocabulary() -> list[str]:
 
 
 def _csv_lines(columns: list[Any]) -> bytes:
-    """CSV lines ("\\n"-ended) of equal-length columns; text is quoted only where needed."""
+    r"""CSV lines ("\n"-ended) of equal-length columns; text is quoted only where needed."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -390,7 +390,7 @@ def write_release_like(
     block_users: int = 1024,
     chunk_users: int = 16_384,
 ) -> SyntheticRelease:
-    """Write a synthetic release of a real one's size in the csv layout; return what was written.
+    r"""Write a synthetic release of a real one's size in the csv layout; return what was written.
 
     The files: ratings, movies, tags, links .csv and a README.txt that says it is synthetic.
 
@@ -400,7 +400,7 @@ def write_release_like(
     releases' 20 labels. Item popularity follows a power law and user activity a shifted
     lognormal, fitted to ML-25M; rating values follow ML-25M's histogram, from user and item
     biases plus noise; timestamps run from 1995-01-09 to the release's end. Files are sorted by
-    userId, then movieId, as GroupLens sorts them (lines end in "\\n").
+    userId, then movieId, as GroupLens sorts them (lines end in "\n").
 
     The folder is written under a temporary name beside `out` and renamed when complete, so an
     interrupted run never leaves a folder that looks complete. Memory stays bounded (one chunk

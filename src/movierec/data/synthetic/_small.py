@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -168,7 +169,7 @@ def _write_ml10m(folder: Path, ratings: pd.DataFrame, genres: dict[int, list[str
     (folder / "tags.dat").write_text("\n".join(tags) + "\n", encoding="utf-8")
 
 
-def _csv_text(header: list[str], rows: list[list[object]]) -> str:
+def _csv_text(header: list[str], rows: Sequence[Sequence[object]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")  # as GroupLens ships them
     writer.writerow(header)

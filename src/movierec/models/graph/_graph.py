@@ -76,12 +76,12 @@ class _SymmetricSpMM(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]  # noqa: ANN001
+    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:  # noqa: ANN001
         ctx.adj = adj
         return torch.sparse.mm(adj, x)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:  # type: ignore[override]  # noqa: ANN001
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:  # noqa: ANN001
         return None, torch.sparse.mm(ctx.adj, grad)
 
 
@@ -267,12 +267,12 @@ class _DirectedSpMM(torch.autograd.Function):
     """y = M x with the transpose given, so the backward pass Mᵀ g needs no re-sort."""
 
     @staticmethod
-    def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]  # noqa: ANN001
+    def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:  # noqa: ANN001
         ctx.adj_t = adj_t
         return torch.sparse.mm(adj, x)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[None, None, Tensor]:  # type: ignore[override]  # noqa: ANN001
+    def backward(ctx, grad: Tensor) -> tuple[None, None, Tensor]:  # noqa: ANN001
         return None, None, torch.sparse.mm(ctx.adj_t, grad)
 
 

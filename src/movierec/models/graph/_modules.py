@@ -37,6 +37,11 @@ class _GraphModule(nn.Module):
     """
 
     n_layers: int
+    # Buffers (registered in __init__), declared for type checkers: nn.Module's __getattr__
+    # would give them as Tensor | Module.
+    adj: Tensor
+    adj_csr: Tensor
+    offset: Tensor
 
     def __init__(self, n_users: int, n_items: int, embedding_size: int, adj: Tensor,
                  global_mean: float = 0.0) -> None:
@@ -168,7 +173,9 @@ class LightGCNModule(_GraphModule):
 
 
 class NGCFModule(_GraphModule):
-    """NGCF embedding propagation (Wang et al. 2019, eq. 7 in matrix form):
+    """NGCF embedding propagation (Wang et al. 2019, eq. 7 in matrix form).
+
+    Each layer computes
 
         E^(k+1) = LeakyReLU((Â + I) E^(k) W1 + ((Â E^(k)) ⊙ E^(k)) W2),
 

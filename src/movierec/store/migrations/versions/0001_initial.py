@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Create the tables."""
     op.create_table(
         "users",
         sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -64,5 +65,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop the tables."""
     for table in ("model_versions", "api_keys", "impressions", "ratings", "users"):
         op.drop_table(table)

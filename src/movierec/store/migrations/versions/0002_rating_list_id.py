@@ -16,10 +16,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Add the nullable `ratings.list_id` column."""
     with op.batch_alter_table("ratings") as batch:
         batch.add_column(sa.Column("list_id", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
+    """Drop the `ratings.list_id` column."""
     with op.batch_alter_table("ratings") as batch:
         batch.drop_column("list_id")
