@@ -33,12 +33,15 @@ serve: models/ease/model.json
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# ruff (style, imports, bugbear, docstrings: Google convention) and mypy on src/movierec
+# (pyproject.toml's [tool.mypy] names the files).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 # The documentation site (mkdocs.yml, docs/) into site/; --strict fails on a broken link or reference.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) runs models .pytest_cache
+	rm -rf $(VENV) runs models .pytest_cache .mypy_cache

@@ -166,3 +166,17 @@ def test_benchmark_ml100k_five_folds(data_dir, tmp_path, monkeypatch):
     assert compared.exit_code == 0, compared.output
     table = pd.read_csv(out / "comparisons.csv")
     assert table.loc[0, "folds"] == 5 and table.loc[0, "verdict"] == "worse"
+
+
+def test_significance_figures():
+    from movierec import plots as P
+
+    matrix = pd.DataFrame([[np.nan, 1.0, 0.0], [-1.0, np.nan, -1.0], [0.0, 1.0, np.nan]],
+                          index=list("abc"), columns=list("abc"))
+    fig = P.significance_matrix(matrix, "ndcg@10")
+    marks = sorted(t.get_text() for t in fig.axes[0].texts if t.get_text())
+    assert marks == sorted(["▲", "=", "▼", "▼", "=", "▲"])
+    bars = pd.DataFrame({"mean": [0.3, 0.2], "low": [0.28, 0.17], "high": [0.32, 0.22]},
+                        index=["a", "b"])
+    fig = P.interval_bars(bars, "ndcg@10")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["b", "a"]

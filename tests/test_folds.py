@@ -64,7 +64,7 @@ def test_user_time_rolling_folds():
     folds = [kfold_split(ds, "user-time", fold=f, folds=3, rng=None) for f in (1, 2, 3)]
     tested = pd.concat([_keys(s.test) for s in folds])
     assert tested.is_unique
-    for f, s in enumerate(folds, start=1):
+    for s in folds:
         check_leakage(s)  # time-aware: no test rating before a training one of the same user
         assert s.params["time_aware"] and s.params["rolling"]
         assert s.train.n_ratings + s.test.n_ratings + s.params["unused_ratings"] == ds.n_ratings
@@ -174,3 +174,28 @@ def test_ml100k_five_folds_partition(ml_100k, data_dir):
     splits = [s.build(ds=ml_100k, data_dir=data_dir) for s in specs]
     tested = pd.concat([_keys(s.test) for s in splits])
     assert len(tested) == ml_100k.n_ratings and tested.is_unique
+
+
+def test_experiment_file_folds():
+    from movierec.experiment import ExperimentError, parse_experiment
+
+    text = """
+[dataset]
+release = "ml-100k"
+
+[split]
+kind = "user-random"
+folds = 3
+seed = 7
+
+[models.pop]
+model = "pop"
+"""
+    exp = parse_experiment(text, source="exp.toml")
+    assert [s.name for s in exp.splits] == ["fold-1", "fold-2", "fold-3"]
+    assert [s.options for s in exp.splits] == [{"folds": 3, "fold": i} for i in (1, 2, 3)]
+    assert exp.multi_split and {s.seed for s in exp.splits} == {7}
+    with pytest.raises(ExperimentError, match="exp.toml:7: split.folds: .*no K-fold version"):
+        parse_experiment(text.replace("user-random", "loo"), source="exp.toml")
+    with pytest.raises(ExperimentError, match=">= 2"):
+        parse_experiment(text.replace("folds = 3", "folds = 1"), source="exp.toml")

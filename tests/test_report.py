@@ -91,7 +91,11 @@ def test_report_has_every_section_and_embeds_every_figure(report_folder):
                 "degree-distributions", "sparsity", "bipartite-graph", "demographics",
                 "release-years", "comparison-rating", "comparison-ranking",
                 "comparison-beyond", "training-mf", "genre-distribution", "genre-overlap",
-                "popularity-bias", "user-card"}
+                "popularity-bias", "user-card",
+                # per-user results: interval bars and the significance matrix of NDCG@10 and of
+                # RMSE (itemknn and mf predict ratings)
+                "intervals-ndcg-at-10", "significance-ndcg-at-10", "intervals-rmse",
+                "significance-rmse"}
     assert set(pngs) == expected
     # self-contained: every image is the PNG beside it, inline; nothing is fetched
     images = dict(re.findall(r'<figure id="fig-([\w-]+)"><img alt="[^"]*" '
@@ -118,7 +122,9 @@ def test_report_without_the_dataset_still_writes_results(bench_dir, tmp_path):
     for sid in SECTIONS:
         assert f"<section id='{sid}'>" in page
     assert {p.stem for p in (folder / "figures").glob("*.png")} == {
-        "comparison-rating", "comparison-ranking", "comparison-beyond", "training-mf"}
+        "comparison-rating", "comparison-ranking", "comparison-beyond", "training-mf",
+        "intervals-ndcg-at-10", "significance-ndcg-at-10", "intervals-rmse",
+        "significance-rmse"}
 
 
 def test_report_command(bench_dir, data_root, tmp_path):

@@ -95,7 +95,7 @@ def test_too_few_pairs():
         S.paired_test([1, np.nan], [0, 0], "t")
 
 
-# --- agreement with scipy --------------------------------------------------------------------------
+# --- agreement with scipy ------------------------------------------------------------------------
 def test_agrees_with_scipy_on_random_pairs():
     gen = np.random.default_rng(0)
     for _ in range(5):
@@ -115,7 +115,7 @@ def test_agrees_with_scipy_on_random_pairs():
         assert ours == pytest.approx((ref.low, ref.high), abs=0.006)
 
 
-# --- simulations -----------------------------------------------------------------------------------
+# --- simulations ---------------------------------------------------------------------------------
 def test_identical_models_rejected_at_about_alpha():
     """400 null comparisons (the same distribution, 200 users): rejections ~ Binomial(400, 0.05).
 

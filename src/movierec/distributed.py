@@ -8,7 +8,7 @@ caller created itself (e.g. under `torch.multiprocessing.spawn`) is used as it i
 `WORLD_SIZE` > 1 and without a process group everything here is a cheap no-op: world size 1,
 rank 0, `is_main()` true.
 
-The trainer (`movierec.train.Trainer`) averages gradients with `all_reduce_sum`, shards
+The trainer (`movierec.training.Trainer`) averages gradients with `all_reduce_sum`, shards
 validation by users and lets only the main process write checkpoints and artifacts.
 """
 

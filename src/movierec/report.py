@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 #: Section ids, in page order (tests check that each is present).
 SECTIONS = {"summary": "Summary", "dataset": "Dataset", "protocol": "Protocol",
-            "results": "Results", "exploration": "Data exploration",
+            "results": "Results", "significance": "Significance",
+            "exploration": "Data exploration",
             "comparison": "Model comparison", "training": "Training curves",
             "genres": "Genres of the recommendations", "popularity": "Popularity bias",
             "user-card": "User card"}
@@ -261,6 +262,60 @@ def _best(table: pd.DataFrame, col: str, model: Any) -> str:
     return " class='best'" if best == model else ""
 
 
+def _significance(page: _Page, folder: Path, k: int) -> str:
+    """Interval bars and a model x model significance matrix from the per-user results."""
+    from movierec import compare as C
+    from movierec import plots as P
+    from movierec.stats import bootstrap_ci
+
+    try:
+        frame = C.load_per_user(folder)
+    except (MovieRecError, OSError, ValueError) as exc:
+        return _note(f"No significance tests: {exc}")
+    parts = []
+    for metric in (f"ndcg@{k}", "rmse"):
+        try:
+            values = C.user_values(frame, metric)
+        except (ValueError, KeyError):
+            continue
+        if values.shape[1] < 2:
+            continue
+        rows = {}
+        for model in values.columns:
+            v = values[model].dropna()
+            low, high = bootstrap_ci(v.to_numpy(), groups=v.index.get_level_values("fold"))
+            rows[model] = {"mean": float(v.mean()), "low": low, "high": high}
+        intervals = pd.DataFrame.from_dict(rows, orient="index")
+        table = C.compare(frame, metric)
+        name = metric.replace("@", "-at-")
+        parts.append(page.figure(
+            f"intervals-{name}", partial(
+                P.interval_bars, intervals, metric,
+                title=f"{metric}: mean over test users with a 95 % bootstrap interval"),
+            f"Each model's mean {_e(metric)} over its test users (pooled over folds, averaged "
+            "over seeds) with a 95 % percentile bootstrap interval (users resampled)."))
+        shown = table[["model", "baseline", "users", "diff", "ci_low", "ci_high", "p_value",
+                       "p_corrected", "effect_size", "verdict"]].copy()
+        for col in ("diff", "ci_low", "ci_high", "effect_size"):
+            shown[col] = shown[col].map(lambda v: f"{v:+.4f}")
+        for col in ("p_value", "p_corrected"):
+            shown[col] = shown[col].map(lambda v: f"{v:.2g}")
+        parts.append(f"<h3>{_e(metric)} against {_e(table['baseline'].iloc[0])}</h3>"
+                     + _frame_html(shown, ("model", "baseline", "verdict")))
+        matrix = C.significance_matrix(frame, metric)
+        parts.append(page.figure(
+            f"significance-{name}", partial(P.significance_matrix, matrix, metric),
+            f"Every pair of models on {_e(metric)}: paired t-test over (fold, user) pairs, "
+            "Holm-corrected over all pairs at α = 0.05."))
+    if not parts:
+        return _note("No metric has per-user values for two or more models.")
+    return "".join(parts) + (
+        "<p class='muted'>diff = model − baseline, with its 95 % paired bootstrap interval; "
+        "p = paired t-test over users, corrected by Holm over the rows; effect size = Cohen's "
+        "d_z (mean difference / its standard deviation). `movierec compare` gives the same "
+        "table with other tests and corrections.</p>")
+
+
 def _exploration(page: _Page, ds: Dataset | None, reason: str, graph_users: int,
                  graph_items: int, rng: int) -> str:
     if ds is None:
@@ -451,6 +506,7 @@ def build_report(
     lists = A.model_lists(result, k)
     body = {"summary": _summary(result, k), "dataset": _dataset(ds, reason),
             "protocol": _protocol(result, train_note), "results": _results(result, k),
+            "significance": _significance(page, folder, k),
             "exploration": _exploration(page, ds, reason, graph_users, graph_items, rng),
             "comparison": _comparison(page, result, k), "training": _training(page, result)}
     if train is None or not lists:

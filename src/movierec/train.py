@@ -4,55 +4,8 @@
 from `movierec.training`.
 """
 
-from movierec.training import (
-    CHECKPOINT,
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_JSON,
-    LOSSES,
-    TRAINER_PARAMS,
-    NegativeSampler,
-    Resume,
-    Stage,
-    TorchRecommender,
-    Trainer,
-    TrainerParams,
-    bce_loss,
-    bpr_loss,
-    check_trainer_params,
-    is_device,
-    iterate_batches,
-    mse_loss,
-    resolve_device,
-    sample_negatives,
-    scaled_logit,
-    seeded_torch,
-    validation_metric,
-)
+from movierec.training import *  # noqa: F403 - the package's public names, re-exported
+from movierec.training import __all__ as _package_all
 from movierec.training._base import MODULE_PREFIX, Objective
 
-__all__ = [
-    "CHECKPOINT",
-    "CHECKPOINT_FORMAT",
-    "CHECKPOINT_JSON",
-    "LOSSES",
-    "MODULE_PREFIX",
-    "NegativeSampler",
-    "Objective",
-    "Resume",
-    "Stage",
-    "TRAINER_PARAMS",
-    "TorchRecommender",
-    "Trainer",
-    "TrainerParams",
-    "bce_loss",
-    "bpr_loss",
-    "check_trainer_params",
-    "is_device",
-    "iterate_batches",
-    "mse_loss",
-    "resolve_device",
-    "sample_negatives",
-    "scaled_logit",
-    "seeded_torch",
-    "validation_metric",
-]
+__all__ = [*_package_all, "MODULE_PREFIX", "Objective"]

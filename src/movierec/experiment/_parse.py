@@ -294,19 +294,28 @@ def _splits(top: _Table, dataset: DatasetSpec, evaluation: EvaluationSpec,
     if "splits" in top.data:
         tables = top.sub("splits", required=True)
         assert tables is not None
-        out = []
+        out: list[ExperimentSplit] = []
         for name in tables.data:
             if not _SAFE.match(name):
                 raise tables.error(name, "split names are folder names: letters, digits, _.+-")
-            out.append(_split(tables.sub(name, required=True), name, evaluation,
-                              dataset.filters, multi=True))
+            out.extend(_fold_splits(_split(tables.sub(name, required=True), name, evaluation,
+                                           dataset.filters, multi=True), f"{name}-"))
         if not out:
             raise top.error("splits", "no split table in [splits]")
         return tuple(out)
     if "split" not in top.data:
         raise ctx.error(("split",), "missing: a [split] table (or [splits.NAME] tables)")
-    return (_split(top.sub("split", required=True), "split", evaluation,
-                   dataset.filters, multi=False),)
+    return _fold_splits(_split(top.sub("split", required=True), "split", evaluation,
+                               dataset.filters, multi=False), "")
+
+
+def _fold_splits(spec: ExperimentSplit, prefix: str) -> tuple[ExperimentSplit, ...]:
+    """A split with `folds = K`: K splits named <prefix>fold-<i> (one folder each), else itself."""
+    folds = spec.options.get("folds")
+    if folds is None:
+        return (spec,)
+    return tuple(replace(spec, name=f"{prefix}fold-{i}", options={**spec.options, "fold": i})
+                 for i in range(1, folds + 1))
 
 
 def _split(t: _Table, name: str, evaluation: EvaluationSpec, filters: dict[str, Any], *,
@@ -328,6 +337,15 @@ def _split(t: _Table, name: str, evaluation: EvaluationSpec, filters: dict[str, 
         key, typ = extras[kind]
         if (value := t.get(key, typ, None)) is not None:
             options[key] = value
+    if (folds := t.get("folds", "int", None)) is not None:
+        from movierec.split import FOLD_KINDS
+
+        if kind not in FOLD_KINDS:
+            raise t.error("folds", f"split kind {kind!r} has no K-fold version; use one of "
+                          f"{', '.join(FOLD_KINDS)}")
+        if folds < 2:
+            raise t.error("folds", f"must be an integer >= 2, got {folds}")
+        options["folds"] = folds
     if kind == "time" and "cut" in t.data:
         t.used.add("cut")
         cut = t.data["cut"]

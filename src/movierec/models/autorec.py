@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -129,8 +129,10 @@ class ItemRatings:
 
 
 class AutoRec(ItemRatings, TorchRecommender):
-    """I-AutoRec (Sedhain, Menon, Sanner & Xie, WWW 2015): each item's vector of ratings by all
-    users is encoded and reconstructed, r̂_ui = (W · g(V r_i + μ) + b)_u, g = sigmoid.
+    """I-AutoRec (Sedhain, Menon, Sanner & Xie, WWW 2015): an item-based rating autoencoder.
+
+    Each item's vector of ratings by all users is encoded and reconstructed, r̂_ui = (W · g(V r_i +
+    μ) + b)_u, g = sigmoid.
 
     Training minimizes the paper's objective Σ_observed (r_ui − r̂_ui)² + λ/2 (‖W‖² + ‖V‖²)
     divided by the number N of training ratings, so that the loss reads as an MSE and `reg` keeps
@@ -203,10 +205,12 @@ class AutoRec(ItemRatings, TorchRecommender):
     # --- TorchRecommender hooks ----------------------------------------------------------------
     def _prepare(self, train: Dataset) -> None:
         super()._prepare(train)
-        self._hidden_cache = None  # codes of an earlier fit's weights and ratings
+        # Codes of an earlier fit's weights and ratings: (key, H).
+        self._hidden_cache: tuple[tuple[Any, ...], Tensor] | None = None
         self._prepare_item_ratings(train)
 
     def build_module(self) -> AutoRecModule:
+        """A fresh `AutoRecModule` for the fitted sizes and global mean."""
         return AutoRecModule(self.n_users_, self.hidden_size, self.global_mean_, self.dropout)
 
     def training_data(self, train: Dataset) -> dict[str, Tensor]:
@@ -215,6 +219,7 @@ class AutoRec(ItemRatings, TorchRecommender):
 
     def batches(self, data: dict[str, Tensor], generator: torch.Generator
                 ) -> Iterator[dict[str, Tensor]]:
+        """Shuffled batches of item rows, densified: item codes, ratings and their mask."""
         order = data["item"][torch.randperm(len(data["item"]), generator=generator)]
         for start in range(0, len(order), self.batch_size):
             items = order[start:start + self.batch_size]
@@ -222,6 +227,7 @@ class AutoRec(ItemRatings, TorchRecommender):
             yield {"item": items, "rating": ratings, "mask": mask}
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """Masked MSE of the batch's reconstruction plus λ/(2N) (‖W‖² + ‖V‖²)."""
         assert isinstance(module, AutoRecModule)
         fit = masked_mse(module(batch["rating"]), batch["rating"], batch["mask"])
         return fit + self.reg / (2 * self.n_ratings_) * module.penalty()
@@ -256,6 +262,7 @@ class AutoRec(ItemRatings, TorchRecommender):
 
     def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
                     ) -> Tensor:
+        """Scores [users, items]: the users' decoder rows applied to the item codes H."""
         assert isinstance(module, AutoRecModule)
         h = self.hidden_codes(module)
         if item_codes is not None:
@@ -289,7 +296,9 @@ class AutoRec(ItemRatings, TorchRecommender):
         keep = codes >= 0
         codes, r = codes[keep], r[keep]
         h = self.item_vectors().astype(np.float64)
-        decoder = self.module_.decoder
+        module = self.module_
+        assert isinstance(module, AutoRecModule)
+        decoder = module.decoder
         w_bar = decoder.weight.detach().cpu().numpy().astype(np.float64).mean(axis=0)
         b_bar = float(decoder.bias.detach().cpu().double().mean())
         prior = h @ w_bar + b_bar

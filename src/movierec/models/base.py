@@ -162,7 +162,8 @@ class Recommender:
         self.user_vocab_ = train.user_vocab
         self.item_vocab_ = train.item_vocab
         self.seen_ = train.matrix("binary")
-        self.rating_scale_ = tuple(float(x) for x in (train.rating_scale or (0.0, 0.0)))
+        lo, hi = train.rating_scale or (0.0, 0.0)
+        self.rating_scale_ = (float(lo), float(hi))
         self.train_fingerprint_ = train.fingerprint
         self.train_name_ = train.name
         from movierec.explain import liked_matrix

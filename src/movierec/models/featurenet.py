@@ -19,7 +19,7 @@ JSON and the encoded tables as float32 arrays, so a saved model predicts exactly
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -231,8 +231,11 @@ class FeatureNetModule(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """MLP embeddings ~ N(0, 0.1²); wide, feature and implicit factors ~ N(0, 0.01²) (so
-        training starts near the MLP alone); biases 0; linear layers as PyTorch's default."""
+        """MLP embeddings ~ N(0, 0.1²); wide, feature and implicit factors ~ N(0, 0.01²); biases 0.
+
+        The small factors make training start near the MLP alone; linear layers are initialized as
+        PyTorch's default.
+        """
         nn.init.normal_(self.user_embedding.weight, std=0.1)
         nn.init.normal_(self.item_embedding.weight, std=0.1)
         tables = [getattr(self, "wide_user", None), getattr(self, "wide_item", None),
@@ -474,11 +477,11 @@ class FeatureNet(TorchRecommender):
                             ("feature_factors", feature_factors)):
             check_param(name, value, isinstance(value, bool), "a bool")
         check_param("wide_size", wide_size, is_int(wide_size, 0), "an integer ≥ 0")
-        for name, value in (("wide_reg", wide_reg), ("reg_implicit", reg_implicit)):
-            check_param(name, value, is_number(value) and value >= 0, "a number ≥ 0")
-        for name, value in (("implicit", implicit), ("item_implicit", item_implicit)):
-            check_param(name, value, value in IMPLICIT_MODES, f"one of {list(IMPLICIT_MODES)}")
-            check_param(name, value, value in ("none", "mlp") or wide_size > 0,
+        for name, number in (("wide_reg", wide_reg), ("reg_implicit", reg_implicit)):
+            check_param(name, number, is_number(number) and number >= 0, "a number ≥ 0")
+        for name, mode in (("implicit", implicit), ("item_implicit", item_implicit)):
+            check_param(name, mode, mode in IMPLICIT_MODES, f"one of {list(IMPLICIT_MODES)}")
+            check_param(name, mode, mode in ("none", "mlp") or wide_size > 0,
                         '"none" or "mlp" when wide_size is 0')
         check_param("feature_factors", feature_factors, not feature_factors or wide_size > 0,
                     "False when wide_size is 0 (the feature factors live in the wide branch)")
@@ -528,6 +531,7 @@ class FeatureNet(TorchRecommender):
             self._sampler = NegativeSampler(self.seen_)
 
     def build_module(self) -> FeatureNetModule:
+        """A fresh `FeatureNetModule` for the fitted sizes, features, scale and history."""
         lo, hi = self.rating_scale_
         scale = (lo, hi) if self.scale_ratings and hi > lo else None
         # seen_ is restored before build_module on load, so N(u) needs no tensors of its own.
@@ -540,6 +544,7 @@ class FeatureNet(TorchRecommender):
 
     def batches(self, data: dict[str, Tensor], generator: torch.Generator
                 ) -> Iterator[dict[str, Tensor]]:
+        """Rating batches with negatives for bce/bpr (BatchNorm with mse skips a one-row batch)."""
         for batch in iterate_batches(data, self.batch_size, generator):
             if self.loss != "mse":
                 batch["negative"] = self._sampler(batch["user"], self.n_negatives, generator)
@@ -548,13 +553,15 @@ class FeatureNet(TorchRecommender):
             yield batch
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """The batch's loss (mse, bce or bpr) plus the L2 and implicit-bag penalties."""
         assert isinstance(module, FeatureNetModule)
         u, i = batch["user"], batch["item"]
         penalty = self._penalty(module, u, i)
         if self.reg_implicit > 0:
             for side, codes in (("user", u), ("item", i)):
                 if side in module.bags:
-                    penalty = penalty + self.reg_implicit * module.bags[side].penalty(codes)
+                    bag = cast(HistoryBag, module.bags[side])  # an nn.ModuleDict of HistoryBags
+                    penalty = penalty + self.reg_implicit * bag.penalty(codes)
         if self.loss == "mse":
             return mse_loss(module(u, i), batch["rating"]) + penalty
         neg = batch["negative"]
@@ -566,8 +573,11 @@ class FeatureNet(TorchRecommender):
         return fit + penalty + self._penalty(module, None, neg.reshape(-1))
 
     def _penalty(self, module: FeatureNetModule, u: Tensor | None, i: Tensor) -> Tensor:
-        """reg · mean(‖p_u‖² + ‖q_i‖²) + wide_reg · mean(‖p'_u‖² + ‖q'_i‖² + b_u² + b_i²) over
-        the batch's (user, item) rows: the learned rows only, not the feature maps or bags."""
+        """The L2 penalty over the batch's (user, item) rows: learned rows only.
+
+        reg · mean(‖p_u‖² + ‖q_i‖²) + wide_reg · mean(‖p'_u‖² + ‖q'_i‖² + b_u² + b_i²); the feature
+        maps and bags are not penalized.
+        """
         sq = module.item_embedding(i).pow(2).sum(-1) * self.reg
         if module.wide_size:
             sq = sq + self.wide_reg * (module.wide_item(i).pow(2).sum(-1)
@@ -581,10 +591,12 @@ class FeatureNet(TorchRecommender):
 
     def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
                     ) -> Tensor:
+        """Scores [users, items] from the module's `block`, in chunks of `score_chunk_elements`."""
         assert isinstance(module, FeatureNetModule)
         return module.block(user_codes, item_codes, self.score_chunk_elements)
 
     def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
+        """The module's predictions for code pairs."""
         return module(user_codes, item_codes)
 
     def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:

@@ -87,7 +87,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -173,8 +173,11 @@ class LocalKernelLayer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """TF1's defaults, as the reference: Glorot-uniform W and b (b: U(±√(3/n_out))), and
-        u, v ~ N(0, 10⁻⁶) truncated at 2σ (so that every kernel value starts near 1)."""
+        """TF1's defaults, as the reference: Glorot-uniform W and b, truncated-normal u and v.
+
+        b ~ U(±√(3/n_out)), and u, v ~ N(0, 10⁻⁶) truncated at 2σ (so that every kernel value starts
+        near 1).
+        """
         n_in, n_out = self.weight.shape
         limit = math.sqrt(6.0 / (n_in + n_out))
         nn.init.uniform_(self.weight, -limit, limit)
@@ -192,8 +195,11 @@ class LocalKernelLayer(nn.Module):
         return self.weight * self.kernel()
 
     def forward(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
-        """g(x (W ⊙ K) + b); `weight` is W ⊙ K when already computed (it is the same in both
-        autoencoder passes of fine-tuning)."""
+        """g(x (W ⊙ K) + b).
+
+        `weight` is W ⊙ K when already computed (it is the same in both autoencoder passes of
+        fine-tuning).
+        """
         w = self.effective_weight() if weight is None else weight
         y = x @ w + self.bias
         return torch.sigmoid(y) if self.activation else y
@@ -229,9 +235,13 @@ class GLocalKModule(nn.Module):
         self.dot_scale = dot_scale
         self.reset_parameters()
 
+    def kernel_layers(self) -> list[LocalKernelLayer]:
+        """The `LocalKernelLayer`s of `layers`, typed (an nn.ModuleList yields nn.Modules)."""
+        return cast(list[LocalKernelLayer], list(self.layers))
+
     def reset_parameters(self) -> None:
         """Every layer as `LocalKernelLayer`; C ~ N(0, 0.01) truncated at 2σ."""
-        for layer in self.layers:
+        for layer in self.kernel_layers():
             layer.reset_parameters()
         nn.init.trunc_normal_(self.conv_kernel, mean=0.0, std=0.1, a=-0.2, b=0.2)
 
@@ -241,7 +251,7 @@ class GLocalKModule(nn.Module):
 
     def effective_weights(self) -> list[Tensor]:
         """W ⊙ K of every layer, computed once for the passes of one evaluation."""
-        return [layer.effective_weight() for layer in self.layers]
+        return [layer.effective_weight() for layer in self.kernel_layers()]
 
     def encode(self, ratings: Tensor, weights: list[Tensor] | None = None) -> Tensor:
         """Last hidden code [rows, hidden_size] of item rows [rows, n_users]."""
@@ -274,7 +284,7 @@ class GLocalKModule(nn.Module):
 
     def penalty(self, reg: float, reg_kernel: float) -> Tensor:
         """Σ_layers λ₂/2 ‖W‖² + λ_s/2 ‖K‖² (C and the biases are not penalized)."""
-        return sum((layer.penalty(reg, reg_kernel) for layer in self.layers),
+        return sum((layer.penalty(reg, reg_kernel) for layer in self.kernel_layers()),
                    torch.zeros((), device=self.conv_kernel.device))
 
 
@@ -360,9 +370,10 @@ class LBFGS(torch.optim.Optimizer):
 
 
 class GLocalK(ItemRatings, TorchRecommender):
-    """GLocal-K (Han et al., CIKM 2021): a local-kernel item autoencoder, pre-trained, then
-    fine-tuned on the rating matrix convolved with a global kernel pooled from its output:
-    R̂ = AE(ReLU(R ∗ G)), G = dot_scale · reshape(mean_u(AE(R)) · C, [k, k]).
+    """GLocal-K (Han et al., CIKM 2021): a local-kernel item autoencoder with a global kernel.
+
+    It is pre-trained, then fine-tuned on the rating matrix convolved with a global kernel pooled
+    from its output: R̂ = AE(ReLU(R ∗ G)), G = dot_scale · reshape(mean_u(AE(R)) · C, [k, k]).
 
     The defaults are the reference code's ML-100K settings. See the module docstring for the
     equations, the training schedule and every difference from the reference.
@@ -413,8 +424,8 @@ class GLocalK(ItemRatings, TorchRecommender):
             check_param(name, value, is_int(value, 0), "an integer ≥ 0")
         check_param("epochs", epochs, pretrain_epochs != 0 or epochs != 0,
                     "≥ 1 when pretrain_epochs is 0 (nothing would be trained)")
-        for name, value in (("reg", reg), ("reg_kernel", reg_kernel)):
-            check_param(name, value, is_number(value) and value >= 0, "a number ≥ 0")
+        for name, number in (("reg", reg), ("reg_kernel", reg_kernel)):
+            check_param(name, number, is_number(number) and number >= 0, "a number ≥ 0")
         check_param("dot_scale", dot_scale, is_number(dot_scale) and dot_scale > 0,
                     "a number > 0")
         check_trainer_params({"patience": patience, "device": device})
@@ -435,11 +446,13 @@ class GLocalK(ItemRatings, TorchRecommender):
     # --- TorchRecommender hooks ----------------------------------------------------------------
     def _prepare(self, train: Dataset) -> None:
         super()._prepare(train)
-        self._recon_cache = None  # reconstruction of an earlier fit's weights
+        # Reconstruction of an earlier fit's weights: (key, R̂).
+        self._recon_cache: tuple[tuple[Any, ...], Tensor] | None = None
         self._prepare_item_ratings(train)
         self.finetuned_ = False
 
     def build_module(self) -> GLocalKModule:
+        """A fresh `GLocalKModule` for the fitted sizes and the kernel hyper-parameters."""
         return GLocalKModule(self.n_users_, self.n_items_, self.hidden_size, self.n_layers,
                              self.kernel_dim, self.global_kernel_size, float(self.dot_scale))
 
@@ -504,8 +517,11 @@ class GLocalK(ItemRatings, TorchRecommender):
                 stage("finetune", self.epochs, self.iterations, self.patience)]
 
     def _record(self, loss: float) -> dict[str, Any]:
-        """History fields of an epoch: the objective per training rating and the (clipped)
-        training RMSE of the current stage's reconstruction."""
+        """History fields of an epoch.
+
+        The objective per training rating and the (clipped) training RMSE of the current stage's
+        reconstruction.
+        """
         ratings, mask = self._train_dense
         with torch.no_grad():
             pred = self.module_(ratings, finetuned=self.finetuned_)[mask].double().cpu().numpy()
@@ -539,6 +555,7 @@ class GLocalK(ItemRatings, TorchRecommender):
 
     def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
                     ) -> Tensor:
+        """Scores [users, items]: the users' columns of the reconstruction R̂."""
         assert isinstance(module, GLocalKModule)
         out = self.reconstruction(module)
         if item_codes is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
@@ -43,6 +43,10 @@ class MFModule(nn.Module):
         dropout: dropout probability on the factors during training.
         scale: (lo, hi) for sigmoid output, or None for the plain linear model.
     """
+
+    # Buffers (registered in __init__), declared for type checkers: nn.Module's __getattr__
+    # would give them as Tensor | Module.
+    offset: Tensor
 
     def __init__(self, n_users: int, n_items: int, embedding_size: int, global_mean: float,
                  dropout: float = 0.0, scale: tuple[float, float] | None = None) -> None:
@@ -102,8 +106,9 @@ class MFModule(nn.Module):
 
 
 class MF(TorchRecommender):
-    """Biased matrix factorization: r̂_ui = μ + b_u + b_i + p_u · q_i (Koren et al., IEEE Computer
-    2009), trained by mini-batch Adam on the shared `Trainer`.
+    """Biased matrix factorization: r̂_ui = μ + b_u + b_i + p_u · q_i.
+
+    Koren et al., IEEE Computer 2009; trained by mini-batch Adam on the shared `Trainer`.
 
     With `loss="mse"` it fits the ratings; `sigmoid=True` squashes the output to the rating range,
     lo + (hi − lo) · σ(·). With `loss="bpr"` or `"bce"` it learns a ranking from implicit feedback
@@ -182,19 +187,22 @@ class MF(TorchRecommender):
         if self.loss != "mse":
             self._sampler = NegativeSampler(self.seen_)
 
-    def build_module(self) -> MFModule:
+    def build_module(self) -> nn.Module:
+        """A fresh `MFModule` for the fitted sizes and mean (a scaled output with `sigmoid`)."""
         lo, hi = self.rating_scale_
         scale = (lo, hi) if self.sigmoid and hi > lo else None
         return MFModule(self.n_users_, self.n_items_, self.embedding_size, self.global_mean_,
                         self.dropout, scale)
 
     def batches(self, data: dict[str, Tensor], generator: torch.Generator):  # noqa: ANN201
+        """Rating batches, with `n_negatives` sampled unseen items per rating for bpr/bce."""
         for batch in iterate_batches(data, self.batch_size, generator):
             if self.loss != "mse":
                 batch["negative"] = self._sampler(batch["user"], self.n_negatives, generator)
             yield batch
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """The batch's loss (mse, bpr or bce) plus `reg` times the touched rows' L2 penalty."""
         assert isinstance(module, MFModule)
         u, i = batch["user"], batch["item"]
         p, b_u = module.user_terms(u)
@@ -214,9 +222,12 @@ class MF(TorchRecommender):
 
     def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
                     ) -> Tensor:
-        return module.block(user_codes, item_codes)  # MFModule, or a subclass's module
+        """Scores [users, items] from the module's `block`."""
+        # An MFModule, or a subclass's module with the same interface (SVD++'s).
+        return cast(MFModule, module).block(user_codes, item_codes)
 
     def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
+        """The module's predictions for code pairs."""
         return module(user_codes, item_codes)
 
     def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
@@ -226,7 +237,8 @@ class MF(TorchRecommender):
     def item_vectors(self) -> np.ndarray:
         """Item factors q_i [n_items, embedding_size]: similar movies are compared in this space."""
         self._check_fitted()
-        return self.module_.item_factors.weight.detach().cpu().numpy()
+        module = cast(MFModule, self.module_)  # or a subclass's module, as in score_block
+        return module.item_factors.weight.detach().cpu().numpy()
 
     # --- fold-in -------------------------------------------------------------------------------
     def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
@@ -248,7 +260,7 @@ class MF(TorchRecommender):
         b_all = module.item_bias.weight.detach().cpu().numpy().astype(np.float64).ravel()
         offset = float(module.offset)
         if module.scale is not None:
-            r = scaled_logit(r, module.scale)
+            r = np.asarray(scaled_logit(r, module.scale))
         x = np.hstack([q_all[codes], np.ones((len(codes), 1))])
         y = r - offset - b_all[codes]
         a = x.T @ x + self.fold_in_reg * np.eye(x.shape[1])
@@ -262,11 +274,14 @@ class MF(TorchRecommender):
 
     # --- dot-product vectors (movierec.ann) -----------------------------------------------------
     def dot_vectors(self) -> DotVectors:
-        """The scores as output(μ + b_u + b_i + p_u · q_i) (`movierec.ranking.DotVectors`), so
-        that `movierec.ann.ANNIndex` can index this model; SVD++'s module puts its implicit sum
-        into p_u. The output is the module's own (the identity, or the scaled sigmoid)."""
+        """The scores as output(μ + b_u + b_i + p_u · q_i) (`movierec.ranking.DotVectors`).
+
+        Lets `movierec.ann.ANNIndex` index this model; SVD++'s module puts its implicit sum into
+        p_u. The output is the module's own (the identity, or the scaled sigmoid).
+        """
         self._check_fitted()
-        with self._eval() as module:
+        with self._eval() as evaluated:
+            module = cast(MFModule, evaluated)  # or a subclass's module, as in score_block
             device = self.device_
             terms = module.user_terms(torch.arange(self.n_users, device=device))
             items, b_i = module.item_terms(torch.arange(self.n_items, device=device))

@@ -240,6 +240,10 @@ class NCFModule(nn.Module):
         scale: (lo, hi) for a scaled sigmoid output, or None.
     """
 
+    # Buffers (registered in __init__), declared for type checkers: nn.Module's __getattr__
+    # would give them as Tensor | Module.
+    offset: Tensor
+
     def __init__(self, n_users: int, n_items: int, embedding_size: int,
                  layers: Sequence[int] | None, *, gmf: bool, dropout: float = 0.0,
                  features: Tensor | None = None, offset: float = 0.0,
@@ -271,7 +275,7 @@ class NCFModule(nn.Module):
         return h[:k], h[k:]
 
     def forward(self, u: Tensor, i: Tensor) -> Tensor:
-        """z for code pairs (broadcast: u [b], i [b] or u [b, 1], i [b, n])."""
+        """The output z for code pairs (broadcast: u [b], i [b] or u [b, 1], i [b, n])."""
         parts = []
         if self.gmf is not None:
             parts.append(self.gmf(u, i))
@@ -281,7 +285,7 @@ class NCFModule(nn.Module):
         return self.offset + self.h(phi).squeeze(-1)
 
     def block(self, u: Tensor, i: Tensor | None) -> Tensor:
-        """z [users, items] for every pair (all items when `i` is None)."""
+        """The output z [users, items] for every pair (all items when `i` is None)."""
         h_gmf, h_mlp = self._split_h()
         z = self.offset + self.h.bias
         if self.gmf is not None:
@@ -346,8 +350,11 @@ class _NCF(TorchRecommender):
             self._sampler = NegativeSampler(self.seen_)
 
     def _output(self) -> tuple[float, tuple[float, float] | None]:
-        """(offset c, scale) of the objective: μ and identity for plain MSE, logit((μ − lo) /
-        (hi − lo)) and the scaled sigmoid for scaled MSE, 0 and the scaled sigmoid otherwise."""
+        """(offset c, scale) of the objective.
+
+        μ and identity for plain MSE, logit((μ − lo) / (hi − lo)) and the scaled sigmoid for scaled
+        MSE, 0 and the scaled sigmoid otherwise.
+        """
         lo, hi = self.rating_scale_
         if hi <= lo:
             return (self.global_mean_ if self.loss == "mse" else 0.0), None
@@ -413,8 +420,9 @@ class _NCF(TorchRecommender):
 
 
 class GMF(_NCF):
-    """Generalized matrix factorization: ŷ_ui = a_out(hᵀ (p_u ⊙ q_i) + b) (He et al., "Neural
-    Collaborative Filtering", WWW 2017, eq. 9), trained on the shared `Trainer`.
+    """Generalized matrix factorization: ŷ_ui = a_out(hᵀ (p_u ⊙ q_i) + b).
+
+    He et al., "Neural Collaborative Filtering", WWW 2017, eq. 9; trained on the shared `Trainer`.
 
     Scoring a block of users against every item is one matrix product (p_u ⊙ h) Qᵀ. Objectives,
     unknown ids, item side input and the choice of defaults are described in the module docstring.
@@ -452,9 +460,10 @@ class GMF(_NCF):
 
 
 class MLP(_NCF):
-    """Multi-layer perceptron over concatenated embeddings: z_1 = [p_u; q_i],
-    z_l = ReLU(W_l z_(l−1) + b_l), ŷ_ui = a_out(hᵀ z_L + b) (He et al., "Neural Collaborative
-    Filtering", WWW 2017, eq. 10), trained on the shared `Trainer`.
+    """Multi-layer perceptron over concatenated embeddings.
+
+    z_1 = [p_u; q_i], z_l = ReLU(W_l z_(l−1) + b_l), ŷ_ui = a_out(hᵀ z_L + b) (He et al., "Neural
+    Collaborative Filtering", WWW 2017, eq. 10), trained on the shared `Trainer`.
 
     `layers` are the output widths of the ReLU layers; the first layer reads [p_u; q_i], of width
     2 × embedding_size (128 with the defaults: the width the authors' code calls layers[0], so the
@@ -501,9 +510,9 @@ class MLP(_NCF):
 
 
 class NeuMF(_NCF):
-    """Neural matrix factorization: ŷ_ui = a_out(hᵀ [p^G_u ⊙ q^G_i; z_L(p^M_u, q^M_i)] + b)
-    (He et al., "Neural Collaborative Filtering", WWW 2017, eq. 11), trained on the shared
-    `Trainer`.
+    """Neural matrix factorization: ŷ_ui = a_out(hᵀ [p^G_u ⊙ q^G_i; z_L(p^M_u, q^M_i)] + b).
+
+    He et al., "Neural Collaborative Filtering", WWW 2017, eq. 11; trained on the shared `Trainer`.
 
     The GMF and MLP branches have separate embeddings (and feature projections), both of width
     `embedding_size`; h reads [φ^GMF; φ^MLP] of width embedding_size + layers[-1]. Objectives,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import ClassVar, Protocol, cast
 
 import numpy as np
 import torch
@@ -66,9 +66,11 @@ def build_histories(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray
     """Each user's latest `max_len` items in time order, left-padded with `n_items`.
 
     Args:
-        users, items: codes of every rating.
+        users: user codes of every rating.
+        items: item codes of every rating.
         timestamps: their times; equal times are ordered by item code.
-        n_users, n_items: vocabulary sizes (the pad index is `n_items`).
+        n_users: number of user codes.
+        n_items: number of item codes (also the pad index).
         max_len: columns kept (the latest interactions).
         ratings: optional ratings aligned with `items`.
 
@@ -142,6 +144,10 @@ class LSTMModule(nn.Module):
         offset: μ added to every score (the mean rating for loss="mse", else 0).
     """
 
+    # Buffers (registered in __init__), declared for type checkers: nn.Module's __getattr__
+    # would give them as Tensor | Module.
+    offset: Tensor
+
     def __init__(self, n_users: int, n_items: int, embedding_size: int, hidden_size: int,
                  dropout: float, user_embedding: bool, offset: float) -> None:
         super().__init__()
@@ -180,6 +186,7 @@ class LSTMModule(nn.Module):
                 self.output_bias(safe).squeeze(-1) * ok)
 
     def all_items(self) -> tuple[Tensor, Tensor]:
+        """Output embeddings e'_i [n_items, d] and biases b_i [n_items] of every item."""
         return self.output_embedding.weight, self.output_bias.weight.squeeze(-1)
 
 
@@ -238,11 +245,24 @@ class SASRecModule(nn.Module):
         return e, torch.zeros(e.shape[:-1], dtype=e.dtype, device=e.device)
 
     def all_items(self) -> tuple[Tensor, Tensor]:
+        """Item embeddings M_i [n_items, d] (the padding row left out) and zero biases."""
         w = self.item_embedding.weight[: self.n_items]
         return w, torch.zeros(self.n_items, dtype=w.dtype, device=w.device)
 
 
 # --- the shared recommender logic --------------------------------------------------------------
+class _Encoder(Protocol):
+    """What `_Sequential` uses of its module (`LSTMModule` or `SASRecModule`), for type checkers."""
+
+    offset: Tensor  # LSTMModule's only: read with loss="mse", which SASRec does not take
+
+    def __call__(self, seq: Tensor, users: Tensor) -> Tensor: ...
+
+    def item_terms(self, items: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def all_items(self) -> tuple[Tensor, Tensor]: ...
+
+
 class _Sequential(TorchRecommender):
     """Histories, windows, sampled negatives and scoring shared by LSTMRec and SASRec.
 
@@ -267,7 +287,7 @@ class _Sequential(TorchRecommender):
         r = train.ratings["rating"].to_numpy(np.float32)
         self.sequences_, self.sequence_ratings_ = build_histories(
             u, i, ts, self.n_users_, self.n_items_, self.max_len, r)
-        self._contexts_cache = None
+        self._contexts_cache: Tensor | None = None
         if self.loss != "mse":
             self._sampler = NegativeSampler(self.seen_)
 
@@ -288,15 +308,16 @@ class _Sequential(TorchRecommender):
             yield batch
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        q = module(batch["input"], batch["user"])  # [b, L, d]
+        encoder = cast(_Encoder, module)
+        q = encoder(batch["input"], batch["user"])  # [b, L, d]
         target = batch["target"]
         valid = target != self.n_items_
-        e, b = module.item_terms(target)
+        e, b = encoder.item_terms(target)
         pos = (q * e).sum(-1) + b
         if self.loss == "mse":
-            pred = module.offset + pos
+            pred = encoder.offset + pos
             return mse_loss(pred[valid], batch["rating"][valid])
-        e_n, b_n = module.item_terms(batch["negative"])
+        e_n, b_n = encoder.item_terms(batch["negative"])
         neg = (q.unsqueeze(2) * e_n).sum(-1) + b_n  # [b, L, n]
         pos, neg = pos[valid], neg[valid]
         return bce_loss(pos, neg) if self.loss == "bce" else bpr_loss(pos, neg)
@@ -314,23 +335,25 @@ class _Sequential(TorchRecommender):
 
     def _queries(self, module: nn.Module, user_codes: Tensor) -> Tensor:
         """The encoder's output at the last position of each user's history: [b, d]."""
-        return module(self._context_rows(user_codes), user_codes)[:, -1]
+        return cast(_Encoder, module)(self._context_rows(user_codes), user_codes)[:, -1]
 
     def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
                     ) -> Tensor:
         q = self._queries(module, user_codes)
+        encoder = cast(_Encoder, module)
         if item_codes is None:
-            e, b = module.all_items()
+            e, b = encoder.all_items()
         else:
-            e, b = module.item_terms(item_codes)
-        offset = module.offset if self.loss == "mse" else 0.0
+            e, b = encoder.item_terms(item_codes)
+        offset = encoder.offset if self.loss == "mse" else 0.0
         return offset + q @ e.T + b[None, :]
 
     def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
         uniq, inverse = torch.unique(user_codes, return_inverse=True)
         q = self._queries(module, uniq)[inverse]
-        e, b = module.item_terms(item_codes)
-        offset = module.offset if self.loss == "mse" else 0.0
+        encoder = cast(_Encoder, module)
+        e, b = encoder.item_terms(item_codes)
+        offset = encoder.offset if self.loss == "mse" else 0.0
         return offset + (q * e).sum(-1) + b
 
     def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
@@ -353,7 +376,8 @@ class _Sequential(TorchRecommender):
         row = np.full((1, self.max_len), self.n_items_, dtype=np.int64)
         if len(codes):
             row[0, -len(codes):] = codes
-        with self._eval() as module:
+        with self._eval() as evaluated:
+            module = cast(_Encoder, evaluated)
             q = module(torch.from_numpy(row).to(self.device_),
                        torch.full((1,), -1, dtype=torch.long, device=self.device_))[:, -1]
             e, b = module.all_items()
@@ -374,8 +398,9 @@ def _check_common(max_len: int, dropout: float, epochs: int, batch_size: int,
 
 
 class LSTMRec(_Sequential):
-    """LSTM next-item recommender (GRU4Rec-style, Hidasi et al. ICLR 2016; LSTM as in Devooght &
-    Bersini, UMAP 2017) on the shared `Trainer`.
+    """LSTM next-item recommender on the shared `Trainer`.
+
+    GRU4Rec-style (Hidasi et al. ICLR 2016); LSTM as in Devooght & Bersini, UMAP 2017.
 
     h_t = LSTM(e_{s_1}, …, e_{s_t}) over the user's time-ordered items; the query
     q_t = W [h_t; p_u] + c (p_u only with `user_embedding=True`, zero for unknown users) scores a
@@ -441,6 +466,7 @@ class LSTMRec(_Sequential):
         self.device = device
 
     def build_module(self) -> LSTMModule:
+        """A fresh `LSTMModule` (offset μ with `loss="mse"`, else 0)."""
         offset = self.global_mean_ if self.loss == "mse" else 0.0
         return LSTMModule(self.n_users_, self.n_items_, self.embedding_size, self.hidden_size,
                           self.dropout, self.user_embedding, offset)
@@ -448,7 +474,7 @@ class LSTMRec(_Sequential):
     def item_vectors(self) -> np.ndarray:
         """Output item embeddings e'_i [n_items, embedding_size]."""
         self._check_fitted()
-        return self.module_.output_embedding.weight.detach().cpu().numpy()
+        return cast(LSTMModule, self.module_).output_embedding.weight.detach().cpu().numpy()
 
 
 class SASRec(_Sequential):
@@ -517,10 +543,12 @@ class SASRec(_Sequential):
         self.device = device
 
     def build_module(self) -> SASRecModule:
+        """A fresh `SASRecModule` for the fitted item count and hyper-parameters."""
         return SASRecModule(self.n_items_, self.embedding_size, self.max_len, self.n_layers,
                             self.n_heads, self.dropout)
 
     def item_vectors(self) -> np.ndarray:
         """Item embeddings M_i [n_items, embedding_size] (shared by input and output)."""
         self._check_fitted()
-        return self.module_.item_embedding.weight[: self.n_items_].detach().cpu().numpy()
+        module = cast(SASRecModule, self.module_)
+        return module.item_embedding.weight[: self.n_items_].detach().cpu().numpy()

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from movierec.models.base import check_param, is_number
 from movierec.models.mf import MF
 from movierec.models.space import Choice, Float, Int, SearchSpace
-from movierec.train import (
+from movierec.training import (
     bce_loss,
     bpr_loss,
     mse_loss,

@@ -11,7 +11,8 @@ Exploration (take a Dataset): `rating_distribution`, `ratings_over_time`, `top_g
 
 Results (take a BenchmarkResult, or the training part of the split and the top-k lists from
 `movierec.analysis.model_lists`): `model_comparison`, `training_curves`, `genre_distribution`,
-`genre_overlap`, `popularity_bias`, `user_card`.
+`genre_overlap`, `popularity_bias`, `user_card`; of paired comparisons (take frames from
+`movierec.compare`): `interval_bars`, `significance_matrix`.
 
 Tuning (take a tuning folder's trials and importances): `optimization_history`,
 `param_importances`.
@@ -35,8 +36,10 @@ from movierec.plots._results import (
     MANY_MODELS,
     genre_distribution,
     genre_overlap,
+    interval_bars,
     model_comparison,
     popularity_bias,
+    significance_matrix,
     training_curves,
     user_card,
 )
@@ -49,6 +52,7 @@ __all__ = [
     "demographics",
     "genre_distribution",
     "genre_overlap",
+    "interval_bars",
     "long_tail",
     "model_comparison",
     "optimization_history",
@@ -58,6 +62,7 @@ __all__ = [
     "ratings_over_time",
     "release_years",
     "save_png",
+    "significance_matrix",
     "sparsity",
     "to_png",
     "top_genres",

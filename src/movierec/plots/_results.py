@@ -353,3 +353,63 @@ def user_card(train: Dataset, lists: pd.DataFrame, user_id: int, *, model: str =
         right.text(0.05, r + 0.38, note, fontsize=7, color="#666666", va="center")
     fig.suptitle(f"User card — user {user_id}: what they liked and what they are recommended")
     return fig
+
+
+def interval_bars(intervals: pd.DataFrame, metric: str, *, title: str = "") -> Figure:
+    """Each model's mean of `metric` with its confidence interval, one horizontal bar each.
+
+    Args:
+        intervals: one row per model (index), columns mean, low, high.
+        metric: the metric's key ("ndcg@10"), for the axis label.
+        title: the figure's title.
+    """
+    if intervals.empty:
+        raise ValueError("no model has an interval to draw")
+    data = intervals.iloc[::-1]  # first model at the top
+    models = [str(m) for m in data.index]
+    colors = model_colors(list(map(str, intervals.index)))
+    fig, (ax,) = new_figure(figsize=(7.5, 1.2 + 0.38 * len(models)))
+    y = np.arange(len(models))
+    mean = data["mean"].to_numpy(float)
+    err = np.vstack([mean - data["low"].to_numpy(float), data["high"].to_numpy(float) - mean])
+    ax.errorbar(mean, y, xerr=np.nan_to_num(err), fmt="none", ecolor="#444444", capsize=3,
+                linewidth=1.2)
+    ax.scatter(mean, y, color=[colors[m] for m in models], zorder=3, s=28)
+    ax.set_yticks(y, models)
+    ax.set_xlabel(_label(metric))
+    style(ax, "x")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def significance_matrix(matrix: pd.DataFrame, metric: str, *, title: str = "") -> Figure:
+    """Model x model: is the row model significantly better (▲), worse (▼) or tied (=)?
+
+    Args:
+        matrix: +1 / -1 / 0 per (row model, column model), NaN on the diagonal
+            (`movierec.compare.significance_matrix`).
+        metric: the metric's key, for the title.
+        title: the figure's title (default names the metric).
+    """
+    from matplotlib.colors import ListedColormap
+
+    models = [str(m) for m in matrix.index]
+    n = len(models)
+    size = min(11.0, 1.6 + 0.55 * n)
+    fig, (ax,) = new_figure(figsize=(size + 1.0, size))
+    values = matrix.to_numpy(float)
+    cmap = ListedColormap(["#f4a3a3", "#e6e6e6", "#9fd89f"])
+    ax.imshow(np.nan_to_num(values, nan=0.0) + 1, cmap=cmap, vmin=0, vmax=2)
+    symbol = {1.0: "▲", -1.0: "▼", 0.0: "="}
+    for i in range(n):
+        for j in range(n):
+            text = "" if i == j else symbol.get(float(values[i, j]), "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(n), models, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), models, fontsize=8)
+    ax.set_xlabel("compared with (column)")
+    ax.set_ylabel("model (row)")
+    ax.set_title(title or f"{_label(metric)}: row model better (▲), worse (▼) or tied (=)",
+                 fontsize=10)
+    return fig

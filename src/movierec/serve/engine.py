@@ -195,7 +195,7 @@ class Engine:
             known = ", ".join(self.genre_names) or "none (the model has no item table)"
             raise InvalidRequestError(f"unknown genre(s) {unknown}; known genres: {known}")
         rows = [self._genre_index[g.casefold()] for g in wanted]
-        return self.genre_masks[rows].any(axis=0)
+        return np.asarray(self.genre_masks[rows].any(axis=0))
 
     def history_codes(self, code: int) -> np.ndarray:
         """Item codes a training user rated."""
@@ -204,16 +204,19 @@ class Engine:
     # --- ranking (the model's kernel) -----------------------------------------------------------
     @staticmethod
     def _listed(ranked: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(codes int64, scores float32) of the one row of a `rank_block`/`top_k_codes` result,
-        without the -1 padding.
+        """(codes int64, scores float32) of the one row of a `rank_block`/`top_k_codes` result.
+
+        Without the -1 padding.
         """
         cols, vals = ranked
         keep = cols[0] >= 0
         return cols[0][keep].astype(np.int64), vals[0][keep]
 
     def explain(self, codes: np.ndarray, history: np.ndarray) -> list[list[dict[str, Any]]]:
-        """For each recommended code, the `history` items that support it most (positive
-        similarity); `history` holds the movies the user liked (see `movierec.explain`).
+        """For each recommended code, the `history` items that support it most.
+
+        Only positive similarity counts; `history` holds the movies the user liked (see
+        `movierec.explain`).
         """
         n = self.n_explanations
         if len(history) == 0 or len(codes) == 0 or n == 0:
@@ -318,9 +321,10 @@ class Engine:
 
     def similar(self, item_id: int, k: int = 10, *, min_support: int = MIN_SUPPORT,
                 shrinkage: float = SHRINKAGE) -> dict[str, Any]:
-        """The k movies most similar to one movie, in the model's terms, leaving out movies
-        with fewer than `min_support` training ratings and shrinking the similarity by the
-        movie's ratings n, n / (n + shrinkage) (see `movierec.explain.similar_scores`).
+        """The k movies most similar to one movie, in the model's terms.
+
+        Leaves out movies with fewer than `min_support` training ratings and shrinks the similarity
+        by the movie's ratings n, n / (n + shrinkage) (see `movierec.explain.similar_scores`).
         """
         code = self.item_code(item_id)
         sims = similar_scores(self.model, code, min_support=min_support, shrinkage=shrinkage)
@@ -330,9 +334,10 @@ class Engine:
                             for r, c in enumerate(top.tolist())]}
 
     def search(self, query: str, limit: int = 20) -> dict[str, Any]:
-        """Titles containing `query` (`movierec.data.search`: case, accents, punctuation and
-        articles ignored, "the godfather" finds "Godfather, The"): exact titles first, then
-        prefixes, then by popularity.
+        """Titles containing `query`: exact titles first, then prefixes, then by popularity.
+
+        Matching is `movierec.data.search`'s: case, accents, punctuation and articles ignored, "the
+        godfather" finds "Godfather, The".
         """
         if not query.strip():
             raise InvalidRequestError("q must contain a non-space character")

@@ -150,11 +150,13 @@ def _error(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
-_AUTH = {401: _error("No valid API key (missing, malformed, unknown or revoked)."),
-         403: _error("The key's scope is too weak, or no key is configured and the client is "
-                     "not on the server's machine.")}
-_WRITE = {**_AUTH, 404: _error("Unknown user or movie."), 422: _error("Invalid body."),
-          503: _error("The store is unavailable; retry after Retry-After seconds.")}
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: _error("No valid API key (missing, malformed, unknown or revoked)."),
+    403: _error("The key's scope is too weak, or no key is configured and the client is "
+                "not on the server's machine.")}
+_WRITE: dict[int | str, dict[str, Any]] = {
+    **_AUTH, 404: _error("Unknown user or movie."), 422: _error("Invalid body."),
+    503: _error("The store is unavailable; retry after Retry-After seconds.")}
 
 
 def _rating_model(base: type[BaseModel], name: str, scale: tuple[float, float] | None
@@ -241,6 +243,7 @@ class FeedbackService:
 
     @staticmethod
     def is_training_user(engine: Engine, user_id: int) -> bool:
+        """Whether the served model saw `user_id` in training."""
         return int(engine.model.user_vocab_.codes([user_id], missing="negative")[0]) >= 0
 
     async def check_user(self, engine: Engine, user_id: int) -> None:
@@ -271,8 +274,9 @@ def _locked(lock: threading.Lock, func: Callable[..., T], *args: Any, **kwargs: 
 
 
 def _unknown_movies(engine: Engine, item_ids: list[int]) -> list[int]:
-    """Movies neither the model nor the site's catalog knows (catalog-only movies are stored;
-    the fold-in ignores them until a retrain learns them).
+    """Movies neither the model nor the site's catalog knows.
+
+    Catalog-only movies are stored; the fold-in ignores them until a retrain learns them.
     """
     return [i for i in item_ids if i not in engine.known_item_ids]
 
@@ -332,7 +336,7 @@ def _router(service: FeedbackService, scale: tuple[float, float] | None,
     rating_body = _rating_model(RatingBody, "RatingBody", scale)
     batch_rating = _rating_model(BatchRating, "BatchRating", scale)
     batch_body = create_model("BatchBody", __base__=BatchBody, ratings=(
-        list[batch_rating], Field(min_length=1, max_length=service.max_batch,  # type: ignore
+        list[batch_rating], Field(min_length=1, max_length=service.max_batch,  # type: ignore[valid-type]
                                   description=f"1 to {service.max_batch} ratings.")))
     UserId = Annotated[int, Path(ge=0, le=STORE_ID_MAX, description="User id.")]
     ItemId = Annotated[int, Path(ge=0, le=STORE_ID_MAX, description="Movie id.")]
@@ -353,20 +357,23 @@ def _router(service: FeedbackService, scale: tuple[float, float] | None,
     @router.put("/users/{user_id}/ratings/{item_id}", response_model=RatingWritten,
                 responses=_WRITE)
     async def put_rating(request: Request, user_id: UserId, item_id: ItemId,
-                         body: rating_body) -> dict[str, Any]:  # pyright: ignore
-        """Store a rating (write key); a second PUT replaces it (latest wins). The next
-        recommendations of the user reflect it.
+                         body: rating_body) -> dict[str, Any]:  # type: ignore[valid-type]  # pyright: ignore
+        """Store a rating (write key); a second PUT replaces it (latest wins).
+
+        The next recommendations of the user reflect it.
         """
+        # FastAPI reads the type from the signature; mypy cannot follow a class made at runtime.
+        req: RatingBody = body
         await service.authorize(request, "write")
         current = engine()
         if item_id not in current.known_item_ids:
             current.item_code(item_id)  # 404 for a movie neither the model nor catalog knows
         await service.check_user(current, user_id)
-        await service.write("put_rating", store.put_rating, user_id, item_id, body.rating,
-                            timestamp=body.timestamp, list_id=body.list_id)
+        await service.write("put_rating", store.put_rating, user_id, item_id, req.rating,
+                            timestamp=req.timestamp, list_id=req.list_id)
         service.count("put", 1)
-        return {"user_id": user_id, "item_id": item_id, "rating": body.rating,
-                "list_id": body.list_id}
+        return {"user_id": user_id, "item_id": item_id, "rating": req.rating,
+                "list_id": req.list_id}
 
     @router.delete("/users/{user_id}/ratings/{item_id}", response_model=RatingDeleted,
                    responses=_WRITE)
@@ -381,24 +388,25 @@ def _router(service: FeedbackService, scale: tuple[float, float] | None,
     @router.post("/users/{user_id}/ratings", response_model=BatchWritten, responses={
         **_WRITE, 413: _error("Body too large.")})
     async def put_ratings(request: Request, user_id: UserId,
-                          body: batch_body) -> dict[str, Any]:  # pyright: ignore
+                          body: batch_body) -> dict[str, Any]:  # type: ignore[valid-type]  # pyright: ignore
         """Store a batch of ratings (write key): all of them, or none when any is invalid."""
+        req: BatchBody = body  # as in put_rating
         await service.authorize(request, "write")
         current = engine()
-        items = [r.item_id for r in body.ratings]
+        items = [r.item_id for r in req.ratings]
         unknown = _unknown_movies(current, items)
         if unknown:
             rows = [i for i, item in enumerate(items) if item in set(unknown)]
             raise InvalidRequestError(
-                f"ratings[{rows[0]}].item_id: movie {unknown[0]} is not in the catalog of the served "
-                f"{current.model.name} model ({len(unknown)} unknown movie(s) in the batch: "
+                f"ratings[{rows[0]}].item_id: movie {unknown[0]} is not in the catalog of the "
+                f"served {current.model.name} model ({len(unknown)} unknown movie(s) in the batch: "
                 f"{unknown[:10]}); nothing was written")
         await service.check_user(current, user_id)
-        rows = [{"user_id": user_id, "item_id": r.item_id, "rating": r.rating,
-                 "list_id": r.list_id or body.list_id,
-                 **({"timestamp": r.timestamp} if r.timestamp is not None else {})}
-                for r in body.ratings]
-        written = await service.write("put_ratings", store.put_ratings, rows)
+        records = [{"user_id": user_id, "item_id": r.item_id, "rating": r.rating,
+                    "list_id": r.list_id or req.list_id,
+                    **({"timestamp": r.timestamp} if r.timestamp is not None else {})}
+                   for r in req.ratings]
+        written = await service.write("put_ratings", store.put_ratings, records)
         service.count("batch", written)
         return {"user_id": user_id, "written": written}
 
@@ -428,9 +436,10 @@ def _router(service: FeedbackService, scale: tuple[float, float] | None,
                                        "return its list_id.")] = False,
             x_log_impressions: Annotated[str | None, Header(
                 description="1/true: like ?log=true.")] = None) -> dict[str, Any]:
-        """Top-k movies for a user: the training history plus the stored ratings, folded in
-        with the model's own fold-in (read your writes); every rated movie is left out. When
-        the store cannot be read the list comes from the model alone ("feedback":
+        """Top-k movies for a user: the training history plus the stored ratings, folded in.
+
+        The model folds them in its own way (read your writes) and every rated movie is left out.
+        When the store cannot be read the list comes from the model alone ("feedback":
         "unavailable").
         """
         await service.authorize(request, "read")

@@ -66,6 +66,8 @@ class TorchRecommender(TrainerParams, Recommender):
     module_: torch.nn.Module
     device_: torch.device
     history_: list[dict[str, Any]]
+    best_epoch_: int
+    resumed_from_epoch_: int | None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -5,6 +5,7 @@ See `Trainer` for why gradients are all-reduced by hand rather than by Distribut
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -32,7 +33,7 @@ def shard(model: TorchRecommender, batch: dict[str, Tensor], rank: int, world: i
     return {k: v[lo:hi] for k, v in batch.items()}, n
 
 
-def sum_gradients(params: list[Tensor], loss: float, device: torch.device,
+def sum_gradients(params: Sequence[Tensor], loss: float, device: torch.device,
                    row_sparse: list[bool] | None = None) -> float:
     """All-reduce the (pre-weighted) gradients of `params` and the loss; return the global loss.
 

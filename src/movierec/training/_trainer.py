@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import torch
 from torch import Tensor
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 Resume = bool | Literal["auto"]
 
 #: `Stage.patience` default: the Trainer's (the model's `patience`).
-TRAINER = "trainer"
+TRAINER: Final = "trainer"
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ class Trainer:
                              "missing); train without --resume to start over")
 
     def _patience(self, stage: Stage) -> int | None:
-        return self.patience if stage.patience == TRAINER else stage.patience  # type: ignore[return-value]
+        return self.patience if stage.patience == TRAINER else stage.patience
 
     def _optimizer(self, module: torch.nn.Module, stage: Stage) -> torch.optim.Optimizer:
         params = list(module.parameters()) if stage.parameters is None else stage.parameters(module)

@@ -124,8 +124,10 @@ class _GraphRecommender(TorchRecommender):
 
     def _seed_vectors(self, module: _GraphModule, batch: dict[str, Tensor]
                       ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Representations of the batch's users, positives and negatives (None for MSE): from
-        the sampled subgraph when the batch carries one, else from full-graph propagation."""
+        """Representations of the batch's users, positives and negatives (None for MSE).
+
+        From the sampled subgraph when the batch carries one, else from full-graph propagation.
+        """
         if "sub_nodes" in batch:
             rep = module.sampled(batch["sub_nodes"], batch["sub_dst"], batch["sub_src"],
                                  batch["sub_weight"])
@@ -133,7 +135,7 @@ class _GraphRecommender(TorchRecommender):
             if self.loss == "mse":
                 return eu, items, None
             return eu, items[:, 0], items[:, 1:]
-        users, all_items = module.final()  # type: ignore[misc]
+        users, all_items = module.final()
         eu, ei = users[batch["user"]], all_items[batch["item"]]
         return eu, ei, None if self.loss == "mse" else all_items[batch["negative"]]
 
@@ -144,6 +146,7 @@ class _GraphRecommender(TorchRecommender):
         ego_u, ego_i = module.user_emb(u), module.item_emb(i)
         penalty = ego_u.pow(2).sum() + ego_i.pow(2).sum()
         if self.loss == "mse":
+            assert isinstance(module, NGCFModule)  # LightGCN trains by BPR only
             pred = (module.offset + (eu * ei).sum(-1) + module.user_bias(u).squeeze(-1)
                     + module.item_bias(i).squeeze(-1))
             fit = mse_loss(pred, batch["rating"])
@@ -158,16 +161,19 @@ class _GraphRecommender(TorchRecommender):
 
     def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
                     ) -> Tensor:
-        users, items = module.final()  # type: ignore[operator]
+        assert isinstance(module, _GraphModule)
+        users, items = module.final()
         q = items if item_codes is None else items[item_codes]
         return self.pair_scores(module, users[user_codes], q, item_codes, self._user_bias(
             module, user_codes))
 
     def pair_scores(self, module: nn.Module, users: Tensor, items: Tensor,
                     item_codes: Tensor | None, user_bias: Tensor | None) -> Tensor:
-        """Scores [B, n] of final user representations users [B, …] against final item
-        representations items [n, …] (of `item_codes`, all items when None); `user_bias` [B]
-        for the models that have one (None otherwise)."""
+        """Scores [B, n] of final user representations against final item representations.
+
+        users [B, …] against items [n, …] (of `item_codes`, all items when None); `user_bias` [B]
+        for the models that have one (None otherwise).
+        """
         return users @ items.T
 
     def _user_bias(self, module: nn.Module, user_codes: Tensor) -> Tensor | None:
@@ -176,7 +182,8 @@ class _GraphRecommender(TorchRecommender):
     def item_vectors(self) -> np.ndarray:
         """Final (propagated) item representations [n_items, d]."""
         with self._eval() as module:
-            items = module.final()[1]  # type: ignore[operator]
+            assert isinstance(module, _GraphModule)
+            items = module.final()[1]
             return items.reshape(items.shape[0], -1).float().cpu().numpy()
 
     def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
@@ -246,7 +253,7 @@ class _GraphRecommender(TorchRecommender):
             assert isinstance(module, _GraphModule)
             dev = self.device_
             layers = module.item_layers()  # [n_items, K+1, d]
-            items = module.final()[1]  # type: ignore[index]
+            items = module.final()[1]
             idx = torch.from_numpy(codes).to(dev)
             w = torch.from_numpy(weights).to(device=dev, dtype=layers.dtype)
             sides = torch.einsum("m,mkd->kd", w, layers[idx])[:, None]  # [K+1, 1, d]
@@ -259,11 +266,13 @@ class _GraphRecommender(TorchRecommender):
 
     def _fit_ego(self, module: _GraphModule, x0: Tensor, sides: Tensor, items: Tensor,
                  idx: Tensor, ratings: np.ndarray) -> tuple[Tensor, Tensor | None]:
-        """The new user's ego row [1, d] (and bias [1] for NGCF-MSE, else None) after
+        """The new user's ego row [1, d] (and bias [1] for NGCF-MSE, else None), fitted by Adam.
+
         `fold_in_steps` Adam steps on the training objective, the model's weights frozen.
 
         Gradients are taken with `torch.autograd.grad` on the user's own tensors only, so the
-        model's parameters never receive a `.grad` (fold-in leaves the model untouched)."""
+        model's parameters never receive a `.grad` (fold-in leaves the model untouched).
+        """
         x = x0.detach().clone().requires_grad_(True)
         params = [x]
         bias = None
@@ -305,8 +314,10 @@ class _GraphRecommender(TorchRecommender):
 
 
 class LightGCN(_GraphRecommender):
-    """LightGCN (He, Deng, Wang, Li, Zhang & Wang, "LightGCN: Simplifying and Powering Graph
-    Convolution Network for Recommendation", SIGIR 2020).
+    """LightGCN: light graph convolution for recommendation (He et al., SIGIR 2020).
+
+    He, Deng, Wang, Li, Zhang & Wang, "LightGCN: Simplifying and Powering Graph Convolution Network
+    for Recommendation", SIGIR 2020.
 
     Light graph convolution without feature transforms or non-linearities (eq. 3, matrix form
     eq. 8): E^(k+1) = Â E^(k) with Â = D^-1/2 A D^-1/2 of the training bipartite graph; layer
@@ -375,11 +386,14 @@ class LightGCN(_GraphRecommender):
         return self._dot_loss(module, batch)
 
     def dot_vectors(self) -> DotVectors:
-        """The scores e_u · e_i of the propagated representations (`movierec.ranking.DotVectors`),
-        so that `movierec.ann.ANNIndex` can index this model."""
+        """The scores e_u · e_i of the propagated representations (`movierec.ranking.DotVectors`).
+
+        Lets `movierec.ann.ANNIndex` index this model.
+        """
         self._check_fitted()
         with self._eval() as module:
-            users, items = module.final()  # type: ignore[operator]
+            assert isinstance(module, LightGCNModule)
+            users, items = module.final()
             return DotVectors(users=users.reshape(len(users), -1).float().cpu().numpy(),
                               items=items.reshape(len(items), -1).float().cpu().numpy())
 
@@ -480,7 +494,7 @@ class NGCF(_GraphRecommender):
 
     def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
         assert isinstance(module, NGCFModule)
-        users, items = module.final()  # type: ignore[misc]
+        users, items = module.final()
         s = (_lookup(users, user_codes) * _lookup(items, item_codes)).sum(-1)
         if self.loss == "mse":
             s = (s + module.offset + _lookup(module.user_bias.weight, user_codes).squeeze(-1)
@@ -488,12 +502,14 @@ class NGCF(_GraphRecommender):
         return s
 
     def dot_vectors(self) -> DotVectors:
-        """The scores e*_u · e*_i (plus μ + b_u + b_i with `loss="mse"`) as
-        `movierec.ranking.DotVectors`, so that `movierec.ann.ANNIndex` can index this model."""
+        """The scores e*_u · e*_i (plus μ + b_u + b_i with `loss="mse"`) as `DotVectors`.
+
+        A `movierec.ranking.DotVectors`, so that `movierec.ann.ANNIndex` can index this model.
+        """
         self._check_fitted()
         with self._eval() as module:
             assert isinstance(module, NGCFModule)
-            users, items = module.final()  # type: ignore[misc]
+            users, items = module.final()
             vectors = DotVectors(users=users.reshape(len(users), -1).float().cpu().numpy(),
                                  items=items.reshape(len(items), -1).float().cpu().numpy())
             if self.loss != "mse":
@@ -607,8 +623,10 @@ class AttnGraphRec(_GraphRecommender):
 
     def pair_scores(self, module: nn.Module, users: Tensor, items: Tensor,
                     item_codes: Tensor | None, user_bias: Tensor | None) -> Tensor:
-        """The MLP head on every (user, item) pair of layer stacks users [B, K+1, d] and
-        items [n, K+1, d], at most `pair_chunk` pairs at a time."""
+        """The MLP head on every (user, item) pair of layer stacks.
+
+        users [B, K+1, d] and items [n, K+1, d], at most `pair_chunk` pairs at a time.
+        """
         assert isinstance(module, AttnGraphRecModule)
         lu = users[:, None]  # [B, 1, K+1, d]
         step = max(1, self.pair_chunk // max(len(users), 1))
@@ -618,22 +636,25 @@ class AttnGraphRec(_GraphRecommender):
 
     def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
         assert isinstance(module, AttnGraphRecModule)
-        users, items = module.final()  # type: ignore[misc]
+        users, items = module.final()
         lu = users[user_codes.clamp(min=0)] * (user_codes >= 0)[:, None, None]
         li = items[item_codes.clamp(min=0)] * (item_codes >= 0)[:, None, None]
         return module.pair(lu, li)
 
     def attention(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
-        """Layer weights float32 [n_pairs, 2, n_layers + 1] for (user id, item id) pairs:
-        [:, 0] weights the user's representations E^(0..K), [:, 1] the item's; each row sums
-        to 1. Ids unknown in training raise UnknownIdError."""
+        """Layer weights float32 [n_pairs, 2, n_layers + 1] for (user id, item id) pairs.
+
+        [:, 0] weights the user's representations E^(0..K), [:, 1] the item's; each row sums to 1.
+        Ids unknown in training raise UnknownIdError.
+        """
         self._check_fitted()
         u = self.user_vocab_.codes(np.asarray(user_ids))
         i = self.item_vocab_.codes(np.asarray(item_ids))
         with self._eval() as module:
-            users, items = module.final()  # type: ignore[operator]
+            assert isinstance(module, AttnGraphRecModule)
+            users, items = module.final()
             dev = users.device
             lu = users[torch.as_tensor(np.asarray(u, dtype=np.int64), device=dev)]
             li = items[torch.as_tensor(np.asarray(i, dtype=np.int64), device=dev)]
-            a = module.attention(lu, li)  # type: ignore[operator]
+            a = module.attention(lu, li)
             return a.transpose(-1, -2).float().cpu().numpy()

@@ -121,7 +121,7 @@ class _GraphModule(nn.Module):
         rep = self.represent(self.full_propagation(), self.ego())
         return rep[:self.n_users], rep[self.n_users:]
 
-    def final(self) -> object:
+    def final(self) -> tuple[Tensor, Tensor]:
         """The propagated representations: recomputed in train mode, cached in eval mode."""
         return self._cached("final", self._compute)
 
