@@ -31,7 +31,7 @@ serve: models/ease/model.json
 	$(BIN)/movierec serve models/ease
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # ruff (style, imports, bugbear, docstrings: Google convention) and mypy on src/movierec
 # (pyproject.toml's [tool.mypy] names the files).

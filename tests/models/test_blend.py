@@ -300,3 +300,16 @@ def test_default_blend_without_torch_is_the_light_stack_and_says_so(
     assert model.members == get("blend-light").members == B.LIGHT_MEMBERS
     notes = [r.getMessage() for r in caplog.records if "torch is not installed" in r.getMessage()]
     assert len(notes) == 1 and "blend-light" in notes[0] and "movierec[torch]" in notes[0]
+
+
+def test_quick_overrides_reach_the_members() -> None:
+    # An experiment's --quick (epochs = 1, ...) must shorten a blend's members too, or the
+    # seven-member default trains every neural member in full.
+    pytest.importorskip("torch")
+    from movierec.models import get, get_class
+
+    params = get_class("blend").with_overrides({}, {"epochs": 1, "embedding_size": 16})
+    members = {name: p for name, p in params["members"]}
+    assert members["mf"]["epochs"] == 1 and members["mf"]["embedding_size"] == 16
+    assert "epochs" not in members["itemknn"] and "epochs" not in params
+    assert get("blend", **params).members[3][1]["epochs"] == 1

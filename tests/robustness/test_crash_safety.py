@@ -33,7 +33,10 @@ def _train_cmd(release: Path, out: Path, ckpt: Path, *extra: str) -> list[str]:
             "--model", "mf", "--out", str(out), "--checkpoint-dir", str(ckpt),
             "--param", f"epochs={EPOCHS}", "--param", "embedding_size=8",
             "--param", "batch_size=16", "--param", "dropout=0.1", "--device", "cpu",
-            "--seed", "7", "--no-progress", *extra]
+            "--seed", "7", "--no-progress",
+            # A fixed number of epochs (no early stopping on a carved-out validation part), so
+            # the kill point always lies inside the run.
+            "--valid-size", "0", *extra]
 
 
 def _checkpoint_epoch(ckpt: Path) -> int:

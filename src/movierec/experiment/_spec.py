@@ -133,11 +133,10 @@ class Experiment:
             if not _produces(get_class(spec.model), split.evaluation,
                              [p for _, p in spec.combinations()]):
                 continue
-            names = get_class(spec.model).param_names()
+            cls = get_class(spec.model)
             for name, params in spec.combinations():
                 if quick:
-                    params = {**params, **{k: v for k, v in self.quick_params.items()
-                                           if k in names}, **spec.quick}
+                    params = {**cls.with_overrides(params, self.quick_params), **spec.quick}
                 out += [RunSpec(name, spec.label, spec.model, params, s) for s in seeds]
         return out
 

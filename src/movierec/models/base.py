@@ -141,6 +141,17 @@ class Recommender:
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind is inspect.Parameter.KEYWORD_ONLY]
 
+    @classmethod
+    def with_overrides(cls, params: Mapping[str, Any],
+                       overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """`params` with the `overrides` this model takes applied (experiments' `--quick`).
+
+        Overrides name parameters across models (`epochs`, `embedding_size`...); each model
+        keeps those it has. Models made of other models (a blend) pass them on to their parts.
+        """
+        names = set(cls.param_names())
+        return {**params, **{k: v for k, v in overrides.items() if k in names}}
+
     def params(self) -> dict[str, Any]:
         """Hyper-parameters as given to the constructor (read back from the signature)."""
         return {name: getattr(self, name) for name in self.param_names()}

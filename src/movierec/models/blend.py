@@ -225,6 +225,18 @@ class Blend(Recommender):
                            "pip install 'movierec[torch]' for the seven-member stack")
         return LIGHT_MEMBERS
 
+    @classmethod
+    def with_overrides(cls, params: Mapping[str, Any],
+                       overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """`params` with `overrides` passed on to every member (the blend's own apply too)."""
+        from movierec.models import get_class
+
+        members = normalize_members(params.get("members") or cls.default_members())
+        out = super().with_overrides(params, overrides)
+        out["members"] = [[name, get_class(name).with_overrides(member, overrides)]
+                          for name, member in members]
+        return out
+
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
             progress: bool = True) -> Self:
