@@ -199,3 +199,30 @@ def test_split_seeds_run_one_folder_per_split(tmp_path):
             ["pop", "bias"]
         tests.append(data["runs"][0]["metrics"]["ndcg@10"])
     assert tests[0] != tests[1]  # another split, another test part
+
+
+def test_ctrl_c_in_train_says_how_to_resume(tmp_path, monkeypatch):
+    import movierec.pipeline
+    from movierec.data.synthetic import write_release
+
+    write_release("ml100k", tmp_path / "ml-100k", n_users=20, n_items=30, n_ratings=200, rng=1)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(movierec.pipeline, "fit_evaluate", interrupted)
+    result = runner.invoke(app, ["train", "--dataset", "ml-100k", "--data-dir", str(tmp_path),
+                                 "--model", "mf", "--out", str(tmp_path / "m"), "--no-progress"])
+    assert result.exit_code == 130
+    assert f"the last complete epoch is in {tmp_path / 'm.ckpt'}" in result.output
+    assert "--resume" in result.output
+
+
+def test_tune_judges_relevance_as_benchmark_does():
+    import inspect
+
+    from movierec.tune import tune
+
+    assert inspect.signature(tune).parameters["relevance"].default == 4.0
+    text = runner.invoke(app, ["tune", "--help"], env={"COLUMNS": "200"}).output
+    assert "[default: 4.0]" in text.split("--relevance", 1)[1].split("--", 1)[0]
