@@ -226,3 +226,10 @@ def test_tune_judges_relevance_as_benchmark_does():
     assert inspect.signature(tune).parameters["relevance"].default == 4.0
     text = runner.invoke(app, ["tune", "--help"], env={"COLUMNS": "200"}).output
     assert "[default: 4.0]" in text.split("--relevance", 1)[1].split("--", 1)[0]
+
+
+@pytest.mark.parametrize("command", ["train", "benchmark", "run", "tune", "recommend", "similar",
+                                     "retrain"])
+def test_every_command_that_trains_or_scores_takes_threads(command):
+    text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+    assert "--threads" in text, command

@@ -13,7 +13,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from movierec.cli._app import DataDirOpt, ProgressOpt, _friendly_errors, app, console, err_console
+from movierec.cli._app import (
+    DataDirOpt,
+    ProgressOpt,
+    ThreadsOpt,
+    _friendly_errors,
+    app,
+    console,
+    err_console,
+)
 from movierec.cli._keys import StoreOption, open_store
 
 models_app = typer.Typer(help="Versioned models under a models root: list them, roll back.",
@@ -60,6 +68,7 @@ def retrain(
     seed: Annotated[int | None, typer.Option(
         help="Seed of the model (default: the current version's).")] = None,
     data_dir: DataDirOpt = None,
+    threads: ThreadsOpt = None,
     progress: ProgressOpt = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
@@ -73,8 +82,10 @@ def retrain(
     """
     import sys
 
+    from movierec.pipeline import set_threads
     from movierec.retrain import retrain as run
 
+    set_threads(threads)
     with open_store(store) as st:
         result = run(models_root, st, params_file=params_file, tolerance=tolerance,
                      force=force, holdout=holdout, k=k, relevance=relevance, keep=keep,

@@ -42,6 +42,7 @@ from movierec.cli._app import (
 from movierec.errors import MovieRecError, UnknownIdError
 from movierec.explain import MIN_SUPPORT, SHRINKAGE
 from movierec.models import available
+from movierec.pipeline import set_threads
 
 ModelDirArg = Annotated[Path, typer.Argument(help="Model folder written by `movierec train`.")]
 
@@ -242,6 +243,7 @@ def recommend(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print JSON: each movie as GET /users/{id}/recommendations gives it.")]
     = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Top-k movies for a known user, with titles, genres, score and 'because you liked'.
 
@@ -250,6 +252,7 @@ def recommend(
     """
     if not 0 < k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {k}")
+    set_threads(threads)
     recommender, catalog = _load(model_dir)
     movies = _movies(catalog)
     try:
@@ -308,6 +311,7 @@ def similar(
     shrinkage: Annotated[float, typer.Option(
         help="λ of the shrinkage n/(n+λ) of each similarity by the movie's number of training "
         "ratings n (0: none).")] = SHRINKAGE,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Movies most similar to one movie, in the model's own terms.
 
@@ -316,6 +320,7 @@ def similar(
     ratings are left out and the rest shrunk by n/(n+λ), so that movies that a handful of users
     rated do not top the list.
     """
+    set_threads(threads)
     if not 0 < k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {k}")
     if min_support < 0:
