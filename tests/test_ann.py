@@ -229,7 +229,7 @@ def test_numba_models_index_exactly(tiny) -> None:
     from movierec.models import get
 
     for name, params in (("svd", {"embedding_size": 4, "epochs": 5}),
-                         ("ials", {"embedding_size": 4, "iterations": 3})):
+                         ("ials", {"embedding_size": 4, "epochs": 3})):
         model = get(name, **params).fit(tiny, rng=0, progress=False)
         users = tiny.user_vocab.index
         want = model.recommend(users, k=2)

@@ -32,7 +32,7 @@ def test_cooccurrence_similarity_is_cosine(two_groups):
 
 
 def test_similar_items_stay_in_their_block(two_groups):
-    model = get("itemknn", k=5).fit(two_groups)
+    model = get("itemknn", n_neighbors=5).fit(two_groups)
     sim = model.similar_items(2, k=4)
     assert sorted(sim["item_id"]) == [0, 1, 3, 4]
     assert list(sim["rank"]) == [1, 2, 3, 4]

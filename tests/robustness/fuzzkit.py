@@ -382,7 +382,7 @@ def _artifact_target() -> Target:
         items = pd.DataFrame({"item_id": np.arange(1, 13), "title": [f"t{i}" for i in range(12)],
                               "year": 2000.0, "genres": [("Drama",)] * 12})
         ds = Dataset(frame, items=items)
-        get("itemknn", k=3).fit(ds).save(folder, catalog=items)
+        get("itemknn", n_neighbors=3).fit(ds).save(folder, catalog=items)
         return ["model.json", "model.json", "items.json", "state.safetensors"]
 
     def mutator(data: bytes, rng: random.Random) -> bytes:
