@@ -89,3 +89,19 @@ def test_model_folder_files_all_have_ordinary_permissions(tmp_path, tiny):
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
     assert "state.safetensors" in modes and "model.json" in modes
     assert set(modes.values()) == {0o644}, modes  # safetensors alone wrote 0600
+
+
+def test_the_whole_catalog_is_saved_with_the_model(tmp_path, tiny):
+    # A served site knows every movie of its catalog, also those no training user rated: a
+    # rating of one is stored and learnt by the next retrain (before, items.json kept only the
+    # model's movies, so the service refused such ratings).
+    import pandas as pd
+
+    from movierec.artifact import load_catalog
+
+    ids = [*tiny.item_vocab.index.tolist(), 99]
+    catalog = pd.DataFrame({"item_id": ids, "title": [f"Movie {i} (2001)" for i in ids],
+                            "year": 2001.0, "genres": [("Drama",)] * len(ids)})
+    get("pop").fit(tiny).save(tmp_path / "m", catalog=catalog)
+    saved = load_catalog(tmp_path / "m")
+    assert saved is not None and sorted(saved["item_id"].tolist()) == sorted(ids)

@@ -224,9 +224,10 @@ def _check_restored(model: Recommender, path: Path) -> None:
 
 
 def _write_catalog(catalog: pd.DataFrame, model: Recommender, path: Path) -> None:
-    known = catalog[catalog["item_id"].isin(model.item_vocab_.index)]
+    # The whole item table, not only the movies the model saw rated: a served model's site
+    # knows every movie, and a rating of one it never saw is stored and learnt by a retrain.
     records = []
-    for row in known.itertuples(index=False):
+    for row in catalog.drop_duplicates("item_id").itertuples(index=False):
         year = getattr(row, "year", None)
         records.append({"item_id": int(row.item_id), "title": str(getattr(row, "title", "")),
                         "year": None if year is None or year != year else int(year),
