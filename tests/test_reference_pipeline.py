@@ -24,7 +24,8 @@ REFERENCE = {
     ("ease", 0): [0.5144, 0.1917, 0.5652, 0.9564, 0.4308, 0.1612],
     ("ease", 4): [0.3768, 0.2326, 0.4476, 0.9189, 0.3050, 0.1612],
 }
-PARAMS = {"pop": {}, "itemknn": {"n_neighbors": 100, "similarity": "cosine", "feedback": "implicit"},
+PARAMS = {"pop": {},
+          "itemknn": {"n_neighbors": 100, "similarity": "cosine", "feedback": "implicit"},
           "ease": {"lambda_": 500.0}}
 # Surprise 1.1.5 defaults on the same split (reference README): RMSE, MAE.
 RATING_REFERENCE = {"mean": (1.1537, 0.9680), "bias": (0.9599, 0.7616)}
