@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from movierec import metrics as M
+from movierec.results import json_ready
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -531,14 +531,8 @@ def is_deterministic(model: str | Recommender) -> bool:
     return bool(getattr(cls, "deterministic", False))
 
 
-def clean(value: Any) -> Any:
-    """NaN as None and numpy scalars as Python numbers, for JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        value = value.item()
-        return None if isinstance(value, float) and math.isnan(value) else value
-    return value
+#: NaN/inf as None and numpy scalars as Python numbers, for JSON (the Results' own rule).
+clean = json_ready
 
 
 __all__ = ["AUTO_VALID_SIZE", "DEFAULT_THREADS", "EvaluationSpec", "RunRecord",

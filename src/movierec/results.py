@@ -18,12 +18,12 @@ from movierec.metrics import METRICS
 RESULTS_FORMAT = 1
 
 
-def _clean(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """JSON-ready copy: numpy scalars to Python, NaN/inf to None, tuples to lists."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray):
-        return [_clean(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, np.integer | np.bool_):
         return value.item()
     if isinstance(value, float | np.floating):
@@ -35,7 +35,7 @@ def _clean(value: Any) -> Any:
 def _frame_to_dict(frame: pd.DataFrame | None) -> dict[str, list[Any]] | None:
     if frame is None:
         return None
-    return {col: _clean(frame[col].to_numpy()) for col in frame.columns}
+    return {col: json_ready(frame[col].to_numpy()) for col in frame.columns}
 
 
 def _frame_from_dict(data: dict[str, list[Any]] | None,
@@ -103,11 +103,11 @@ class Results:
         """JSON-ready dict (NaN becomes None); inverse of `from_dict`."""
         return {
             "format": RESULTS_FORMAT,
-            "summary": _clean(self.summary),
-            "counts": _clean(self.counts),
-            "protocol": _clean(self.protocol),
-            "timings": _clean(self.timings),
-            "meta": _clean(self.meta),
+            "summary": json_ready(self.summary),
+            "counts": json_ready(self.counts),
+            "protocol": json_ready(self.protocol),
+            "timings": json_ready(self.timings),
+            "meta": json_ready(self.meta),
             "per_user": _frame_to_dict(self.per_user),
             "lists": _frame_to_dict(self.lists),
         }

@@ -33,7 +33,7 @@ from movierec.explain import (
     similar_scores,
     supports,
 )
-from movierec.fold_in import fold_in, fold_in_method
+from movierec.fold_in import FoldIn, fold_in, fold_in_method
 from movierec.models.base import Recommender
 from movierec.models.baseline import item_popularity
 from movierec.ranking import rank_block
@@ -259,19 +259,24 @@ class Engine:
         mask = self.genre_mask(genres)
         result = fold_in(self.model, np.asarray(items, dtype=np.int64),
                          np.asarray(ratings, dtype=np.float64))
+        return {"model": self.model.name, "k": k, "method": result.method,
+                "used_ratings": len(result.item_codes),
+                "ignored_items": result.unknown_item_ids.tolist(), "genres": genres or None,
+                "recommendations": self._folded_cards(result, k, exclude_rated, mask)}
+
+    def _folded_cards(self, result: FoldIn, k: int, exclude: bool,
+                      mask: np.ndarray | None) -> list[dict[str, Any]]:
+        """The top-k cards of a fold-in, explained by the folded movies the user liked."""
         top, scores = self._listed(rank_block(
-            result.scores[None, :], k, exclude=result.item_codes if exclude_rated else None,
+            result.scores[None, :], k, exclude=result.item_codes if exclude else None,
             candidates=mask))
         r = result.ratings
-        # "Because you liked": the posted movies rated ≥ 4 or above the user's own mean.
+        # "Because you liked": the folded movies rated ≥ 4 or above the user's own mean.
         liked = result.item_codes[liked_mask(np.zeros(len(r)), r,
                                              implicit=self.rating_scale is None)]
         if result.method == "popularity":
             liked = liked[:0]
-        return {"model": self.model.name, "k": k, "method": result.method,
-                "used_ratings": len(result.item_codes),
-                "ignored_items": result.unknown_item_ids.tolist(), "genres": genres or None,
-                "recommendations": self._cards(top, scores, liked)}
+        return self._cards(top, scores, liked)
 
     def recommend_with_feedback(self, user_id: int, items: list[int], ratings: list[float],
                                 k: int = 10, *, exclude_seen: bool = True,
@@ -306,18 +311,10 @@ class Engine:
         ids = np.concatenate([np.asarray(self.item_ids[hist], dtype=np.int64),
                               np.asarray(items, dtype=np.int64)])
         result = fold_in(self.model, ids, np.concatenate([values, np.asarray(ratings, float)]))
-        top, scores = self._listed(rank_block(
-            result.scores[None, :], k, exclude=result.item_codes if exclude_seen else None,
-            candidates=mask))
-        r = result.ratings
-        liked = result.item_codes[liked_mask(np.zeros(len(r)), r,
-                                             implicit=self.rating_scale is None)]
-        if result.method == "popularity":
-            liked = liked[:0]
         return {"user_id": user_id, "model": self.model.name, "k": k,
                 "exclude_seen": exclude_seen, "genres": genres or None, "method": result.method,
                 "n_training": len(hist), "ignored_items": result.unknown_item_ids.tolist(),
-                "recommendations": self._cards(top, scores, liked)}
+                "recommendations": self._folded_cards(result, k, exclude_seen, mask)}
 
     def similar(self, item_id: int, k: int = 10, *, min_support: int = MIN_SUPPORT,
                 shrinkage: float = SHRINKAGE) -> dict[str, Any]:
