@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import platform
-import pwd
 import random
 import shutil
 import subprocess
@@ -63,7 +62,6 @@ from movierec.io import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 CLI = [sys.executable, "-m", "movierec.cli"]
-PG_BIN = Path(os.environ.get("MOVIEREC_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SCENARIOS = ("read", "write", "mix")
 
 
@@ -84,40 +82,11 @@ def models_root(args: argparse.Namespace) -> Path:
     return root
 
 
-@contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """A throw-away PostgreSQL server (as tests/store/conftest.py); yields its URL.
+def postgres_server() -> contextlib.AbstractContextManager[str]:
+    """A throw-away PostgreSQL server (`movierec.store.pgtemp`, as the store tests use)."""
+    from movierec.store.pgtemp import temporary_postgres
 
-    PostgreSQL refuses to run as root: under root it runs as the `postgres` user via runuser.
-    fsync stays on, as in production.
-    """
-    if not (PG_BIN / "initdb").exists():
-        raise RuntimeError(f"PostgreSQL binaries not found in {PG_BIN} (apt-get install "
-                           "postgresql, or set MOVIEREC_PG_BIN)")
-    folder = Path(tempfile.mkdtemp(prefix="movierec-pg-bench-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        os.chown(folder, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", free_port()
-
-    def run(*cmd: str | Path) -> None:
-        proc = subprocess.run([*prefix, *map(str, cmd)], capture_output=True, text=True,
-                              timeout=120)
-        if proc.returncode:
-            raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-
-    try:
-        run(PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-            "--no-sync")
-        run(PG_BIN / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-t", "60",
-            "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        with contextlib.suppress(Exception):
-            run(PG_BIN / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+    return temporary_postgres()
 
 
 @contextlib.contextmanager

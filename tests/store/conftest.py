@@ -7,13 +7,6 @@ free port. PostgreSQL refuses to run as root, so under root (CI, these machines)
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,62 +16,20 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="the store tests need the `store` extra")
 pytest.importorskip("alembic", reason="the store tests need the `store` extra")
 
-PG_BIN = Path(os.environ.get("MOVIEREC_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SCALE = (0.5, 5.0)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _as_server_user(folder: Path) -> list[str]:
-    """The command prefix that runs PostgreSQL binaries as a non-root user."""
-    if os.geteuid() != 0:
-        return []
-    try:
-        user = pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("PostgreSQL refuses to run as root and there is no `postgres` user")
-    if shutil.which("runuser") is None:
-        pytest.skip("PostgreSQL refuses to run as root and `runuser` is missing")
-    os.chown(folder, user.pw_uid, user.pw_gid)
-    return ["runuser", "-u", "postgres", "--"]
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A throw-away PostgreSQL server; yields the URL of its `postgres` database."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN} (apt-get install postgresql, "
-                    "or set MOVIEREC_PG_BIN): PostgreSQL store tests skipped")
+    from movierec.store.pgtemp import temporary_postgres, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"{reason}: PostgreSQL store tests skipped")
     pytest.importorskip("psycopg", reason="the PostgreSQL store tests need psycopg 3")
-    folder = Path(tempfile.mkdtemp(prefix="movierec-pg-"))
-    prefix = _as_server_user(folder)
-    data, port = folder / "data", _free_port()
-
-    def run(*args: str | Path) -> None:
-        proc = subprocess.run([*prefix, *map(str, args)], capture_output=True, text=True,
-                              timeout=120)
-        if proc.returncode:
-            raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-
-    try:
-        run(PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-            "--no-sync")
-        # fsync stays on: the durability tests must not pass only because of a lax server.
-        run(PG_BIN / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-t", "60",
-            "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        with contextlib.suppress(Exception):
-            run(PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+    with temporary_postgres() as url:
+        yield url
 
 
 @pytest.fixture
