@@ -86,6 +86,21 @@ def test_compare_writes_table(bench_dir):
     assert len(pd.read_csv(out / "comparisons.csv")) == 3
 
 
+def test_compare_sees_runs_of_earlier_calls(tmp_path):
+    """A second `benchmark --models` call into the same folder adds to what compare pairs."""
+    train, test = _files(tmp_path)
+    out = tmp_path / "run"
+    for models in ("pop,itemknn", "bias"):
+        result = runner.invoke(app, ["benchmark", "--train", str(train), "--test", str(test),
+                                     "--models", models, "--relevance", "0", "--out", str(out),
+                                     "--no-progress"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["compare", str(out), "--metric", "ndcg@10",
+                                 "--baseline", "itemknn"])
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(out / "comparisons.csv")["model"]) == {"pop", "bias"}
+
+
 def test_compare_rmse_uses_per_user_errors(tmp_path):
     train, test = _files(tmp_path)
     out = tmp_path / "r"

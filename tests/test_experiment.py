@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from movierec import metrics as M
 from movierec.cli import app
+from movierec.compare import compare, load_per_user
 from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
 from movierec.evaluate import evaluate_rated_items
@@ -319,6 +320,13 @@ def test_run_writes_benchmark_folder_with_both_protocols(tmp_path):
     loaded = load_benchmark(out)  # what `movierec report` reads
     assert set(loaded.table(5).index) == {"pop", "bias[reg_user=1.0]", "bias[reg_user=5.0]"}
     assert results["split"].runs == data["runs"]
+    # Per-user values, as a benchmark folder stores them: `movierec compare` pairs the runs.
+    users = pd.read_parquet(out / "per_user" / "bias[reg_user=5.0]-seed1.parquet")
+    assert {"user_id", "ndcg@5", "rmse"} <= set(users.columns)
+    assert users["user_id"].is_unique and len(users) > 0
+    table = compare(load_per_user(out), "ndcg@5", baseline="pop")
+    assert set(table["model"]) == {"bias[reg_user=1.0]", "bias[reg_user=5.0]"}
+    assert (table["users"] == users["ndcg@5"].notna().sum()).all()  # users with a relevant movie
 
 
 def test_rerun_skips_finished_runs_and_refuses_changed_settings(tmp_path):

@@ -34,6 +34,8 @@ from movierec.io import atomic_write_text, json_default
 
 #: Subfolders of a folder of several benchmarks (cross-validation folds, split seeds).
 _SUBFOLDER = re.compile(r"^(fold|split-seed)-(-?\d+)$")
+#: A per-user file's stem: `<model>-seed<seed>` (model names may hold dashes: blend-light).
+_RUN_FILE = re.compile(r"^(.+)-seed(-?\d+)$")
 COMPARISONS_CSV = "comparisons.csv"
 COMPARISONS_JSON = "comparisons.json"
 
@@ -72,12 +74,13 @@ def load_per_user(folder: str | Path) -> pd.DataFrame:
     """
     frames = []
     for label, sub in benchmark_folders(folder).items():
-        runs = json.loads((sub / "results.json").read_text(encoding="utf-8")).get("runs", [])
-        for run in runs:
-            path = sub / PER_USER_DIR / f"{run['model']}-seed{run['seed']}.parquet"
-            if path.is_file():
+        # Every stored run, not only the last call's results.json: a folder refuses a call with
+        # other split settings, so a later `--models` subset adds runs to the same split.
+        for path in sorted((sub / PER_USER_DIR).glob("*.parquet")):
+            m = _RUN_FILE.match(path.stem)
+            if m:
                 frames.append(pd.read_parquet(path).assign(
-                    model=run["model"], seed=run["seed"], fold=label))
+                    model=m.group(1), seed=int(m.group(2)), fold=label))
     if not frames:
         raise ArtifactError(f"{folder}: no per-user results ({PER_USER_DIR}/*.parquet); run "
                             "`movierec benchmark --out` again with this version to store them")

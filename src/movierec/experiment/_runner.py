@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from movierec import __version__
+from movierec.benchmark import PER_USER_DIR
 from movierec.experiment._spec import (
     EvaluationSpec,
     Experiment,
@@ -190,6 +191,10 @@ def _run_one(exp: Experiment, run: RunSpec, split: Any, ev: EvaluationSpec, fold
     if record.lists is not None:
         atomic_write_bytes(folder / "lists" / f"{run.key}.parquet",
                            record.lists.to_parquet(index=False))
+    if record.per_user is not None:
+        # Each test user's value of every per-user metric, for `movierec compare` (as benchmark).
+        atomic_write_bytes(folder / PER_USER_DIR / f"{run.key}.parquet",
+                           record.per_user.to_parquet(index=False))
     if exp.recommend is not None:
         _write_recommendations(record.fitted, split, exp.recommend, folder / "recommendations" /
                                f"{run.key}.csv")
