@@ -18,10 +18,17 @@ malformed answer or any status but 200. Clients (one asyncio loop) and server sh
 With `--retrain`, also times `movierec retrain --force` of that model after 10k synthetic
 feedback rows were stored with `Store.put_ratings` (once per store).
 
-Prints a table and writes benchmarks/results/serve_store_load.json:
+With `--synthetic ml-1m`, the model is trained on a synthetic release of ML-1M's size (6,040
+users, 3,706 movies, 1,000,209 ratings; `movierec data synth`, cached under results/) instead.
+
+Prints a table and writes benchmarks/results/serve_store_load.json (`--out`):
 
     MOVIEREC_DATA_DIR=../shared/datasets .venv/bin/python benchmarks/serve_store_load.py \\
         --duration 10 --rates 20,50,100 --retrain
+    .venv/bin/python benchmarks/serve_store_load.py --synthetic ml-1m \\
+        --out benchmarks/results/serve_store_load_ml1m.json
+    .venv/bin/python benchmarks/serve_store_load.py --model mf --scenarios read --rates 20 \\
+        --retrain --out benchmarks/results/serve_store_load_mf.json
 """
 
 from __future__ import annotations
@@ -66,15 +73,33 @@ SCENARIOS = ("read", "write", "mix")
 
 
 # --- model, stores, server --------------------------------------------------------------------
+#: `--synthetic` sizes: ML-1M's users, rated movies and ratings, in the csv layout.
+SYNTHETIC = {"ml-1m": {"users": 6040, "items": 3706, "ratings": 1_000_209}}
+
+
+def dataset_arg(args: argparse.Namespace) -> str:
+    """The dataset to train on: `--dataset`, or the cached `--synthetic` release's folder."""
+    if not args.synthetic:
+        return args.dataset
+    folder = RESULTS / f"synthetic-{args.synthetic}"
+    if not (folder / "ratings.csv").is_file():
+        console.print(f"writing a synthetic {args.synthetic}-size release into {folder} ...")
+        subprocess.run([*CLI, "data", "synth", "--out", str(folder), "--layout", "ml-25m",
+                        *[f"--{k}={v}" for k, v in SYNTHETIC[args.synthetic].items()],
+                        "--seed", str(args.seed), "--force", "--no-progress"], check=True)
+    return str(folder)
+
+
 def models_root(args: argparse.Namespace) -> Path:
     """A models root with the trained model as `current` (cached under results/)."""
-    root = RESULTS / f"serve_store_load_{args.model}"
+    tag = f"synthetic-{args.synthetic}" if args.synthetic else args.dataset
+    root = RESULTS / f"serve_store_load_{args.model}_{tag}"
     if (root / "current").exists() and not args.train_again:
         console.print(f"reusing {root} (--train-again to train again)")
         return root
     shutil.rmtree(root, ignore_errors=True)
     console.print(f"training {args.model} on {args.dataset} into {root} ...")
-    cmd = [*CLI, "train", "--dataset", args.dataset, "--model", args.model, "--models-root",
+    cmd = [*CLI, "train", "--dataset", dataset_arg(args), "--model", args.model, "--models-root",
            str(root), "--no-progress"]
     for p in args.param or []:
         cmd += ["--param", p]
@@ -238,14 +263,18 @@ def time_retrain(root: Path, url: str, args: argparse.Namespace) -> dict[str, An
 
     Retrains a copy of the models root, so the cached one keeps a single version.
     """
+    from movierec.artifact import load_catalog
     from movierec.store import Store
+    from movierec.versions import current_path
 
     copy = Path(tempfile.mkdtemp(prefix="movierec-retrain-")) / "root"
     shutil.copytree(root, copy, symlinks=True)
     rng = np.random.default_rng(args.seed)
     n, per_user = args.feedback_rows, 50
-    users = 5000 + np.repeat(np.arange(n // per_user), per_user)  # above ML-100K's 943 users
-    items = np.concatenate([rng.choice(np.arange(1, 1683), per_user, replace=False)
+    catalog = load_catalog(current_path(root))
+    movies = np.sort(catalog["item_id"].to_numpy()) if catalog is not None else np.arange(1, 1683)
+    users = 10_000 + np.repeat(np.arange(n // per_user), per_user)  # above ML-1M's 6,040 users
+    items = np.concatenate([rng.choice(movies, per_user, replace=False)
                             for _ in range(n // per_user)])
     ratings = rng.integers(1, 6, n).astype(float)
     try:
@@ -290,6 +319,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="ml-100k", help="release to train on")
     parser.add_argument("--model", default="ease", help="registry name of the model to train")
     parser.add_argument("--param", action="append", help="KEY=VALUE for `movierec train`")
+    parser.add_argument("--synthetic", choices=sorted(SYNTHETIC),
+                        help="train on a synthetic release of this size instead of --dataset "
+                             "(written once with `movierec data synth`, cached under results/)")
     parser.add_argument("--train-again", action="store_true", help="ignore a cached model")
     parser.add_argument("--stores", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
