@@ -1,11 +1,12 @@
 """`movierec evaluate-feedback`: per-version hit rate, NDCG and rated share, computed by hand
-on a store whose impressions and ratings were written at known (fake) times."""
+on a store whose impressions and ratings were written at known (fake) times, on SQLite and on a
+real PostgreSQL server (tests/pgstore.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -15,14 +16,18 @@ from movierec.cli import app
 from movierec.online import attribute, evaluate_feedback
 
 pytest.importorskip("sqlalchemy", reason="the store needs the `store` extra")
+import pgstore  # noqa: E402
 from movierec.store import Store  # noqa: E402
+
+# SQLite and a throw-away PostgreSQL server (tests/pgstore.py).
+postgres_server, pg_url, store_url = pgstore.postgres_server, pgstore.pg_url, pgstore.store_url
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+def store(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     clock = [0.0]
     monkeypatch.setattr("movierec.store._store.time", SimpleNamespace(time=lambda: clock[0]))
-    st = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    st = Store(store_url)
 
     def at(t: float) -> Store:
         clock[0] = t

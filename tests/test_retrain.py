@@ -1,5 +1,7 @@
 """`movierec train --models-root` and `movierec retrain`: the acceptance rule, both branches,
-the store's record, and a retrain that dies half-way leaving `current` untouched."""
+the store's record, and a retrain that dies half-way leaving `current` untouched.
+
+Every test with a store runs on SQLite and on a real PostgreSQL server (tests/pgstore.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,11 @@ from movierec.data.synthetic import write_release
 from movierec.retrain import decide, feedback_metrics, hold_out_feedback, retrain
 
 pytest.importorskip("sqlalchemy", reason="retrain needs the `store` extra")
+import pgstore  # noqa: E402
 from movierec.store import Store  # noqa: E402
+
+# SQLite and a throw-away PostgreSQL server (tests/pgstore.py).
+postgres_server, pg_url, store_url = pgstore.postgres_server, pgstore.pg_url, pgstore.store_url
 
 NEW_USERS = range(1001, 1006)
 NEW_MOVIE = 999  # not in the release: only feedback knows it
@@ -58,8 +64,8 @@ def feedback(old: float, new: float) -> list[dict]:
     return rows
 
 
-def store_with(tmp_path: Path, rows: list[dict]) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+def store_with(url: str, rows: list[dict]) -> Store:
+    store = Store(url)
     store.put_ratings(rows)
     return store
 
@@ -76,10 +82,10 @@ def test_train_with_models_root_writes_v0001_and_points_current(root: Path,
     assert listed["current"] == "v0001" and listed["versions"][0]["model"] == "bias"
 
 
-def test_retrain_accepts_a_better_model_and_records_it(root: Path, tmp_path: Path) -> None:
+def test_retrain_accepts_a_better_model_and_records_it(root: Path, store_url: str) -> None:
     # New users who rate everything 5 stars: the retrained biases predict their held-out 5s
     # far better than the current model, which does not know them (user bias 0).
-    with store_with(tmp_path, feedback(old=5.0, new=5.0)) as store:
+    with store_with(store_url, feedback(old=5.0, new=5.0)) as store:
         result = retrain(root, store, tolerance=0.0)
         assert result.metric == "rmse" and result.accepted and not result.forced
         assert result.candidate["rmse"] < result.current["rmse"]
@@ -99,10 +105,10 @@ def test_retrain_accepts_a_better_model_and_records_it(root: Path, tmp_path: Pat
     assert read_meta(root / "v0002")["parent"] == "v0001"
 
 
-def test_retrain_rejects_a_worse_model_and_keeps_current(root: Path, tmp_path: Path) -> None:
+def test_retrain_rejects_a_worse_model_and_keeps_current(root: Path, store_url: str) -> None:
     # Older feedback says these users hate everything, their newest ratings say they love it:
     # the retrained user biases point the wrong way, the current model's 0 bias is closer.
-    with store_with(tmp_path, feedback(old=0.5, new=5.0)) as store:
+    with store_with(store_url, feedback(old=0.5, new=5.0)) as store:
         result = retrain(root, store, tolerance=0.01)
         assert not result.accepted
         assert result.candidate["rmse"] > result.current["rmse"] + 0.01
@@ -118,8 +124,8 @@ def test_retrain_rejects_a_worse_model_and_keeps_current(root: Path, tmp_path: P
         assert wide.accepted and versions.current(root) == "v0003"
 
 
-def test_force_switches_whatever_the_comparison(root: Path, tmp_path: Path) -> None:
-    with store_with(tmp_path, feedback(old=0.5, new=5.0)) as store:
+def test_force_switches_whatever_the_comparison(root: Path, store_url: str) -> None:
+    with store_with(store_url, feedback(old=0.5, new=5.0)) as store:
         result = retrain(root, store, force=True)
         assert result.accepted and result.forced and result.reason.startswith("forced")
         assert versions.current(root) == "v0002"
@@ -129,7 +135,7 @@ def test_force_switches_whatever_the_comparison(root: Path, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("where", ["fit", "save"])
 def test_a_retrain_killed_half_way_leaves_current_untouched(
-        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+        root: Path, store_url: str, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     from movierec.models.baseline import Bias
 
     pointer = (root / "current").read_bytes()
@@ -141,7 +147,7 @@ def test_a_retrain_killed_half_way_leaves_current_untouched(
         monkeypatch.setattr(Bias, "fit", killed)
     else:
         monkeypatch.setattr(os, "rename", killed)  # the folder is written, not yet published
-    with store_with(tmp_path, feedback(old=5.0, new=5.0)) as store:
+    with store_with(store_url, feedback(old=5.0, new=5.0)) as store:
         with pytest.raises(KeyboardInterrupt):
             retrain(root, store, force=True)
         assert store.model_versions() == []  # nothing recorded before the version is whole
@@ -152,11 +158,10 @@ def test_a_retrain_killed_half_way_leaves_current_untouched(
     assert not staging.exists() or not any(staging.iterdir())
 
 
-def test_retrain_cli_prints_the_decision_and_prunes(root: Path, tmp_path: Path) -> None:
-    store_with(tmp_path, feedback(old=5.0, new=5.0)).close()
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+def test_retrain_cli_prints_the_decision_and_prunes(root: Path, store_url: str) -> None:
+    store_with(store_url, feedback(old=5.0, new=5.0)).close()
     for _ in range(3):
-        out = json.loads(run("retrain", "--models-root", root, "--store", url, "--keep", "2",
+        out = json.loads(run("retrain", "--models-root", root, "--store", store_url, "--keep", "2",
                              "--tolerance", "0.5", "--json", "--no-progress"))
         assert out["accepted"] and out["metric"] == "rmse"
     # v0004 current, v0003 the rollback target, newest two kept: v0001 and v0002 pruned.
@@ -164,9 +169,9 @@ def test_retrain_cli_prints_the_decision_and_prunes(root: Path, tmp_path: Path) 
     assert out["pruned"] == ["v0002"]
 
 
-def test_retrain_without_feedback_says_so(root: Path, tmp_path: Path) -> None:
+def test_retrain_without_feedback_says_so(root: Path, store_url: str) -> None:
     result = CliRunner().invoke(app, ["retrain", "--models-root", str(root), "--store",
-                                      f"sqlite:///{tmp_path / 'empty.db'}"])
+                                      store_url])
     assert result.exit_code == 2 and "holds no feedback" in result.output
     assert versions.list_versions(root) == ["v0001"]
 

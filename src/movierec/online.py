@@ -19,20 +19,33 @@ Per version, over its lists:
 * `ndcg@k`: among those, binary NDCG@k of the shown positions, the ideal placing all of the
   list's liked movies (shown or not, at most k) first (`movierec.metrics.ndcg`).
 
-Only shown lists are judged: the metrics against a full ranking of the catalog, which needs
-the models themselves, are not computed here.
+Against the full ranking (`full_ranking`, which needs the versions' models): each list
+followed by a liked rating is ranked again as the version would have answered the user when the
+list was shown: the user's training history plus the stored ratings written before it (the
+store keeps the latest value of each rating, so a rating changed or deleted since is seen as it
+is now), folded in with the model's own fold-in, top-k of the whole catalog without those
+movies (`service_ranker`, the service's `recommend_with_feedback`). `full_hit@k` and
+`full_ndcg@k` judge that list against the liked movies credited to the shown list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from movierec import metrics as M
 
-__all__ = ["COLUMNS", "attribute", "evaluate_feedback"]
+if TYPE_CHECKING:
+    from movierec.models.base import Recommender
+
+__all__ = ["COLUMNS", "Ranker", "attribute", "evaluate_feedback", "full_ranking",
+           "service_ranker"]
+
+#: (user_id, item ids, ratings of the user's stored history) -> ranked item ids (best first).
+Ranker = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 COLUMNS = ["version", "lists", "users", "rated_lists", "rated_share", "liked_lists"]
 
@@ -120,3 +133,85 @@ def evaluate_feedback(impressions: pd.DataFrame, ratings: pd.DataFrame, *, k: in
                          "rated_share": None, "liked_lists": 0, hit_col: None, ndcg_col: None})
     frame = pd.DataFrame(rows, columns=[*COLUMNS, hit_col, ndcg_col])
     return frame.sort_values("version", kind="stable").reset_index(drop=True)
+
+
+def service_ranker(model: Recommender, k: int) -> Ranker:
+    """Rank a user's top k as the service does (`Engine.recommend_with_feedback`).
+
+    The user's training history (the model's `seen_`; valued by the model's own prediction,
+    clipped to the rating scale, for rating models, else the scale's top) then the given stored
+    ratings are folded in (`movierec.fold_in`); the top k of the whole catalog without those
+    movies is returned as original item ids.
+    """
+    from movierec.fold_in import fold_in
+    from movierec.ranking import rank_block
+
+    scale = getattr(model, "rating_scale_", None) or (0.0, 0.0)
+    lo, hi = float(scale[0]), float(scale[1])
+    item_ids = np.asarray(model.item_vocab_.index, dtype=np.int64)
+
+    def rank(user_id: int, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        code = int(model.user_vocab_.codes([user_id], missing="negative")[0])
+        seen = model.seen_
+        hist = (seen.indices[seen.indptr[code]:seen.indptr[code + 1]].astype(np.int64)
+                if code >= 0 else np.empty(0, dtype=np.int64))
+        if len(hist) and model.rates:
+            values = model._predict(np.full(len(hist), code, dtype=np.int64), hist)
+            values = np.clip(values, lo, hi) if hi > lo else values
+        else:
+            values = np.full(len(hist), hi if hi > lo else 1.0)
+        fold = fold_in(model, np.concatenate([item_ids[hist], np.asarray(items, np.int64)]),
+                       np.concatenate([np.asarray(values, np.float64),
+                                       np.asarray(ratings, np.float64)]))
+        codes = rank_block(fold.scores[None, :], k, exclude=fold.item_codes)[0][0]
+        return item_ids[codes[codes >= 0]]
+
+    return rank
+
+
+def full_ranking(impressions: pd.DataFrame, ratings: pd.DataFrame,
+                 rankers: Mapping[str, Ranker], *, k: int = 10,
+                 relevance: float = 4.0) -> pd.DataFrame:
+    """Per version: hit@k and NDCG@k of the liked movies in the version's full ranking.
+
+    Args:
+        impressions: `Store.impressions_since()`.
+        ratings: `Store.all_ratings()` (user_id, item_id, rating, updated_at).
+        rankers: version -> a `Ranker` giving at least k items (`service_ranker`); lists of a
+            version without one get NaN (full_lists 0).
+        k: cut-off.
+        relevance: ratings at or above this are "liked".
+
+    Returns:
+        One row per version with a list followed by a liked rating: version, full_lists (lists
+        ranked again), `full_hit@k`, `full_ndcg@k`.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, found {k}")
+    columns = ["version", "full_lists", f"full_hit@{k}", f"full_ndcg@{k}"]
+    credited = attribute(impressions, ratings)
+    liked = credited[credited["rating"] >= relevance]
+    rated = ratings.assign(user_id=ratings["user_id"].astype(np.int64),
+                           updated_at=ratings["updated_at"].astype(np.float64))
+    by_user = dict(tuple(rated.groupby("user_id")))
+    rows: list[dict[str, object]] = []
+    for version, group in liked.groupby("model_version", sort=True):
+        rank = rankers.get(str(version))
+        lists = list(group.groupby("list_id", sort=False))
+        if rank is None:
+            rows.append({"version": str(version), "full_lists": 0})
+            continue
+        hits = np.zeros((len(lists), k), dtype=bool)
+        n_liked = np.zeros(len(lists), dtype=np.int64)
+        for row, (_, judged) in enumerate(lists):  # one fold-in per list: not a hot path
+            user = int(judged["user_id"].iloc[0])
+            history = by_user.get(user, rated.iloc[:0])
+            history = history[history["updated_at"] < float(judged["shown_at"].iloc[0])]
+            top = rank(user, history["item_id"].to_numpy(np.int64),
+                       history["rating"].to_numpy(np.float64))[:k]
+            hits[row, :len(top)] = np.isin(top, judged["item_id"].to_numpy(np.int64))
+            n_liked[row] = len(judged)
+        rows.append({"version": str(version), "full_lists": len(lists),
+                     columns[2]: float(M.hit_rate(hits).mean()),
+                     columns[3]: float(M.ndcg(hits, n_liked).mean())})
+    return pd.DataFrame(rows, columns=columns)

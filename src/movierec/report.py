@@ -42,6 +42,8 @@ SECTIONS = {"summary": "Summary", "dataset": "Dataset", "protocol": "Protocol",
             "comparison": "Model comparison", "training": "Training curves",
             "genres": "Genres of the recommendations", "popularity": "Popularity bias",
             "user-card": "User card"}
+#: Sections shown only when asked for: "online" with a feedback store (`movierec.report_online`).
+OPTIONAL_SECTIONS = {"online": "Online evaluation"}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#222;
@@ -463,6 +465,7 @@ def build_report(
     graph_items: int = 20,
     rng: int = 0,
     dpi: int = 110,
+    store: str | None = None,
 ) -> Path:
     """Write `folder/report.html` (self-contained) and `folder/figures/*.png`; return the path.
 
@@ -481,6 +484,8 @@ def build_report(
         graph_items: movies in the bipartite graph. Default 20.
         rng: seed of the graph's sample. Default 0.
         dpi: resolution of the PNGs. Default 110.
+        store: URL of a feedback store: adds the "Online evaluation" section
+            (`movierec.report_online`). Default None: no such section.
     """
     folder = Path(folder)
     result = A.load_benchmark(folder)
@@ -522,6 +527,10 @@ def build_report(
         body["genres"] = _genres(page, train, lists, k, user_id, model)
         body["popularity"] = _popularity(page, train, lists)
         body["user-card"] = _user_card(page, train, first, user_id, model)
+    if store is not None:
+        from movierec.report_online import store_section
+
+        body["online"] = store_section(page, store, k=k)
     out = folder / "report.html"
     atomic_write_text(out, _page_html(result, body))
     for stale in set((folder / "figures").glob("*.png")) - set(page.written):
@@ -530,9 +539,10 @@ def build_report(
 
 
 def _page_html(result: BenchmarkResult, body: dict[str, str]) -> str:
-    nav = "".join(f"<a href='#{sid}'>{_e(title)}</a>" for sid, title in SECTIONS.items())
+    titles = {**SECTIONS, **{s: t for s, t in OPTIONAL_SECTIONS.items() if s in body}}
+    nav = "".join(f"<a href='#{sid}'>{_e(title)}</a>" for sid, title in titles.items())
     sections = "".join(f"<section id='{sid}'><h2>{_e(title)}</h2>{body[sid]}</section>"
-                       for sid, title in SECTIONS.items())
+                       for sid, title in titles.items())
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -611,5 +621,5 @@ def build_tuning_report(folder: str | Path, *, dpi: int = 110, top: int = 15) ->
     return out
 
 
-__all__ = ["SECTIONS", "TUNING_SECTIONS", "build_report", "build_tuning_report",
-           "is_tuning_folder", "load_dataset"]
+__all__ = ["OPTIONAL_SECTIONS", "SECTIONS", "TUNING_SECTIONS", "build_report",
+           "build_tuning_report", "is_tuning_folder", "load_dataset"]

@@ -1,8 +1,8 @@
-"""The feedback API against PostgreSQL, and a real `movierec serve --store` under 50 writers."""
+"""The feedback API against PostgreSQL, a real `movierec serve --store` under 50 writers, and
+`kill -9` of the server mid-writes on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 from pathlib import Path
@@ -13,14 +13,10 @@ from servekit import free_port, make_client, start_server, stop
 pytest.importorskip("sqlalchemy", reason="the feedback API needs the `store` extra")
 pytest.importorskip("prometheus_client", reason="/metrics needs prometheus-client")
 
-# The PostgreSQL fixtures of the store tests (a throw-away server started with initdb/pg_ctl).
-_spec = importlib.util.spec_from_file_location(
-    "store_fixtures", Path(__file__).parents[1] / "store" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_store_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_store_fixtures)
-postgres_server = _store_fixtures.postgres_server
-pg_url = _store_fixtures.pg_url
+import pgstore  # noqa: E402
+
+# SQLite and a throw-away PostgreSQL server (tests/pgstore.py).
+postgres_server, pg_url, store_url = pgstore.postgres_server, pgstore.pg_url, pgstore.store_url
 
 
 def test_the_main_flow_on_postgresql(itemknn_dir: Path, pg_url: str) -> None:
@@ -74,8 +70,11 @@ def test_fifty_concurrent_writers_lose_no_acknowledged_write(itemknn_dir: Path,
         assert "no API key in the store" in log.read_text()  # loopback-only writes, said once
         users = [httpx.post(f"{base}/users").json()["user_id"] for _ in range(50)]
         assert users == list(range(61, 111))  # above the 60 dataset users registered at start
-        ready = threading.Barrier(len(users) + 1)  # clients built first: that is slow
         deadline: list[float] = []
+        # Clients are built first (that is slow: seconds on a loaded machine); the 3 s start
+        # when the last one is ready, so that no writer finds the deadline already past.
+        ready = threading.Barrier(len(users) + 1,
+                                  action=lambda: deadline.append(time.monotonic() + 3.0))
 
         def writer(user: int) -> None:
             n = 0
@@ -97,7 +96,6 @@ def test_fifty_concurrent_writers_lose_no_acknowledged_write(itemknn_dir: Path,
         threads = [threading.Thread(target=writer, args=(u,)) for u in users]
         for thread in threads:
             thread.start()
-        deadline.append(time.monotonic() + 3.0)
         ready.wait()
         for thread in threads:
             thread.join()
@@ -114,13 +112,16 @@ def test_fifty_concurrent_writers_lose_no_acknowledged_write(itemknn_dir: Path,
 
 
 @pytest.mark.slow
-def test_kill_9_mid_writes_loses_no_acknowledged_write(itemknn_dir: Path,
-                                                       tmp_path: Path) -> None:
-    """SIGKILL of `movierec serve` while 4 clients write: every 200 it gave is still stored."""
+def test_kill_9_mid_writes_loses_no_acknowledged_write(itemknn_dir: Path, tmp_path: Path,
+                                                       store_url: str) -> None:
+    """SIGKILL of `movierec serve` while 4 clients write: every 200 it gave is still stored.
+
+    On SQLite and on PostgreSQL: the killed server's connections die with it (PostgreSQL rolls
+    back their open transactions), committed rows stay.
+    """
     import httpx
 
-    db = tmp_path / "state.db"
-    proc, base = start_server(itemknn_dir, tmp_path / "serve.log", "--store", f"sqlite:///{db}")
+    proc, base = start_server(itemknn_dir, tmp_path / "serve.log", "--store", store_url)
     acked: dict[tuple[int, int], float] = {}
     in_flight: dict[int, tuple[int, float]] = {}  # user -> (item, rating) sent, not yet answered
     failures: list[str] = []
@@ -165,9 +166,9 @@ def test_kill_9_mid_writes_loses_no_acknowledged_write(itemknn_dir: Path,
         stop(proc)
     assert failures == []
     assert len(acked) >= 20
-    # A fresh server on the same file (recovery of a killed SQLite writer) answers them all.
-    proc, base = start_server(itemknn_dir, tmp_path / "serve2.log", "--store",
-                              f"sqlite:///{db}")
+    # A fresh server on the same store (recovery of a killed SQLite writer; PostgreSQL's
+    # backends of the killed process end) answers them all.
+    proc, base = start_server(itemknn_dir, tmp_path / "serve2.log", "--store", store_url)
     try:
         got = {}
         for user in users:

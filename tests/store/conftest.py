@@ -1,56 +1,24 @@
 """Store fixtures: every store test runs on SQLite and on a real PostgreSQL 15 server.
 
-The PostgreSQL server is started once per session with initdb/pg_ctl in a temporary folder on a
-free port. PostgreSQL refuses to run as root, so under root (CI, these machines) it runs as the
-`postgres` system user through `runuser`. Without the binaries the PostgreSQL half skips.
+The URL fixtures (`store_url`, `pg_url`, `postgres_server`) live in tests/pgstore.py, shared with
+the service, retrain and online-evaluation tests.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("sqlalchemy", reason="the store tests need the `store` extra")
 pytest.importorskip("alembic", reason="the store tests need the `store` extra")
 
+import pgstore  # noqa: E402
+
+# SQLite and a throw-away PostgreSQL server (tests/pgstore.py).
+postgres_server, pg_url, store_url = pgstore.postgres_server, pgstore.pg_url, pgstore.store_url
+
 SCALE = (0.5, 5.0)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A throw-away PostgreSQL server; yields the URL of its `postgres` database."""
-    from movierec.store.pgtemp import temporary_postgres, unavailable_reason
-
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"{reason}: PostgreSQL store tests skipped")
-    pytest.importorskip("psycopg", reason="the PostgreSQL store tests need psycopg 3")
-    with temporary_postgres() as url:
-        yield url
-
-
-@pytest.fixture
-def pg_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty schema on the session's server (much cheaper than a new database)."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    yield f"{postgres_server}?options=-csearch_path%3D{name}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {name} CASCADE")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty store: a SQLite file, then a PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture

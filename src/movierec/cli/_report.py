@@ -38,21 +38,36 @@ def report(
     = 20,
     graph_items: Annotated[int, typer.Option(help="Movies in the bipartite graph.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the graph's sample.")] = 0,
+    store: Annotated[str | None, typer.Option(
+        "--store", metavar="URL", help="Feedback store (sqlite:///FILE, postgresql://...): add "
+        "the online evaluation per model version. With a FOLDER that holds no results.json, "
+        "the page shows that section alone.")] = None,
 ) -> None:
     """Write FOLDER/report.html: one self-contained page with data, protocol, results, figures.
 
-    For a tuning folder: best parameters, optimization history, parameter importances.
+    For a tuning folder: best parameters, optimization history, parameter importances. With
+    --store: the online evaluation of the store's model versions too.
     """
     from movierec.report import build_report, build_tuning_report, is_tuning_folder
 
+    if k is not None and k <= 0:
+        raise ValueError(f"--k must be positive, got {k}")
+    if store is not None and not (folder / "results.json").is_file():
+        if is_tuning_folder(folder):
+            raise ValueError(f"--store: {folder} is a tuning folder; give a benchmark folder "
+                             "or one without results.json")
+        from movierec.report_online import build_online_report
+
+        out = build_online_report(folder, store, k=k or 10)
+        err_console.print(f"wrote {out}", highlight=False)
+        return
     if is_tuning_folder(folder):
         out = build_tuning_report(folder)
         err_console.print(f"wrote {out} (figures in {folder / 'figures'})", highlight=False)
         return
-    if k is not None and k <= 0:
-        raise ValueError(f"--k must be positive, got {k}")
     out = build_report(folder, data_dir=data_dir, dataset=dataset, user_id=user, model=model,
-                       k=k, graph_users=graph_users, graph_items=graph_items, rng=seed)
+                       k=k, graph_users=graph_users, graph_items=graph_items, rng=seed,
+                       store=store)
     err_console.print(f"wrote {out} (figures in {folder / 'figures'})", highlight=False)
 
 
