@@ -52,7 +52,7 @@ def test_describe_real(ml_100k):
 
 def test_release_table():
     assert releases() == ["ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m",
-                          "ml-latest-small", "ml-latest"]
+                          "ml-latest-small", "ml-latest", "hetrec-ml-2k"]
     assert get_release("ml-10m").folder == "ml-10M100K"
     assert get_release("ml-10m").url() == (
         "https://files.grouplens.org/datasets/movielens/ml-10m.zip")

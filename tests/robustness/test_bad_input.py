@@ -193,15 +193,20 @@ def test_every_release_by_name_refuses_a_bad_line(tmp_path: Path, monkeypatch: p
                                                   name: str) -> None:
     release = RELEASES[name]
     monkeypatch.delenv("MOVIEREC_DATA_DIR", raising=False)
-    layout = "ml10m" if name == "ml-10m" else _LAYOUT_OF[release.layout]
     folder = tmp_path / "data" / release.folder
-    write_release(layout, folder, n_users=6, n_items=8, n_ratings=20, rng=0)  # type: ignore[arg-type]
+    if release.layout == "hetrec":
+        from movierec.data.synthetic._hetrec import write_hetrec
+
+        write_hetrec(folder, n_users=6, n_items=8, n_ratings=20, rng=0)
+    else:
+        layout = "ml10m" if name == "ml-10m" else _LAYOUT_OF[release.layout]
+        write_release(layout, folder, n_users=6, n_items=8, n_ratings=20, rng=0)  # type: ignore[arg-type]
     kwargs = {"data_dir": tmp_path / "data", "download": False,
               "cache_dir": tmp_path / "cache"}
     ds = load(name, **kwargs)  # the synthetic copy loads, with the release's scale
     assert ds.n_ratings == 20 and ds.rating_scale == release.rating_scale
     ratings = folder / release.ratings_file
-    sep = {"ml100k": b"\t", "ml1m": b"::", "csv": b","}[release.layout]
+    sep = {"ml100k": b"\t", "ml1m": b"::", "csv": b",", "hetrec": b"\t"}[release.layout]
     _set_line(ratings, 3, sep.join([b"1", b"2", b"9", b"978300760"]))
     with pytest.raises(DataError, match=rf"{re.escape(str(ratings))}:3: rating 9 is outside"):
         load(name, **kwargs)

@@ -41,12 +41,27 @@ def data_describe(
                                                   "$MOVIEREC_DATA_DIR).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
     = False,
+    imdb_dir: Annotated[Path | None, typer.Option(
+        help="Folder of IMDb's non-commercial TSV files that you downloaded (title.basics, "
+        "title.principals, title.crew, title.ratings, name.basics; movierec never downloads "
+        "them): join them to the movies and print the match report and the coverage of each "
+        "new column.")] = None,
 ) -> None:
     """Counts, sparsity, rating histogram, time range and degree statistics of a release."""
     from movierec.data import load
     from movierec.data.describe import describe
 
-    stats = describe(load(name, data_dir=data_dir))
+    ds = load(name, data_dir=data_dir)
+    imdb: dict[str, Any] | None = None
+    if imdb_dir is not None:
+        from movierec.data.imdb import enrich
+
+        enriched = enrich(ds, imdb_dir)
+        ds = enriched.dataset
+        imdb = {"match": enriched.report.to_dict(), "coverage": enriched.coverage}
+    stats = describe(ds)
+    if imdb is not None:
+        stats["imdb"] = imdb
     if as_json:
         console.print_json(json.dumps(stats, default=str))
         return
@@ -64,7 +79,9 @@ def data_describe(
                 table.add_row(*(_fmt(v) for v in rec.values()))
             console.print(table)
     for section, values in stats.items():
-        if isinstance(values, dict):
+        if section == "imdb":
+            _print_imdb(values)
+        elif isinstance(values, dict) and values:
             table = Table(title=section, show_header=False, min_width=len(section))
             for k, v in values.items():
                 table.add_row(str(k), _fmt(v))
@@ -108,6 +125,23 @@ def data_synth(
     console.print(f"wrote {made.path}: {made.ratings:,} ratings by {made.users:,} users on "
                   f"{made.items:,} movies ({made.movies:,} in movies.csv), {made.tags:,} tags; "
                   f"seed {made.seed}, {made.seconds:.1f} s", highlight=False)
+
+
+def _print_imdb(imdb: dict[str, Any], shown: int = 10) -> None:
+    """The IMDb match report (counts, then the first `shown` ambiguous and unmatched movies)."""
+    match = imdb["match"]
+    table = Table(title=f"IMDb match ({match['method']})", show_header=False, min_width=24)
+    for key in ("items", "matched", "ambiguous", "unmatched", "seconds"):
+        table.add_row(key, _fmt(match[key]))
+    for key in ("ambiguous_items", "unmatched_items"):
+        values = match[key]
+        more = f" ... (+{len(values) - shown}; all in --json)" if len(values) > shown else ""
+        table.add_row(key, _fmt(values[:shown]) + more)
+    console.print(table)
+    cover = Table("column", "coverage", title="IMDb columns", min_width=24)
+    for col, share in imdb["coverage"].items():
+        cover.add_row(col, f"{share:.1%}")
+    console.print(cover)
 
 
 def _is_records(v: Any) -> bool:

@@ -58,7 +58,8 @@ def describe(ds: Dataset, *, top_genres: int = 20) -> dict[str, Any]:
         density, sparsity, rating_scale, rating_mean, rating_histogram ({value: count}),
         time_range ({"first", "last"} ISO dates, or None without timestamps), user_degree and
         item_degree ({min, median, mean, max, gini}), genres (top list of {genre, ratings,
-        share}).
+        share}), and item_features ({column: share of catalog movies with a value}) for the
+        people, country and IMDb columns the item table has (HetRec, or after an IMDb join).
     """
     r = ds.ratings
     values, counts = np.unique(r["rating"].to_numpy(), return_counts=True)
@@ -85,4 +86,21 @@ def describe(ds: Dataset, *, top_genres: int = 20) -> dict[str, Any]:
         "user_degree": degree_stats(user_deg),
         "item_degree": degree_stats(item_deg),
         "genres": genre_counts(ds)[:top_genres],
+        "item_features": item_feature_coverage(ds),
     }
+
+
+#: Item columns whose coverage `describe` reports when the item table has them.
+FEATURE_COLUMNS = ("imdb_id", "directors", "writers", "actors", "countries", "runtime",
+                   "imdb_rating", "imdb_votes", "rt_all_critics_score", "rt_audience_score")
+
+
+def item_feature_coverage(ds: Dataset) -> dict[str, float]:
+    """Share of the item table's movies with a value in each feature column it has.
+
+    A tuple column (directors, actors, ...) counts a movie when the tuple is not empty; others
+    when the value is not missing. Empty without an item table or such columns.
+    """
+    from movierec.data.imdb import coverage
+
+    return coverage(ds.items, FEATURE_COLUMNS)

@@ -107,7 +107,7 @@ def fetch(
         raise DownloadError(f"{exc}. {local_copy_hint(release)}") from exc
     try:
         _check_digests(release, url, archive, digests)
-        folder = extract(archive, cache, release.folder, max_bytes=max_bytes)
+        folder = extract(archive, cache, release.folder, max_bytes=max_bytes, flat=release.flat)
     except BaseException:
         archive.unlink(missing_ok=True)
         raise
@@ -164,6 +164,10 @@ def _progress_bar(total: int | None, label: str, progress: bool):  # noqa: ANN20
 def _check_digests(release: Release, url: str, archive: Path, digests: dict[str, str]) -> None:
     """Compare the archive's digests with the pinned ones, or with the published `.md5`."""
     expected = {k: v for k, v in (("md5", release.md5), ("sha256", release.sha256)) if v}
+    if not expected and not release.published_md5:
+        logger.warning("no checksum is pinned or published for %s: %s is used unverified "
+                       "(its sha256 is %s)", release.name, url, digests["sha256"])
+        return
     if not expected:
         expected = {"md5": fetch_published_md5(url)}
     for algo, want in expected.items():
@@ -232,6 +236,7 @@ def extract(
     folder: str,
     *,
     max_bytes: int = MAX_EXTRACT_BYTES,
+    flat: bool = False,
 ) -> Path:
     """Safely extract `folder` of a zip into `dest`; return `dest/folder`.
 
@@ -243,6 +248,8 @@ def extract(
         dest: folder that receives `folder`.
         folder: name of the top folder the archive must contain.
         max_bytes: largest total uncompressed size the members may declare, in bytes.
+        flat: the archive holds its files at the top level (HetRec 2011): they are extracted
+            into `folder`. An archive that does have `folder` at its top is taken as it is.
 
     Raises:
         DownloadError: not a zip, an unsafe member (absolute path, `..`, link, encrypted, unknown
@@ -267,10 +274,14 @@ def extract(
                 )
         dest.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.", suffix=".tmp", dir=dest))
+        into = tmp
+        if flat and not all(m.filename.replace("\\", "/").startswith(f"{folder}/")
+                            for m in members):
+            into = tmp / folder
         try:
             root = tmp.resolve()
             for info in members:
-                target = (tmp / info.filename).resolve()
+                target = (into / info.filename).resolve()
                 if not target.is_relative_to(root):
                     raise DownloadError(f"unsafe archive member {info.filename!r}: escapes folder")
                 try:

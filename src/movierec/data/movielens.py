@@ -10,6 +10,11 @@ Layout families (see `movierec.data.releases`):
   for ml-1m, `tags.dat` for ml-10m). Text is UTF-8 where it decodes as UTF-8, else latin-1.
 - "csv": `ratings.csv`, `movies.csv`, `tags.csv`, `links.csv` of ml-20m and later (UTF-8, quoted
   fields, CRLF line ends).
+- "hetrec": HetRec 2011's MovieLens-2k release, tab-separated `.dat` files with a header line
+  (see `movierec.data.hetrec`); its titles have no "(YYYY)": the year is its own field.
+
+`load(..., imdb_dir=DIR)` then adds IMDb's people, runtime and ratings from the user's copy of
+IMDb's files (see `movierec.data.imdb`).
 
 Titles are kept exactly as in the file (with their "(1995)"). `year` is the film's year, taken
 from the title's "(YYYY)" in every layout (the last parenthesized year, so "(1995) (V)" and
@@ -86,6 +91,7 @@ def load(
     verify: bool = False,
     progress: bool = True,
     base_url: str | None = None,
+    imdb_dir: str | os.PathLike[str] | None = None,
 ) -> Dataset:
     """Load a MovieLens release by name, a release folder, or a ratings file.
 
@@ -102,10 +108,33 @@ def load(
         verify: check each file's sha256 against the recorded values (where recorded).
         progress: show a download progress bar on a terminal.
         base_url: download server (default: $MOVIEREC_BASE_URL, else GroupLens).
+        imdb_dir: folder of IMDb's non-commercial TSV files that you downloaded; when given,
+            the item table gains directors, writers, actors, runtime, imdb_rating and
+            imdb_votes (see `movierec.data.imdb.enrich`; the match report is logged and kept
+            in `items.attrs["imdb_match"]`).
 
     Raises:
         DataError: unknown name, nothing found and `download=False`, or malformed files.
     """
+    ds = _load(name_or_path, data_dir=data_dir, download=download, cache_dir=cache_dir,
+               verify=verify, progress=progress, base_url=base_url)
+    if imdb_dir is None:
+        return ds
+    from movierec.data.imdb import enrich
+
+    return enrich(ds, imdb_dir).dataset
+
+
+def _load(
+    name_or_path: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str] | None,
+    download: bool,
+    cache_dir: str | os.PathLike[str] | None,
+    verify: bool,
+    progress: bool,
+    base_url: str | None,
+) -> Dataset:
     if isinstance(name_or_path, str) and name_or_path in RELEASES:
         release = RELEASES[name_or_path]
         folder = resolve(release, data_dir=data_dir, download=download, cache_dir=cache_dir,
@@ -170,8 +199,8 @@ def detect_layout(folder: str | os.PathLike[str]) -> str:
         if (folder / ratings).is_file():
             return layout
     found = sorted(p.name for p in folder.iterdir())[:10] if folder.is_dir() else []
-    raise DataError(f"{folder}: not a MovieLens release folder (no u.data, ratings.dat or "
-                    f"ratings.csv); found {found}")
+    raise DataError(f"{folder}: not a MovieLens release folder (no u.data, ratings.dat, "
+                    f"ratings.csv or user_ratedmovies-timestamps.dat); found {found}")
 
 
 def _is_synthetic(folder: Path) -> bool:
@@ -193,7 +222,10 @@ def read_folder(
     """Read a release folder of the given (or detected) layout into a Dataset."""
     folder = Path(folder)
     layout = layout or detect_layout(folder)
-    readers = {"ml100k": _read_ml100k, "ml1m": _read_ml1m, "csv": _read_csv}
+    from movierec.data.hetrec import read_hetrec
+
+    readers = {"ml100k": _read_ml100k, "ml1m": _read_ml1m, "csv": _read_csv,
+               "hetrec": read_hetrec}
     if layout not in readers:
         raise DataError(f"unknown layout {layout!r}; expected one of {list(readers)}")
     tables = readers[layout](folder)
@@ -202,7 +234,7 @@ def read_folder(
     path = folder / RATINGS_FILE[layout]
     if len(ratings) == 0:
         raise DataError(f"{path}: no ratings (only a header or blank lines)")
-    where = row_locator(path, header=layout == "csv")
+    where = row_locator(path, header=layout in ("csv", "hetrec"))
     name = name or folder.name
     if _is_synthetic(folder) and "synthetic" not in name:
         name += "-synthetic"  # so results on it can never pass for MovieLens results

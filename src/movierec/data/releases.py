@@ -6,6 +6,11 @@ publishes beside each zip (`<archive>.zip.md5`). Where no value is pinned here (
 content changes with every refresh), `movierec.data.download.fetch` reads the published `.md5` file
 beside the archive instead. The per-file sha256 of ml-100k and ml-latest-small let a local copy be
 verified without its archive (`load(..., verify=True)`).
+
+HetRec 2011's MovieLens-2k archive (`hetrec-ml-2k`) lives in another folder of the GroupLens
+server, holds its files at the top level (no folder inside the zip) and has no checksum that could
+be confirmed here nor a published `.md5` beside it: its `published_md5` is False, so a download is
+extracted with a warning that gives the archive's sha256, for the user to compare.
 """
 
 from __future__ import annotations
@@ -17,19 +22,28 @@ from typing import Literal
 
 from movierec.errors import DataError
 
-Layout = Literal["ml100k", "ml1m", "csv"]
+Layout = Literal["ml100k", "ml1m", "csv", "hetrec"]
 
 DEFAULT_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
+HETREC_BASE_URL = "https://files.grouplens.org/datasets/hetrec2011/"
 
 CITATION = (
     "F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: History and Context. "
     "ACM Transactions on Interactive Intelligent Systems (TiiS) 5, 4: 19:1-19:19. "
     "https://doi.org/10.1145/2827872"
 )
+HETREC_CITATION = (
+    "Ivan Cantador, Peter Brusilovsky and Tsvi Kuflik. 2011. 2nd Workshop on Information "
+    "Heterogeneity and Fusion in Recommender Systems (HetRec 2011). In Proceedings of the 5th ACM "
+    "Conference on Recommender Systems (RecSys 2011). Data: MovieLens (GroupLens, "
+    + CITATION.split(" https")[0] + "), IMDb (http://www.imdb.com) and Rotten Tomatoes "
+    "(http://www.rottentomatoes.com)."
+)
 
 #: The file whose presence identifies each layout family, and its ratings file.
 RATINGS_FILE: Mapping[str, str] = MappingProxyType(
-    {"ml100k": "u.data", "ml1m": "ratings.dat", "csv": "ratings.csv"}
+    {"ml100k": "u.data", "ml1m": "ratings.dat", "csv": "ratings.csv",
+     "hetrec": "user_ratedmovies-timestamps.dat"}
 )
 
 
@@ -40,9 +54,11 @@ class Release:
     Attributes:
         name: the release's name in movierec ("ml-100k").
         archive: file name of the zip on the GroupLens server ("ml-100k.zip").
-        folder: name of the folder inside the archive ("ml-10M100K" for ml-10m).
+        folder: name of the folder inside the archive ("ml-10M100K" for ml-10m); for a flat
+            archive, the folder its files are extracted into.
         layout: reader family: "ml100k" (u.data, u.item, u.user), "ml1m" (`::`-separated .dat
-            files of ml-1m and ml-10m) or "csv" (ratings.csv, movies.csv, tags.csv, links.csv).
+            files of ml-1m and ml-10m), "csv" (ratings.csv, movies.csv, tags.csv, links.csv) or
+            "hetrec" (HetRec 2011's tab-separated .dat files with a header line).
         rating_scale: (lowest, highest) rating.
         tables: side tables the release has, among "items", "users", "tags", "links".
         md5: md5 of the archive as GroupLens publishes it, or None when not pinned.
@@ -50,6 +66,10 @@ class Release:
         files_sha256: sha256 of each data file of the extracted folder, where known.
         description: one line about the release.
         citation: how to cite the data.
+        base_url: server folder of the archive (default: GroupLens's movielens folder).
+        flat: the archive holds its files at the top level instead of inside `folder`.
+        published_md5: whether GroupLens publishes `<archive>.md5` beside the archive; when False
+            and nothing is pinned, a download is used unverified, with a warning.
     """
 
     name: str
@@ -63,10 +83,13 @@ class Release:
     files_sha256: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     citation: str = CITATION
+    base_url: str | None = None
+    flat: bool = False
+    published_md5: bool = True
 
     def url(self, base_url: str | None = None) -> str:
-        """URL of the archive under `base_url` (default: the GroupLens server)."""
-        base = base_url or DEFAULT_BASE_URL
+        """URL of the archive under `base_url` (default: the release's GroupLens folder)."""
+        base = base_url or self.base_url or DEFAULT_BASE_URL
         return base.rstrip("/") + "/" + self.archive
 
     @property
@@ -158,6 +181,13 @@ RELEASES: Mapping[str, Release] = MappingProxyType({
         Release(
             "ml-latest", "ml-latest.zip", "ml-latest", "csv", (0.5, 5.0), _ALL,
             description="The full latest release; changes over time, so it is not pinned.",
+        ),
+        Release(
+            "hetrec-ml-2k", "hetrec2011-movielens-2k-v2.zip", "hetrec2011-movielens-2k-v2",
+            "hetrec", (0.5, 5.0), ("items", "tags"),
+            description="HetRec 2011: 855,598 ratings by 2,113 users on 10,197 movies, with IMDb "
+                        "ids, directors, actors, countries and Rotten Tomatoes scores.",
+            citation=HETREC_CITATION, base_url=HETREC_BASE_URL, flat=True, published_md5=False,
         ),
     )
 })
