@@ -314,7 +314,8 @@ def cross_validate(models: Sequence[str], specs: Sequence[SplitSpec], *,
     from movierec.data import load
 
     first = specs[0]
-    ds = load(str(first.dataset), data_dir=data_dir) if first.dataset is not None else None
+    ds = (load(str(first.dataset), data_dir=data_dir, imdb_dir=first.imdb_dir)
+          if first.dataset is not None else None)
     if ds is not None and first.filters:
         ds = ds.filter(**dict(first.filters))
     results = []

@@ -103,6 +103,8 @@ class SplitSpec:
             and `folds` for fold `fold` of a K-fold cross-validation, see `movierec.split.kfold`).
         train, test, valid: rating files for a "files" split.
         read_options: options for reading the files (e.g. `sep`).
+        imdb_dir: folder of IMDb's TSV files that enrich the item table (directors, actors,
+            ...; `movierec.data.imdb`). Not part of the split's record: it changes no rating.
     """
 
     kind: str = "user-random"
@@ -116,6 +118,7 @@ class SplitSpec:
     test: Path | None = None
     valid: Path | None = None
     read_options: Mapping[str, Any] = field(default_factory=dict)
+    imdb_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if (self.train is None) != (self.test is None):
@@ -141,7 +144,8 @@ class SplitSpec:
 
         if self.kind == "files":
             assert self.train is not None and self.test is not None
-            base = ds if ds is not None else (load(self.dataset, data_dir=data_dir)
+            base = ds if ds is not None else (load(self.dataset, data_dir=data_dir,
+                                                   imdb_dir=self.imdb_dir)
                                               if self.dataset else None)
             made = files_split(self.train, self.test, self.valid, base=base,
                                **dict(self.read_options))
@@ -151,7 +155,7 @@ class SplitSpec:
         if self.dataset is None and ds is None:
             raise ValueError("give --dataset NAME, or --train FILE --test FILE")
         if ds is None:
-            ds = load(str(self.dataset), data_dir=data_dir)
+            ds = load(str(self.dataset), data_dir=data_dir, imdb_dir=self.imdb_dir)
         if self.filters and not filtered:
             ds = ds.filter(**dict(self.filters))
         extra: dict[str, Any] = dict(self.options)
@@ -505,6 +509,8 @@ def fit_evaluate(
         validation = (f"carved {AUTO_VALID_SIZE:.0%} of each user's training ratings "
                       f"({'latest' if ordered else 'at random'}) for early stopping")
         logger.info("%s: no validation part; %s", label, validation)
+    if getattr(recommender, "adapts_to_split_order", False):
+        fit_kwargs["time_ordered"] = is_time_ordered(split)
     t0 = time.perf_counter()
     recommender.fit(fit_split.train, fit_split.valid, rng=seed, progress=progress, **fit_kwargs)
     fit_seconds = time.perf_counter() - t0

@@ -188,3 +188,30 @@ def test_cli_describe_prints_match_report_and_coverage(ml100k: Path, imdb: Path)
     assert stats["item_features"]["directors"] == pytest.approx(0.25)
     table = runner.invoke(app, ["data", "describe", str(ml100k), "--imdb-dir", str(imdb)])
     assert table.exit_code == 0 and "IMDb match (title_year)" in table.output
+
+
+def test_imdb_dir_reaches_train_benchmark_and_experiment_files(ml100k: Path, imdb: Path,
+                                                                tmp_path: Path) -> None:
+    """--imdb-dir on train/benchmark and [dataset] imdb_dir enrich the data that is split."""
+    from movierec.experiment import load_data, load_experiment
+    from movierec.pipeline import SplitSpec
+
+    split = SplitSpec(dataset=str(ml100k), imdb_dir=imdb, seed=0).build()
+    items = split.train.items.set_index("item_id")
+    assert list(items.loc[1, "directors"]) == ["Jean-Pierre Synth"]
+    assert list(items.loc[1, "actors"]) == ["Mathieu Synth", "Audrey Synth"]
+    runner = CliRunner()
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["train", "--dataset", str(ml100k), "--imdb-dir", str(imdb),
+                                 "--model", "pop", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    for command in (["train", "--model", "pop", "--out", str(tmp_path / "m2")],
+                    ["benchmark", "--models", "pop"]):  # the folder is really read
+        result = runner.invoke(app, [*command, "--dataset", str(ml100k), "--imdb-dir",
+                                     str(tmp_path / "nowhere"), "--no-progress"])
+        assert result.exit_code != 0 and "nowhere" in result.output, result.output
+    exp = tmp_path / "e.toml"
+    exp.write_text(f'[dataset]\npath = "{ml100k}"\nimdb_dir = "{imdb.name}"\n'
+                   '[split]\nkind = "user-random"\n[models.pop]\n')
+    ds = load_data(load_experiment(exp))
+    assert list(ds.items.set_index("item_id").loc[1, "directors"]) == ["Jean-Pierre Synth"]

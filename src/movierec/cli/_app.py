@@ -203,6 +203,10 @@ MinItemOpt = Annotated[int, typer.Option(help="Drop items with fewer ratings.")]
 KcoreOpt = Annotated[int, typer.Option(help="Iterative k-core on users and items (0 = off).")]
 DataDirOpt = Annotated[Path | None, typer.Option(
     help="Folder of releases (default: $MOVIEREC_DATA_DIR, then the cache, then download).")]
+ImdbDirOpt = Annotated[Path | None, typer.Option(
+    help="Folder of IMDb's TSV files that you downloaded (title.basics.tsv.gz, ...; never "
+         "downloaded by movierec): the item table gains directors, writers, actors, runtime "
+         "and IMDb ratings (see `movierec data describe NAME --imdb-dir DIR`).")]
 ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars (on terminals).")]
 
 
@@ -224,7 +228,8 @@ def parse_sep(text: str | None) -> str | None:
 def build_split(*, dataset: str | None, split: str, test_size: float, valid_size: float | None,
                 train: Path | None, test: Path | None, valid: Path | None, seed: int,
                 min_user_ratings: int, min_item_ratings: int, kcore: int,
-                data_dir: Path | None, sep: str | None = None) -> Any:
+                data_dir: Path | None, sep: str | None = None,
+                imdb_dir: Path | None = None) -> Any:
     """The Split that the options describe (files, or a release split by `split`).
 
     `valid_size` None builds no validation part, as 0 does (whether a run carves one by itself is
@@ -237,7 +242,8 @@ def build_split(*, dataset: str | None, split: str, test_size: float, valid_size
     spec = SplitSpec(kind=split, dataset=dataset, test_size=test_size,
                      valid_size=valid_size or 0.0, seed=seed, filters=filters, train=train,
                      test=test, valid=valid,
-                     read_options={"sep": parse_sep(sep)} if sep is not None else {})
+                     read_options={"sep": parse_sep(sep)} if sep is not None else {},
+                     imdb_dir=imdb_dir)
     return spec.build(data_dir=data_dir)
 
 

@@ -11,6 +11,7 @@ import typer
 from movierec.cli._app import (
     DataDirOpt,
     DatasetOpt,
+    ImdbDirOpt,
     KcoreOpt,
     KOpt,
     MinItemOpt,
@@ -80,6 +81,7 @@ def benchmark(
     min_item_ratings: MinItemOpt = 0,
     kcore: KcoreOpt = 0,
     data_dir: DataDirOpt = None,
+    imdb_dir: ImdbDirOpt = None,
     out: Annotated[Path | None, typer.Option(help="Write results.json, results.csv and "
                                              "lists/*.parquet here, each run as it finishes; "
                                              "a re-run skips the runs already there.")] = None,
@@ -127,7 +129,7 @@ def benchmark(
                       "max_memory_mb": max_memory_mb, "auto_valid": valid_size is None,
                       "threads": n_threads}
         _cross_validate(names, _spec(dataset, split, test_size, valid_size, train, test, seed,
-                                     min_user_ratings, min_item_ratings, kcore),
+                                     min_user_ratings, min_item_ratings, kcore, imdb_dir),
                         folds, out, data_dir, run_kwargs, baseline, kk, relevance, n_threads)
         return
     tables = []
@@ -137,7 +139,7 @@ def benchmark(
                                 valid_size=valid_size, train=train, test=test, valid=valid,
                                 seed=split_seed, min_user_ratings=min_user_ratings,
                                 min_item_ratings=min_item_ratings, kcore=kcore,
-                                data_dir=data_dir, sep=sep)
+                                data_dir=data_dir, sep=sep, imdb_dir=imdb_dir)
         announce_split(the_split, split_seed)
         folder = out if out is None or len(split_seed_list) == 1 else \
             out / f"split-seed-{split_seed}"
@@ -163,7 +165,7 @@ def benchmark(
 
 def _spec(dataset: str | None, split: str, test_size: float, valid_size: float | None,
           train: Path | None, test: Path | None, seed: int, min_user_ratings: int,
-          min_item_ratings: int, kcore: int) -> Any:
+          min_item_ratings: int, kcore: int, imdb_dir: Path | None = None) -> Any:
     """The SplitSpec of a cross-validation's options (folds are added by `fold_specs`)."""
     from movierec.pipeline import SplitSpec
 
@@ -173,7 +175,7 @@ def _spec(dataset: str | None, split: str, test_size: float, valid_size: float |
     filters = {key: value for key, value in (("min_user_ratings", min_user_ratings),
                ("min_item_ratings", min_item_ratings), ("kcore", kcore)) if value}
     return SplitSpec(kind=split, dataset=dataset, test_size=test_size,
-                     valid_size=valid_size or 0.0, seed=seed, filters=filters)
+                     valid_size=valid_size or 0.0, seed=seed, filters=filters, imdb_dir=imdb_dir)
 
 
 def _cross_validate(names: list[str], spec: Any, folds: int | None, out: Path | None,

@@ -16,6 +16,7 @@ from rich.table import Table
 from movierec.cli._app import (
     DataDirOpt,
     DatasetOpt,
+    ImdbDirOpt,
     KcoreOpt,
     KOpt,
     MinItemOpt,
@@ -78,6 +79,7 @@ def train(
         help="Continue a neural model from its last complete epoch in the checkpoint folder.")]
     = False,
     data_dir: DataDirOpt = None,
+    imdb_dir: ImdbDirOpt = None,
     threads: ThreadsOpt = None,
     progress: ProgressOpt = True,
     models_root: Annotated[Path | None, typer.Option(
@@ -103,7 +105,7 @@ def train(
                min_item_ratings=min_item_ratings, kcore=kcore, device=device,
                checkpoint_dir=checkpoint_dir, resume=resume, data_dir=data_dir,
                threads=threads, progress=progress, main=distributed.is_main(), sep=sep,
-               models_root=models_root, keep=keep)
+               models_root=models_root, keep=keep, imdb_dir=imdb_dir)
     finally:
         distributed.shutdown()
 
@@ -114,7 +116,8 @@ def _train(*, model: str, out: Path | None, dataset: str | None, split: str, tes
            relevance: float, min_user_ratings: int, min_item_ratings: int, kcore: int,
            device: str | None, checkpoint_dir: Path | None, resume: bool,
            data_dir: Path | None, threads: int | None, progress: bool, main: bool,
-           models_root: Path | None = None, keep: int = 5) -> None:
+           models_root: Path | None = None, keep: int = 5,
+           imdb_dir: Path | None = None) -> None:
     from movierec.models import get_class
     from movierec.pipeline import EvaluationSpec, fit_evaluate
 
@@ -134,7 +137,7 @@ def _train(*, model: str, out: Path | None, dataset: str | None, split: str, tes
                             valid_size=valid_size, train=train, test=test, valid=valid,
                             seed=seed, min_user_ratings=min_user_ratings,
                             min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir,
-                            sep=sep)
+                            sep=sep, imdb_dir=imdb_dir)
     if main:
         announce_split(the_split, seed)
     target = out if out is not None else Path(models_root or ".") / "train"  # names the ckpt

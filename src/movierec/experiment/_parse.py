@@ -220,7 +220,8 @@ def _dataset(t: _Table, ctx: _Ctx) -> DatasetSpec:
         raise t.error("release", f"unknown release {release!r}; known: {', '.join(RELEASES)} "
                       "(use path = \"...\" for a folder or file)")
     spec = DatasetSpec(release=release, path=_path(t, "path"), train=_path(t, "train"),
-                       test=_path(t, "test"), valid=_path(t, "valid"))
+                       test=_path(t, "test"), valid=_path(t, "valid"),
+                       imdb_dir=_path(t, "imdb_dir"))
     if spec.release and spec.path:
         raise t.error("path", "give release or path, not both")
     if (spec.train is None) != (spec.test is None):

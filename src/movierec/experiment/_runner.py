@@ -33,7 +33,7 @@ def load_data(exp: Experiment, *, data_dir: str | Path | None = None) -> Any:
     spec = exp.dataset
     if spec.train is not None:
         return None
-    ds = load(spec.release or str(spec.path), data_dir=data_dir)
+    ds = load(spec.release or str(spec.path), data_dir=data_dir, imdb_dir=spec.imdb_dir)
     return ds.filter(**spec.filters) if spec.filters else ds
 
 

@@ -43,6 +43,8 @@ class DatasetSpec:
     test: Path | None = None
     valid: Path | None = None
     filters: dict[str, Any] = field(default_factory=dict)
+    # IMDb's TSV files that enrich the item table (movierec.data.imdb), or None.
+    imdb_dir: Path | None = None
 
 
 @dataclass(frozen=True)
