@@ -17,7 +17,7 @@ endif
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,torch,numba,ann,serve,plots,graph,tune,store,docs]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,torch,numba,ann,serve,plots,graph,tune,store,docs,slim,rank]'
 	touch $(STAMP)
 
 demo: $(STAMP)

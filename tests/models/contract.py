@@ -70,6 +70,25 @@ FIT_PARAMS: dict[str, dict] = {
                                   "batch_size": 32, "learning_rate": 0.02, "reg": 0.0,
                                   "weight_decay": 0.0, "device": "cpu"})),
               "holdout": 0.4, "alpha": 1e4},
+    # -- issue #21, linear models (rp3beta, slim, edlae) --
+    # -- issue #21, autoencoders (multvae, recvae) --
+    # Small VAEs; β reaches its cap within a few steps; whole-fixture batches.
+    "multvae": {"hidden_size": 16, "latent_size": 8, "dropout": 0.0, "total_anneal_steps": 10,
+                "epochs": 40, "batch_size": 64, "learning_rate": 0.01, "device": "cpu"},
+    "recvae": {"hidden_size": 16, "latent_size": 8, "dropout": 0.0, "encoder_epochs": 2,
+               "epochs": 20, "batch_size": 64, "learning_rate": 0.01, "device": "cpu"},
+    # -- issue #21, graph models (ultragcn, xsimgcl) --
+    # UltraGCN: few negatives and a larger init/step on the tiny fixtures; XSimGCL as lightgcn.
+    "ultragcn": {"embedding_size": 8, "n_negatives": 4, "negative_weight": 4.0,
+                 "n_neighbors": 3, "init_std": 0.1, "epochs": 40, "batch_size": 64,
+                 "learning_rate": 0.02, "reg": 0.0, "device": "cpu"},
+    "xsimgcl": {"embedding_size": 8, "n_layers": 2, "epochs": 40, "batch_size": 64,
+                "learning_rate": 0.02, "reg": 0.0, "eps": 0.1, "device": "cpu"},
+    # -- issue #21, re-ranker (rerank) --
+    # rerank: small pools, a 40% carve-out and a few tiny trees (the fixtures are tiny).
+    "rerank": {"generators": (("ease", {}), ("itemknn", {"n_neighbors": 3}), ("pop", {})),
+               "n_candidates": 3, "holdout_size": 0.4, "n_estimators": 5,
+               "min_child_samples": 1, "early_stopping_rounds": 0},
 }
 
 # Models that cannot rank the checkerboard's withheld item first, and why.

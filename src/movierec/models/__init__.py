@@ -39,13 +39,24 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "svdpp": ("movierec.models.svdpp:SVDpp", "torch"),
     "autorec": ("movierec.models.autorec:AutoRec", "torch"),
     "glocalk": ("movierec.models.glocalk:GLocalK", "torch"),
+    # Top-N models of issue #21: item-graph walk, sparse linear, denoising linear autoencoder,
+    # variational autoencoders, graph CF with contrastive losses, a two-stage re-ranker.
+    "rp3beta": ("movierec.models.rp3beta:RP3beta", None),
+    "slim": ("movierec.models.slim:SLIM", "slim"),
+    "edlae": ("movierec.models.edlae:EDLAE", None),
+    "multvae": ("movierec.models.vae:MultVAE", "torch"),
+    "recvae": ("movierec.models.vae:RecVAE", "torch"),
+    "ultragcn": ("movierec.models.graph:UltraGCN", "torch"),
+    "xsimgcl": ("movierec.models.graph:XSimGCL", "torch"),
+    "rerank": ("movierec.models.rerank:Rerank", "rank"),
     # The seven-member stack with torch, the light one (logged) without.
     "blend": ("movierec.models.blend:Blend", None),
     "blend-light": ("movierec.models.blend:LightBlend", None),
 }
 
 # extra -> the module whose presence means the extra is installed
-EXTRA_MODULES: dict[str, str] = {"torch": "torch", "numba": "numba"}
+EXTRA_MODULES: dict[str, str] = {"torch": "torch", "numba": "numba", "slim": "sklearn",
+                                  "rank": "lightgbm"}
 
 CLASSIC = ["mean", "bias", "pop", "userknn", "itemknn", "ease"]
 

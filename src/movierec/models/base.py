@@ -50,6 +50,8 @@ class Recommender:
         supports_fold_in: the model can score a new user from a few ratings.
         trains_by_epochs: the shared Trainer fits it (checkpoints, resume, early stopping).
         deterministic: its fit does not depend on `rng`.
+        adapts_to_split_order: its `fit` takes `time_ordered=` (whether the evaluation split
+            orders each user's ratings by time), passed by `movierec.pipeline.fit_evaluate`.
     """
 
     name: ClassVar[str] = ""
@@ -61,6 +63,8 @@ class Recommender:
     trains_by_epochs: ClassVar[bool] = False
     # The fit ignores `rng` (closed forms, counts): one fit serves every seed of a benchmark.
     deterministic: ClassVar[bool] = False
+    # `fit(..., time_ordered=)` is accepted: e.g. rerank carves its ranker's holdout to match.
+    adapts_to_split_order: ClassVar[bool] = False
     # Parameters `movierec tune` searches (see movierec.models.space); empty: nothing to tune.
     search_space: ClassVar[SearchSpace] = {}
     # Old hyper-parameter names still accepted, with a DeprecationWarning, by the constructor,

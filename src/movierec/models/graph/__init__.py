@@ -1,6 +1,7 @@
-"""Graph neural recommenders on the user–item bipartite graph: LightGCN, NGCF, AttnGraphRec.
+"""Graph recommenders on the user–item bipartite graph (LightGCN, NGCF, AttnGraphRec, ...).
 
-All three propagate embeddings over the symmetric-normalized bipartite adjacency
+All of them are built on (and all but UltraGCN propagate embeddings over) the symmetric-normalized
+bipartite adjacency
 
     Â = D^-1/2 A D^-1/2,   A = [[0, R], [Rᵀ, 0]]   (size (|U|+|I|)²),
 
@@ -25,10 +26,16 @@ Models:
   node and message dropout, E = [E^(0) ‖ … ‖ E^(K)], ŷ_ui = e_uᵀ e_i (BPR) or a rating (MSE).
 - `AttnGraphRec`: embeddings + LightGCN-style layers, a pairwise attention over the layers per side,
   and an MLP on the attended pair that predicts a rating (MSE) or a ranking score (BPR).
+- `UltraGCN` (Mao et al., CIKM 2021): no message passing; ŷ_ui = e_uᵀ e_i trained by weighted BCE
+  whose degree weights β_{u,i} stand in for infinitely many layers, plus an item–item
+  neighbourhood constraint (`_contrastive`).
+- `XSimGCL` (Yu et al., TKDE 2023): LightGCN layers with uniform noise in training, BPR plus an
+  InfoNCE contrast between the final and the l*-th layer (`_contrastive`).
 """
 
 from __future__ import annotations
 
+from movierec.models.graph._contrastive import UltraGCN, UltraGCNModule, XSimGCL, XSimGCLModule
 from movierec.models.graph._graph import (
     NeighborSampler,
     PopularityNegativeSampler,
@@ -46,4 +53,5 @@ from movierec.models.graph._modules import AttnGraphRecModule, LightGCNModule, N
 __all__ = ["NGCF", "AttnGraphRec", "AttnGraphRecModule", "LightGCN", "LightGCNModule",
            "NGCFModule", "NeighborSampler", "PopularityNegativeSampler", "SampledGraph",
            "drop_edges", "normalized_adjacency", "propagate", "propagate_sampled",
-           "sampled_adjacency", "sparse_adjacency"]
+           "sampled_adjacency", "sparse_adjacency", "UltraGCN", "UltraGCNModule", "XSimGCL",
+           "XSimGCLModule"]

@@ -1,0 +1,250 @@
+"""Rerank: its features by hand, a planted signal it must learn, persistence and bad input."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from movierec.data.dataset import Dataset
+from movierec.errors import MissingExtraError, MovieRecError
+from movierec.evaluate import evaluate
+from movierec.fold_in import fold_in
+from movierec.models import get
+from movierec.split import user_random_split
+
+lgb = pytest.importorskip("lightgbm")
+
+from movierec.models.rerank import SIDE_FEATURES, Rerank, side_features  # noqa: E402
+
+DAY = 86400
+
+
+@pytest.fixture
+def hand() -> Dataset:
+    """Two users, three movies with years and genres, users with demographics; times in days."""
+    ratings = pd.DataFrame(
+        [(1, 1, 5.0, 0 * DAY), (1, 2, 3.0, 1 * DAY), (2, 1, 4.0, 2 * DAY), (2, 3, 2.0, 4 * DAY)],
+        columns=["user_id", "item_id", "rating", "timestamp"])
+    items = pd.DataFrame({"item_id": [1, 2, 3], "title": ["A", "B", "C"],
+                          "year": [1990.0, 1995.0, 2000.0],
+                          "genres": [("Drama",), ("Comedy", "Drama"), ("Comedy",)]})
+    users = pd.DataFrame({"user_id": [1, 2], "age": [20, 30], "gender": ["M", "F"],
+                          "occupation": ["engineer", "writer"], "zip": ["1", "2"]})
+    return Dataset(ratings, items=items, users=users, name="hand")
+
+
+def test_side_features_by_hand(hand: Dataset) -> None:
+    side = side_features(hand, ["Comedy", "Drama"], ["engineer", "writer"])
+    np.testing.assert_allclose(side["item_log_count"], np.log1p([2, 1, 1]))
+    np.testing.assert_allclose(side["item_mean_rating"], [4.5, 3.0, 2.0])
+    # The training end is day 4: item 1 was last rated on day 2, first on day 0.
+    np.testing.assert_allclose(side["item_days_since_last"], [2.0, 3.0, 0.0])
+    np.testing.assert_allclose(side["item_days_since_first"], [4.0, 3.0, 0.0])
+    np.testing.assert_allclose(side["item_year"], [1990, 1995, 2000])
+    np.testing.assert_allclose(side["user_log_count"], np.log1p([2, 2]))
+    np.testing.assert_allclose(side["user_mean_rating"], [4.0, 3.0])
+    np.testing.assert_allclose(side["user_days_since_last"], [3.0, 0.0])
+    # User 1 rated A (Drama) and B (Comedy, Drama): Comedy in 1/2 of them, Drama in 2/2.
+    np.testing.assert_allclose(side["user_genres"], [[0.5, 1.0], [0.5, 0.5]])
+    np.testing.assert_allclose(side["item_genres"], [[0, 1], [1, 1], [1, 0]])
+    np.testing.assert_allclose(side["user_age"], [20, 30])
+    np.testing.assert_allclose(side["user_gender"], [1, 0])
+    np.testing.assert_allclose(side["user_occupation"], [0, 1])
+
+
+def test_side_features_without_side_tables(tiny: Dataset) -> None:
+    side = side_features(tiny, [], [])
+    assert np.isnan(side["item_year"]).all() and np.isnan(side["user_age"]).all()
+    assert side["item_genres"].shape == (tiny.n_items, 0)
+
+
+def test_generator_ranks_and_pool() -> None:
+    model = Rerank(generators=("pop",), n_candidates=2)
+    seen = np.array([[False, False, False, True], [False, False, False, False]])
+    scores = np.array([[3.0, 1.0, 2.0, 5.0], [1.0, 1.0, 0.0, 0.0]])
+    pool, (rank,) = model._pool([scores], seen)
+    # Unseen items by score (ties to the lower code), the seen item last.
+    np.testing.assert_array_equal(rank, [[1, 3, 2, 4], [1, 2, 3, 4]])
+    np.testing.assert_array_equal(pool, [[True, False, True, False],
+                                         [True, True, False, False]])
+
+
+def test_design_genre_overlap_and_ranks(hand: Dataset) -> None:
+    model = Rerank(generators=("pop",), n_candidates=5, early_stopping_rounds=0,
+                   min_child_samples=1, n_estimators=2).fit(hand, rng=0, progress=False)
+    side = model._side
+    codes = np.arange(2)
+    scores = [model.generators_[0]._score(codes)]
+    pool, ranks = model._pool(scores, model.seen_[codes].toarray() > 0)
+    rows, cols = np.nonzero(pool)  # user 1: movie 3; user 2: movie 2
+    np.testing.assert_array_equal(cols, [2, 1])
+    user = {k: v[codes] for k, v in side.items() if k.startswith("user_")}
+    x = model._design(scores, ranks, rows, cols, user, side)
+    names = model.feature_names_
+    assert names[:3] == ["pop.score", "pop.zscore", "pop.rank"] and names[3:] == [*SIDE_FEATURES]
+    # User 1 (Comedy 1/2, Drama 1) and movie 3 (Comedy): 0.5; user 2 and movie 2: (0.5+0.5)/2.
+    np.testing.assert_allclose(x[:, names.index("genre_overlap")], [0.5, 0.5])
+    np.testing.assert_allclose(x[:, names.index("pop.score")], [1.0, 1.0])
+    np.testing.assert_allclose(x[:, names.index("pop.rank")], [1.0, 1.0])
+    np.testing.assert_allclose(x[:, names.index("item_year")], [2000, 1995])
+    np.testing.assert_allclose(x[:, names.index("user_gender")], [1, 0])
+
+
+def planted(n_users: int = 80, n_items: int = 40, seed: int = 0) -> Dataset:
+    """Each user rates only movies of their own genre; popularity ignores the genre.
+
+    Popularity ranks both genres alike (about half its list is wrong), while the genre overlap
+    feature fully determines what a user rates.
+    """
+    gen = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        own = np.arange(u % 2, n_items, 2)
+        for t, i in enumerate(gen.choice(own, size=10, replace=False)):
+            rows.append((u + 1, int(i) + 1, 5.0, t))
+    # A few ratings across genres, so that popularity mixes the two.
+    for i in range(n_items):
+        rows.append((1000 + i, i + 1, 1.0, 0))
+    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1), "title": "x", "year": 2000.0,
+                          "genres": [("Comedy",) if i % 2 == 0 else ("Drama",)
+                                     for i in range(n_items)]})
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    return Dataset(frame, items=items, name="planted")
+
+
+def test_learns_a_planted_signal_and_beats_its_generator() -> None:
+    split = user_random_split(planted(), test_size=0.3, rng=0)
+    pop = get("pop").fit(split.train, rng=0, progress=False)
+    model = Rerank(generators=("pop",), n_candidates=40, holdout="random", holdout_size=0.3,
+                   n_estimators=30, min_child_samples=5, early_stopping_rounds=0)
+    model.fit(split.train, rng=0, progress=False)
+    ndcg_pop = evaluate(pop, split, ks=(10,), relevance=0.0)["ndcg@10"]
+    ndcg_rerank = evaluate(model, split, ks=(10,), relevance=0.0)["ndcg@10"]
+    assert ndcg_rerank > ndcg_pop + 0.2
+    importances = model.feature_importances_
+    assert list(importances) == model.feature_names_
+    assert max(importances, key=importances.__getitem__) == "genre_overlap"
+
+
+def test_save_load_same_recommendations_no_pickle(tmp_path: Path) -> None:
+    split = user_random_split(planted(), test_size=0.3, rng=0)
+    model = Rerank(generators=(("ease", {"lambda_": 10.0}), "pop"), n_candidates=10,
+                   n_estimators=10, min_child_samples=5).fit(split.train, rng=0, progress=False)
+    path = model.save(tmp_path / "model")
+    loaded = Rerank.load(path)
+    users = split.train.user_vocab.index
+    pd.testing.assert_frame_equal(model.recommend(users, k=5), loaded.recommend(users, k=5))
+    assert not [p for p in path.rglob("*") if p.suffix in (".pkl", ".pickle", ".pt", ".npy")]
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["feature_importances"] == model.feature_importances_
+    # ranker.txt is LightGBM's own text format and loads on its own.
+    booster = lgb.Booster(model_file=str(path / "ranker.txt"))
+    assert booster.num_feature() == len(model.feature_names_)
+
+
+def test_fold_in_scores_a_new_user(tiny: Dataset) -> None:
+    model = Rerank(generators=("ease", "itemknn"), n_candidates=2, n_estimators=3,
+                   min_child_samples=1, early_stopping_rounds=0).fit(tiny, rng=0, progress=False)
+    result = fold_in(model, [10, 20], [5.0, 4.0])
+    assert result.method == "model" and result.scores.shape == (tiny.n_items,)
+    rated = model.item_vocab_.codes(np.array([10, 20]))
+    others = np.setdiff1d(np.arange(tiny.n_items), rated)
+    # The rated items come below every unrated one.
+    assert result.scores[rated].max() < result.scores[others].min()
+
+
+def test_list_longer_than_the_pool_is_filled_by_the_first_generator(
+        caplog: pytest.LogCaptureFixture) -> None:
+    train = planted()
+    model = Rerank(generators=("pop", "ease"), n_candidates=2, n_estimators=3,
+                   min_child_samples=1, early_stopping_rounds=0).fit(train, rng=0, progress=False)
+    user = int(train.user_vocab.index[0])
+    with caplog.at_level(logging.WARNING, logger="movierec.models.rerank"):
+        rec = model.recommend(user, k=20)
+    assert "k=20 is larger than n_candidates=2" in caplog.text
+    assert len(rec) == 20
+    # Past the pool (at most 2 + 2 items) the order is popularity's.
+    pop = get("pop").fit(train).recommend(user, k=30)["item_id"].tolist()
+    tail = rec["item_id"].tolist()[4:]
+    assert tail == [i for i in pop if i in tail]
+
+
+def test_bad_input_one_line_errors(tiny: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="generators must be a non-empty sequence"):
+        Rerank(generators=())
+    with pytest.raises(ValueError, match=r"generators\[0\].*ranks items.*'mean' cannot"):
+        Rerank(generators=("mean",))
+    with pytest.raises(ValueError, match=r"generators\[1\].*registered model"):
+        Rerank(generators=("ease", "no-such-model"))
+    with pytest.raises(ValueError, match=r"generators\[0\] \(ease\)"):
+        Rerank(generators=(("ease", {"nope": 1}),))
+    with pytest.raises(ValueError, match="holdout must be one of"):
+        Rerank(holdout="oldest")
+    monkeypatch.setitem(sys.modules, "lightgbm", None)  # import lightgbm now fails
+    with pytest.raises(MissingExtraError, match=r"pip install 'movierec\[rank\]'") as info:
+        Rerank(generators=("pop",)).fit(tiny, rng=0, progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_service_answers_known_and_new_users(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+    with warnings.catch_warnings():
+        # Starlette asks for httpx2 instead of httpx from 1.x on; either works.
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+
+    from movierec.artifact import load_catalog, load_model, read_meta
+    from movierec.serve import create_app
+
+    train = planted()
+    model = Rerank(generators=("ease", "pop"), n_candidates=5, n_estimators=5,
+                   min_child_samples=5).fit(train, rng=0, progress=False)
+    folder = model.save(tmp_path / "model")
+    client = TestClient(create_app(load_model(folder), load_catalog(folder), read_meta(folder)))
+    user = int(train.user_vocab.index[0])
+    known = client.get(f"/users/{user}/recommendations", params={"k": 3})
+    assert known.status_code == 200, known.text
+    expected = model.recommend(user, k=3)["item_id"].tolist()
+    assert [r["item_id"] for r in known.json()["recommendations"]] == expected
+    new = client.post("/recommendations", json={"ratings": [{"item": 1, "rating": 5.0},
+                                                            {"item": 3, "rating": 4.0}], "k": 3})
+    assert new.status_code == 200, new.text
+    assert new.json()["method"] == "model" and len(new.json()["recommendations"]) == 3
+
+
+def test_several_random_carve_outs_give_more_ranker_rows() -> None:
+    train = planted()
+    one, two = (Rerank(generators=("pop",), n_candidates=5, holdout="random", n_holdouts=n,
+                       n_estimators=3, min_child_samples=5).fit(train, rng=0, progress=False)
+                for n in (1, 2))
+    assert two.n_ranker_rows_ > one.n_ranker_rows_
+    assert two.n_ranker_users_ >= one.n_ranker_users_ > 0
+    with pytest.raises(ValueError, match="n_holdouts must be"):
+        Rerank(holdout="latest", n_holdouts=2)
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("user-time", "latest"),
+                                                ("user-random", "random")])
+def test_auto_holdout_follows_the_split_order(kind: str, expected: str) -> None:
+    """fit_evaluate tells rerank whether the split is time-ordered; "auto" carves to match."""
+    from movierec.pipeline import fit_evaluate
+    from movierec.split import make_split
+
+    split = make_split(planted(), kind, test_size=0.2, rng=0)
+    record = fit_evaluate(Rerank(generators=("pop",), n_candidates=5, n_estimators=3,
+                                 min_child_samples=5), split, seed=0, auto_valid=False)
+    assert record.params["holdout"] == "auto" and record.fitted.holdout_used_ == expected
+    # Fitted directly, without the split's order, "auto" is "random"; n_holdouts > 1 needs it.
+    direct = Rerank(generators=("pop",), n_candidates=5, n_estimators=3, min_child_samples=5,
+                    n_holdouts=2)
+    assert direct.fit(planted(), rng=0, progress=False).holdout_used_ == "random"
+    if expected == "latest":
+        with pytest.raises(MovieRecError, match="n_holdouts=2 needs random carve-outs"):
+            direct.fit(planted(), rng=0, progress=False, time_ordered=True)
