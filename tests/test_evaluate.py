@@ -254,3 +254,50 @@ def test_argument_checks(example: Split) -> None:
         evaluate(model, example, ks=(0,))
     with pytest.raises(ValueError, match="block_size"):
         evaluate(model, example, block_size=0)
+
+
+def test_validation_items_are_excluded_like_training_items(example: Split) -> None:
+    """A validation part withheld from the fit is history: its items are no test candidates."""
+    # User 1 (DOWN, trained on 10) also rated 20 and 30 in validation: top 3 = 40, 50, 60.
+    # User 3 (UP, trained on 30) rated 60 in validation: top 3 = 50, 40, 20.
+    valid = Dataset(_frame([(1, 20, 4), (1, 30, 3), (3, 60, 2), (9, 10, 5), (1, 70, 4)]),
+                    name="ex")
+    res = evaluate(_model(example), example, ks=(3,), relevance=4.0, keep_lists=True,
+                   exclude=valid)
+    lists = res.lists
+    assert lists is not None
+    assert lists[lists.user_id == 1].item_id.tolist() == [40, 50, 60]
+    assert lists[lists.user_id == 1].score.tolist() == [3.0, 2.0, 1.0]
+    assert lists[lists.user_id == 3].item_id.tolist() == [50, 40, 20]
+    assert lists[lists.user_id == 2].item_id.tolist() == [60, 50, 40]  # nothing of user 2's
+    # user 1: relevant {20, 50, 70}: hits@3 = [0, 1, 0] -> recall 1/3, ndcg (1/log2 3) / idcg
+    pu = res.per_user.set_index("user_id")
+    assert pu.loc[1, "ndcg@3"] == pytest.approx(L3 / (1 + L3 + 0.5))
+    # (user 9 and item 70 are unknown to the model: left out of the excluded pairs)
+    assert res.counts["excluded_history_pairs"] == 3
+    assert res.protocol["excluded"] == "training items and the validation part's items"
+    # A user whose every remaining item is excluded gets a short list, never an excluded item.
+    everything = Dataset(_frame([(2, i, 3) for i in (10, 30, 40, 50, 60)]), name="ex")
+    short = evaluate(_model(example), example, ks=(3,), keep_lists=True, exclude=everything)
+    assert short.lists is not None and 2 not in set(short.lists.user_id)
+    sampled = evaluate(_model(example), example, ks=(3,), protocol="sampled", n_negatives=2,
+                       rng=0, exclude=valid)
+    assert sampled.counts["excluded_history_pairs"] == 3
+
+
+def test_fit_evaluate_never_ranks_the_carved_validation_items() -> None:
+    from movierec.data.synthetic import make_ratings
+    from movierec.models import get
+    from movierec.pipeline import EvaluationSpec, fit_evaluate
+    from movierec.split import make_split
+
+    ratings = make_ratings(n_users=40, n_items=30, n_ratings=600, rng=0)
+    split = make_split(Dataset(ratings, name="syn"), "user-random", test_size=0.2,
+                       valid_size=0.2, rng=0)
+    assert split.valid is not None
+    record = fit_evaluate(get("pop"), split, keep_lists=True,
+                          evaluation=EvaluationSpec(k=(10,), relevance=0.0))
+    lists, valid = record.lists, split.valid.ratings
+    assert lists is not None
+    overlap = lists.merge(valid[["user_id", "item_id"]], on=["user_id", "item_id"])
+    assert overlap.empty and record.counts["excluded_history_pairs"] == len(valid)

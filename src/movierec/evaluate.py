@@ -55,6 +55,7 @@ import scipy.sparse as sp
 
 from movierec import __version__
 from movierec import metrics as M
+from movierec.data.dataset import Dataset
 from movierec.errors import MovieRecError
 from movierec.models.base import Recommender
 from movierec.random import RNGLike, as_generator
@@ -124,6 +125,7 @@ def evaluate(
     rng: RNGLike = None,
     keep_lists: bool = False,
     progress: bool = False,
+    exclude: Dataset | None = None,
 ) -> Results:
     """Evaluate a fitted model on `split.test`.
 
@@ -143,6 +145,11 @@ def evaluate(
         rng: seed or Generator for the sampled negatives (sampled protocol only).
         keep_lists: keep the top-max(ks) lists in `Results.lists` (full protocol only).
         progress: show a progress bar over user blocks.
+        exclude: further ratings of the users' known history that the model was not fitted on
+            (a validation part carved from the training part): their items are never candidates
+            (full protocol) nor sampled negatives, as the training items are not. Without it,
+            a model fitted on 90 % of the training part would be asked to rank the other 10 %
+            as if unseen.
 
     Returns:
         Results with summary, per-user values, counts, protocol, timings and meta.
@@ -159,18 +166,22 @@ def evaluate(
     rel = (test["rating"].to_numpy() >= relevance) if relevance > 0 else np.ones(len(test), bool)
     counts = _test_counts(test, t_users, t_items)
     proto: dict[str, Any] = {"protocol": protocol, "relevance": float(relevance), "k": list(ks)}
+    extra = _exclusions(model, exclude)
+    if extra is not None:
+        counts["excluded_history_pairs"] = int(extra.nnz)
+        proto["excluded"] = "training items and the validation part's items"
 
     t0 = time.perf_counter()
     lists = None
     if protocol == "full":
         proto["candidates"] = "all-unseen"
         per_user, summary, lists = _full(model, split, ks, t_users, t_items, rel, counts,
-                                         block_size, keep_lists, progress)
+                                         block_size, keep_lists, progress, extra)
     else:
         proto.update(candidates=f"1 held-out + {n_negatives} sampled", n_negatives=n_negatives,
                      ties="pessimistic", seed=rng if isinstance(rng, int) else None)
         per_user, summary = _sampled(model, ks, t_users, t_items, rel, counts, block_size,
-                                     n_negatives, as_generator(rng), progress)
+                                     n_negatives, as_generator(rng), progress, extra)
     timings = {"ranking": time.perf_counter() - t0}
 
     if model.rates:
@@ -386,9 +397,51 @@ def _popularity(model: Recommender, split: Split) -> tuple[np.ndarray, np.ndarra
     return counts, counts / max(train.n_users, 1)
 
 
+def _exclusions(model: Recommender, exclude: Dataset | None) -> sp.csr_matrix | None:
+    """`exclude`'s (user, item) pairs known to the model, as a binary [n_users, n_items] matrix."""
+    if exclude is None or exclude.n_ratings == 0:
+        return None
+    r = exclude.ratings
+    u = model.user_vocab_.codes(r["user_id"].to_numpy(), missing="negative")
+    i = model.item_vocab_.codes(r["item_id"].to_numpy(), missing="negative")
+    ok = (u >= 0) & (i >= 0)
+    m = sp.csr_matrix((np.ones(int(ok.sum()), dtype=np.float32), (u[ok], i[ok])),
+                      shape=(model.n_users, model.n_items))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    m.sort_indices()
+    return m if m.nnz else None
+
+
+def _top_k_without(model: Recommender, users: np.ndarray, k: int,
+                   extra: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
+    """`model.top_k_codes` of a block, the items of `extra`'s rows left out too.
+
+    Asks the model for k + (the block's largest `extra` row) items, drops the excluded ones and
+    keeps the first k, so every model's own `top_k_codes` (candidate pools, ties) is respected.
+    """
+    if extra is None:
+        return model.top_k_codes(users, k, exclude_seen=True)
+    rows = extra[users]
+    more = int(np.diff(rows.indptr).max()) if len(users) else 0
+    if more == 0:
+        return model.top_k_codes(users, k, exclude_seen=True)
+    top, scores = model.top_k_codes(users, min(k + more, model.n_items), exclude_seen=True)
+    drop = _stored(rows, np.repeat(np.arange(len(users)), top.shape[1]),
+                   np.maximum(top, 0).ravel()).reshape(top.shape) & (top >= 0)
+    out = np.full((len(users), k), -1, dtype=np.int32)
+    out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+    keep = ~drop & (top >= 0)
+    for r in range(len(users)):  # per row: a short boolean compaction
+        kept = top[r, keep[r]][:k]
+        out[r, :len(kept)] = kept
+        out_scores[r, :len(kept)] = scores[r, keep[r]][:k]
+    return out, out_scores
+
+
 def _full(model: Recommender, split: Split, ks: list[int], t_users: np.ndarray,
           t_items: np.ndarray, rel: np.ndarray, counts: dict[str, int], block_size: int,
-          keep_lists: bool, progress: bool
+          keep_lists: bool, progress: bool, extra: sp.csr_matrix | None = None
           ) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame | None]:
     n_items = model.n_items
     item_ids = split.test.ratings["item_id"].to_numpy()
@@ -414,7 +467,7 @@ def _full(model: Recommender, split: Split, ks: list[int], t_users: np.ndarray,
     lo, hi = _share(len(users), world, me)
     for blk in _blocks(hi - lo, block_size, progress and me == 0):
         mine = slice(lo + blk.start, lo + blk.stop)
-        top[mine], top_scores[mine] = model.top_k_codes(users[mine], kmax, exclude_seen=True)
+        top[mine], top_scores[mine] = _top_k_without(model, users[mine], kmax, extra)
     if world > 1:
         top, top_scores = _all_gather_rows([top, top_scores], lo, hi)
     valid = top >= 0
@@ -480,7 +533,8 @@ def _genre_matrix(model: Recommender, split: Split) -> sp.csr_matrix | None:
 
 def _sampled(model: Recommender, ks: list[int], t_users: np.ndarray, t_items: np.ndarray,
              rel: np.ndarray, counts: dict[str, int], block_size: int, n_negatives: int,
-             gen: np.random.Generator, progress: bool) -> tuple[pd.DataFrame, dict[str, float]]:
+             gen: np.random.Generator, progress: bool, extra: sp.csr_matrix | None = None
+             ) -> tuple[pd.DataFrame, dict[str, float]]:
     n_users, n_items = model.n_users, model.n_items
     known = (t_users >= 0) & (t_items >= 0)
     pos = sp.csr_matrix((np.ones(int((known & rel).sum())),
@@ -489,7 +543,10 @@ def _sampled(model: Recommender, ks: list[int], t_users: np.ndarray, t_items: np
     pos.sort_indices()
     test_all = sp.csr_matrix((np.ones(int(known.sum())), (t_users[known], t_items[known])),
                              shape=(n_users, n_items))
-    interacted = (model.seen_ + test_all).tocsr()
+    interacted = model.seen_ + test_all
+    if extra is not None:
+        interacted = interacted + extra
+    interacted = interacted.tocsr()
     known_test_users = np.unique(t_users[t_users >= 0])
     users = known_test_users[np.diff(pos.indptr)[known_test_users] > 0]
     counts.update(users_evaluated=len(users),

@@ -318,7 +318,7 @@ def evaluate_protocols(model: Recommender, split: Split, ev: EvaluationSpec, *,
 
 
 def _evaluate(model: Recommender, split: Split, ev: EvaluationSpec, *,
-              seed: int = 42, keep_lists: bool = True
+              seed: int = 42, keep_lists: bool = True, exclude: Dataset | None = None
               ) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame | None, float | None,
                          pd.DataFrame | None]:
     """`evaluate_protocols`, and each test user's per-user metric values (or None)."""
@@ -340,14 +340,15 @@ def _evaluate(model: Recommender, split: Split, ev: EvaluationSpec, *,
     users: list[pd.DataFrame] = []
     if "full" in ev.protocols and asked(*M.names("ranking", "beyond")):
         res = evaluate(model, split, ks=ev.k, relevance=ev.relevance, rng=seed,
-                       keep_lists=keep_lists, max_memory_mb=ev.max_memory_mb)
+                       keep_lists=keep_lists, max_memory_mb=ev.max_memory_mb, exclude=exclude)
         metrics.update(res.summary)
         counts.update(res.counts)
         lists, seconds = res.lists, res.timings.get("ranking")
         users.append(res.per_user)
     if "sampled" in ev.protocols and asked(*M.names("sampled")):
         res = evaluate(model, split, ks=ev.k, relevance=ev.relevance, protocol="sampled",
-                       n_negatives=ev.n_negatives, rng=seed, max_memory_mb=ev.max_memory_mb)
+                       n_negatives=ev.n_negatives, rng=seed, max_memory_mb=ev.max_memory_mb,
+                       exclude=exclude)
         metrics.update(res.summary)
         counts.update({f"sampled_{k}": v for k, v in res.counts.items() if k not in counts})
         users.append(res.per_user)
@@ -515,8 +516,11 @@ def fit_evaluate(
     recommender.fit(fit_split.train, fit_split.valid, rng=seed, progress=progress, **fit_kwargs)
     fit_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
+    # The validation part is the users' known history too (held out of the fit only to stop
+    # or tune on): its items are not test candidates, as the training items are not.
+    held = fit_split.valid if fit_split.valid is not fit_split.test else None
     metrics, counts, lists, rank_seconds, per_user = _evaluate(
-        recommender, fit_split, evaluation, seed=seed, keep_lists=keep_lists)
+        recommender, fit_split, evaluation, seed=seed, keep_lists=keep_lists, exclude=held)
     eval_seconds = time.perf_counter() - t0
     history = getattr(recommender, "history_", None)
     return RunRecord(
