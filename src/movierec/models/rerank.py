@@ -27,6 +27,7 @@ from movierec.data.dataset import Dataset
 from movierec.errors import MissingExtraError, MovieRecError
 from movierec.models.base import Recommender, check_param, is_int, is_number, user_blocks
 from movierec.models.blend import MEMBER_PREFIX, Member, _as_tuples
+from movierec.models.space import Float, Int, SearchSpace
 from movierec.random import RNGLike, as_generator, derive_seed
 
 if TYPE_CHECKING:
@@ -269,6 +270,13 @@ class Rerank(Recommender):
     uses_features: ClassVar[bool] = True
     uses_sequence: ClassVar[bool] = True  # holdout="latest" reads the time order
     adapts_to_split_order: ClassVar[bool] = True  # fit(time_ordered=...) decides holdout="auto"
+    # The ranker's own settings (the generators keep theirs; tune them first, separately).
+    search_space: ClassVar[SearchSpace] = {
+        "n_candidates": Int(50, 300, log=True),
+        "learning_rate": Float(0.01, 0.2, log=True),
+        "num_leaves": Int(3, 31, log=True),
+        "min_child_samples": Int(20, 500, log=True),
+    }
     supports_fold_in: ClassVar[bool] = True
 
     generators_: list[Recommender]
