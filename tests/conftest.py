@@ -93,3 +93,13 @@ def ml_100k(data_dir: Path):
     assert len(ds.ratings) == n
     ds.__dict__.pop("fingerprint", None)
     assert ds.fingerprint == before, "a test mutated the shared ml_100k dataset"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_thread_count():
+    """Each test starts without a remembered `set_threads` count (`movierec.pipeline._threads`)."""
+    import movierec.pipeline as pipeline
+
+    pipeline._threads = None
+    yield
+    pipeline._threads = None

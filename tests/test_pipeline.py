@@ -143,6 +143,18 @@ def test_thread_count_from_argument_environment_or_default(monkeypatch) -> None:
         resolve_threads(0)
 
 
+def test_set_threads_is_remembered_for_models_with_their_own_pools(monkeypatch) -> None:
+    """A run's --threads reaches the numba kernels, which ask `resolve_threads(None)`."""
+    import movierec.pipeline as pipeline
+
+    monkeypatch.setenv("MOVIEREC_THREADS", "3")
+    try:
+        assert pipeline.set_threads(2) == 2
+        assert resolve_threads() == 2 and resolve_threads(1) == 1
+    finally:
+        pipeline.set_threads(1)
+
+
 def test_threads_are_set_and_recorded(small: Dataset, torch_one_thread: None) -> None:
     import torch
 

@@ -48,13 +48,22 @@ PROTOCOLS = ("full", "sampled", "rated-items")
 
 
 # --- threads -------------------------------------------------------------------------------------
+#: The count of the last `set_threads` call (a run's `--threads`), which models with their own
+#: thread pools (the numba kernels of `ials` and `mf`'s numba backend) follow too.
+_threads: int | None = None
+
+
 def resolve_threads(threads: int | None = None) -> int:
-    """The thread count to use: `threads`, else $MOVIEREC_THREADS, else `DEFAULT_THREADS`.
+    """The thread count: `threads`, else `set_threads`'s last, else $MOVIEREC_THREADS, else 1.
+
+    `DEFAULT_THREADS` is the last resort.
 
     Raises:
         ValueError: the count (or the environment variable) is not an integer >= 1.
     """
     source = "threads"
+    if threads is None and _threads is not None:
+        return _threads
     if threads is None:
         env = os.environ.get("MOVIEREC_THREADS")
         if env is None:
@@ -75,7 +84,8 @@ def set_threads(threads: int | None = None) -> int:
     Results repeat exactly for the same thread count: float sums in a different order change
     the 3rd-4th decimal of some neural models' metrics, so the count is recorded with each run.
     """
-    n = resolve_threads(threads)
+    global _threads
+    n = _threads = resolve_threads(threads)
     try:
         import torch
     except ImportError:

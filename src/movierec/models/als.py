@@ -12,9 +12,11 @@ whose normal equations are (YᵀY + Σ_{i∈I(u)} (c_ui − 1) y_i y_iᵀ + λI)
 YᵀY is computed once per half-sweep; each row then takes `cg_steps` conjugate-gradient steps
 from its current factors, touching only its own interactions, in a numba-compiled loop.
 
-The loop is single-threaded and calls no BLAS on purpose: numba's parallel loops and its `@`
-(BLAS) run on thread pools that are not torch's, and once they had run in a process, torch
-slowed down 20× on this 2-core machine (MF: 4.9 s → 101 s for 2 epochs after one ALS fit).
+The compiled loop calls no BLAS and uses no numba parallel loop on purpose: numba's parallel
+loops and its `@` (BLAS) run on thread pools that are not torch's, and once they had run in a
+process, torch slowed down 20× on this 2-core machine (MF: 4.9 s → 101 s for 2 epochs after one
+ALS fit). Several threads (`threads`) instead run the loop on blocks of rows with the GIL
+released, on a plain Python thread pool whose idle workers sleep (see `_numba_threads`).
 
 Scores are x_u · y_i (a ranking score, not a rating). Fold-in solves the same normal equations
 exactly for the new user with the item factors fixed.
@@ -22,6 +24,7 @@ exactly for the new user with the item factors fixed.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -29,11 +32,18 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from movierec.data.dataset import Dataset
+from movierec.models._numba_threads import (
+    BLOCKS_PER_THREAD,
+    balanced_blocks,
+    model_threads,
+    run_blocks,
+    thread_pool,
+)
 from movierec.models.base import Recommender, check_param, is_int, is_number
 from movierec.models.space import Choice, Float, Int, SearchSpace
 from movierec.random import RNGLike, as_generator
 
-__all__ = ["ImplicitALS", "cg_half_sweep"]
+__all__ = ["ImplicitALS", "cg_half_sweep", "cg_rows"]
 
 try:  # numba is the optional extra this module needs; the registry reports it when missing
     from numba import njit
@@ -60,16 +70,19 @@ def _gram_times(yty: np.ndarray, v: np.ndarray, reg: float | np.float32,
         out[a] = acc
 
 
-@njit(cache=True, fastmath=True)
-def cg_half_sweep(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarray,
-                  x: np.ndarray, y: np.ndarray, yty: np.ndarray, reg: float | np.float32,
-                  cg_steps: int) -> None:  # pragma: no cover - compiled
-    """Update every row of `x` by `cg_steps` CG steps on its normal equations (y fixed).
+@njit(cache=True, fastmath=True, nogil=True)
+def cg_rows(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarray,
+            x: np.ndarray, y: np.ndarray, yty: np.ndarray, reg: float | np.float32,
+            cg_steps: int, row_start: int, row_end: int) -> None:  # pragma: no cover - compiled
+    """Update rows [row_start, row_end) of `x` by `cg_steps` CG steps on their normal equations.
 
-    `confidence` holds c_ui − 1 per stored interaction (CSR order of indptr/indices).
+    `y` is fixed; `confidence` holds c_ui − 1 per stored interaction (CSR order of
+    indptr/indices). Each row reads only `y`, `yty` and its own interactions and writes only its
+    own row of `x`, so disjoint row ranges may run at once on several threads (the GIL is
+    released), and a row's result does not depend on which thread computed it.
     """
-    n_rows, k = x.shape
-    for row in range(n_rows):
+    k = x.shape[1]
+    for row in range(row_start, row_end):
         start, end = indptr[row], indptr[row + 1]
         xu = x[row].copy()
         # r = b − A xu with b = Σ c y_i and A xu = YᵀY xu + λ xu + Σ (c − 1)(y_i · xu) y_i
@@ -119,6 +132,17 @@ def cg_half_sweep(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarra
         x[row] = xu
 
 
+@njit(cache=True, fastmath=True, nogil=True)
+def cg_half_sweep(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarray,
+                  x: np.ndarray, y: np.ndarray, yty: np.ndarray, reg: float | np.float32,
+                  cg_steps: int) -> None:  # pragma: no cover - compiled
+    """Update every row of `x` by `cg_steps` CG steps on its normal equations (y fixed).
+
+    `confidence` holds c_ui − 1 per stored interaction (CSR order of indptr/indices).
+    """
+    cg_rows(indptr, indices, confidence, x, y, yty, reg, cg_steps, 0, x.shape[0])
+
+
 class ImplicitALS(Recommender):
     """Weighted ALS for implicit feedback (Hu, Koren & Volinsky 2008), conjugate-gradient solver.
 
@@ -135,6 +159,9 @@ class ImplicitALS(Recommender):
         cg_steps: conjugate-gradient steps per row and half-sweep (default 3, ≥ 1).
         feedback: "binary" (x = 1 for every interaction, default) or "rating" (x = the rating).
         init_std: scale of the uniform [0, init_std) initial factors (default 0.01, > 0).
+        threads: threads for the CG solves (default None: $MOVIEREC_THREADS, else 1; ≥ 1).
+            Rows are independent and each is solved by the same code on whichever thread
+            takes it, so the factors are bit-identical for every thread count.
     """
 
     name: ClassVar[str] = "ials"
@@ -151,7 +178,7 @@ class ImplicitALS(Recommender):
 
     def __init__(self, *, embedding_size: int = 100, epochs: int = 15, reg: float = 0.01,
                  alpha: float = 1.0, cg_steps: int = 3, feedback: str = "binary",
-                 init_std: float = 0.01) -> None:
+                 init_std: float = 0.01, threads: int | None = None) -> None:
         for name, value in (("embedding_size", embedding_size), ("epochs", epochs),
                             ("cg_steps", cg_steps)):
             check_param(name, value, is_int(value, 1), "an integer ≥ 1")
@@ -159,6 +186,8 @@ class ImplicitALS(Recommender):
             check_param(name, number, is_number(number) and number >= 0, "a number ≥ 0")
         check_param("feedback", feedback, feedback in FEEDBACK, f"one of {list(FEEDBACK)}")
         check_param("init_std", init_std, is_number(init_std) and init_std > 0, "a number > 0")
+        check_param("threads", threads, threads is None or is_int(threads, 1),
+                    "an integer ≥ 1 or None")
         self.embedding_size = embedding_size
         self.epochs = epochs
         self.reg = reg
@@ -166,6 +195,7 @@ class ImplicitALS(Recommender):
         self.cg_steps = cg_steps
         self.feedback = feedback
         self.init_std = init_std
+        self.threads = threads
 
     def _confidence_matrix(self, train: Dataset) -> sp.csr_matrix:
         """CSR users × items of c − 1 = α·x over the training interactions (float32)."""
@@ -184,14 +214,25 @@ class ImplicitALS(Recommender):
         x = (gen.random((self.n_users, k)) * self.init_std).astype(np.float32)
         y = (gen.random((self.n_items, k)) * self.init_std).astype(np.float32)
         reg = np.float32(self.reg)
-        for _ in tqdm(range(self.epochs), desc=f"fit {self.name}", unit="epoch",
-                      disable=not progress, leave=False):
-            cg_half_sweep(cu.indptr, cu.indices, cu.data, x, y, (y.T @ y).astype(np.float32), reg,
-                          self.cg_steps)
-            cg_half_sweep(ci.indptr, ci.indices, ci.data, y, x, (x.T @ x).astype(np.float32), reg,
-                          self.cg_steps)
+        threads = model_threads(self.threads)
+        n_blocks = threads * BLOCKS_PER_THREAD if threads > 1 else 1
+        user_blocks = balanced_blocks(cu.indptr, k, n_blocks)
+        item_blocks = balanced_blocks(ci.indptr, k, n_blocks)
+        with thread_pool(threads) as pool:
+            for _ in tqdm(range(self.epochs), desc=f"fit {self.name}", unit="epoch",
+                          disable=not progress, leave=False):
+                self._half_sweep(pool, user_blocks, cu, x, y, reg)
+                self._half_sweep(pool, item_blocks, ci, y, x, reg)
         self.user_factors_, self.item_factors_ = x, y
         return self
+
+    def _half_sweep(self, pool: ThreadPoolExecutor | None, blocks: np.ndarray,
+                    c: sp.csr_matrix, x: np.ndarray, y: np.ndarray, reg: np.float32) -> None:
+        """CG steps for every row of `x` (y fixed), block by block on `pool`'s threads."""
+        yty = (y.T @ y).astype(np.float32)
+        steps = self.cg_steps
+        run_blocks(pool, blocks, lambda a, b: cg_rows(c.indptr, c.indices, c.data, x, y, yty,
+                                                       reg, steps, a, b))
 
     def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, cast
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from movierec.data.dataset import Dataset
+from movierec.errors import MissingExtraError, MovieRecError
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Float, Int, SearchSpace
+from movierec.random import RNGLike
 from movierec.ranking import DotVectors
 from movierec.training import (
     LOSSES,
     NegativeSampler,
+    Resume,
     TorchRecommender,
     bce_loss,
     bpr_loss,
@@ -26,6 +31,9 @@ from movierec.training import (
 )
 
 __all__ = ["MF", "MFModule"]
+
+#: How `MF` can be fitted: the shared torch Trainer, or numba's compiled BPR SGD.
+BACKENDS = ("torch", "numba")
 
 
 class MFModule(nn.Module):
@@ -136,6 +144,17 @@ class MF(TorchRecommender):
         loss: "mse" (ratings), "bpr" or "bce" (ranking with sampled negatives). Default "mse".
         n_negatives: sampled unseen items per rating for bpr/bce (default 1, ≥ 1).
         fold_in_reg: ridge λ of `_score_history` for a new user's factors and bias (default 1.0).
+        backend: "torch" (the shared Trainer, default) or "numba": with loss="bpr" only,
+            `implicit`-style per-sample SGD in a compiled loop (`movierec.models._bpr_numba`):
+            each epoch draws as many (user, item, popularity-sampled negative) triples as there
+            are ratings. It reads `embedding_size`, `epochs`, `learning_rate` (the SGD step,
+            not Adam's: implicit's 0.01 is a good start), `reg` (per-sample L2 on p_u, q_i,
+            q_j, b_i, b_j), `patience` (with validation data) and `threads`; it needs
+            `dropout=0` and `n_negatives=1` and ignores the other trainer parameters.
+        threads: threads of the numba backend (default None: $MOVIEREC_THREADS, else 1; ≥ 1).
+            Several threads update the factors Hogwild!-style, without locks, as implicit does:
+            exact repeats need one thread. The torch backend ignores it (torch's own thread
+            count applies).
     """
 
     name: ClassVar[str] = "mf"
@@ -154,7 +173,8 @@ class MF(TorchRecommender):
                  dropout: float = 0.0, sigmoid: bool = False, loss: str = "mse",
                  n_negatives: int = 1, patience: int | None = 3, grad_clip: float | None = None,
                  fold_in_reg: float = 1.0, sparse_updates: bool = False,
-                 device: str = "auto") -> None:
+                 device: str = "auto", backend: str = "torch",
+                 threads: int | None = None) -> None:
         check_param("embedding_size", embedding_size, is_int(embedding_size, 1), "an integer ≥ 1")
         check_trainer_params(locals())
         check_param("reg", reg, is_number(reg) and reg >= 0, "a number ≥ 0")
@@ -165,6 +185,12 @@ class MF(TorchRecommender):
         check_param("n_negatives", n_negatives, is_int(n_negatives, 1), "an integer ≥ 1")
         check_param("fold_in_reg", fold_in_reg, is_number(fold_in_reg) and fold_in_reg > 0,
                     "a number > 0")
+        check_param("backend", backend, backend in BACKENDS, f"one of {list(BACKENDS)}")
+        check_param("backend", backend, backend == "torch" or (
+            loss == "bpr" and dropout == 0 and n_negatives == 1),
+                    '"torch" unless loss="bpr", dropout=0 and n_negatives=1')
+        check_param("threads", threads, threads is None or is_int(threads, 1),
+                    "an integer ≥ 1 or None")
         self.embedding_size = embedding_size
         self.epochs = epochs
         self.batch_size = batch_size
@@ -180,6 +206,35 @@ class MF(TorchRecommender):
         self.fold_in_reg = fold_in_reg
         self.sparse_updates = sparse_updates
         self.device = device
+        self.backend = backend
+        self.threads = threads
+
+    def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
+            progress: bool = True, checkpoint_dir: str | Path | None = None,
+            resume: Resume = False, on_epoch: Callable[[dict[str, Any]], None] | None = None
+            ) -> Self:
+        """Train with the shared Trainer, or with the compiled BPR loop (`backend="numba"`).
+
+        See `TorchRecommender.fit` for the arguments; the numba backend writes no checkpoints.
+
+        Raises:
+            MovieRecError: `checkpoint_dir` or `resume` with `backend="numba"`.
+            MissingExtraError: `backend="numba"` without numba installed.
+        """
+        if self.backend == "torch":
+            return super().fit(train, valid, rng=rng, progress=progress,
+                               checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
+        if checkpoint_dir is not None or resume:
+            raise MovieRecError("checkpoint_dir and resume need MF(backend='torch'), "
+                                "got backend='numba'")
+        try:
+            from movierec.models._bpr_numba import fit_bpr
+        except ImportError as exc:
+            raise MissingExtraError("MF(backend='numba') needs numba: "
+                                    "pip install 'movierec[numba]'") from exc
+
+        fit_bpr(self, train, valid, rng=rng, progress=progress, on_epoch=on_epoch)
+        return self
 
     # --- TorchRecommender hooks ----------------------------------------------------------------
     def _prepare(self, train: Dataset) -> None:
