@@ -208,3 +208,32 @@ def test_feedback_metrics_rank_like_the_service(tiny) -> None:  # noqa: ANN001
     assert m["hit@2"] == 1.0
     assert m["ndcg@2"] == pytest.approx(1 / np.log2(3))
     assert m["users"] == 1 and "rmse" not in m
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_retrain_process_never_leaves_a_half_version(root: Path,
+                                                                  store_url: str) -> None:
+    """`kill -9` of `movierec retrain` at several moments: `current` is always a whole version."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store_with(store_url, feedback(old=5.0, new=5.0)).close()
+    before = (root / "current").read_bytes()
+    outcomes = []
+    for delay in (1.0, 2.5, 4.0, 6.0):
+        proc = subprocess.Popen([sys.executable, "-m", "movierec.cli", "retrain", "--models-root",
+                                 str(root), "--store", store_url, "--force", "--no-progress"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        outcomes.append(proc.returncode)
+        current = versions.current(root)
+        assert current in versions.list_versions(root)
+        for name in versions.list_versions(root):  # every published version loads whole
+            load_model(root / name)
+        if (root / "current").read_bytes() == before:
+            assert current == "v0001"
+    assert -signal.SIGKILL in outcomes  # at least one run was really killed mid-way

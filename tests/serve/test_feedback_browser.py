@@ -1,5 +1,6 @@
-"""The web page with a store, in headless Chromium against `movierec serve --store` (SQLite):
-create a profile, rate a movie, see the list change, restart the server, the rating is there.
+"""The web page with a store, in headless Chromium against `movierec serve --store` (SQLite,
+then a throw-away PostgreSQL server): create a profile, rate a movie, see the list change,
+restart the server, the rating is there.
 
 Skipped like test_browser.py when Playwright or Chromium is missing.
 """
@@ -14,6 +15,11 @@ from servekit import start_server, stop
 from test_browser import TIMEOUT_MS, browser  # noqa: F401  (the module-scoped fixture)
 
 pytest.importorskip("sqlalchemy", reason="the feedback API needs the `store` extra")
+
+import pgstore  # noqa: E402
+
+# SQLite and a throw-away PostgreSQL server (tests/pgstore.py).
+postgres_server, pg_url, store_url = pgstore.postgres_server, pgstore.pg_url, pgstore.store_url
 
 
 def _open(browser: Any, base: str) -> tuple[Any, Any]:  # noqa: F811
@@ -34,9 +40,8 @@ def _cards(page: Any) -> list[str]:
 
 @pytest.mark.slow
 def test_rate_see_the_list_change_restart_and_find_the_rating(
-        browser: Any, itemknn_dir: Path, tmp_path: Path) -> None:  # noqa: F811
-    db = tmp_path / "state.db"
-    proc, base = start_server(itemknn_dir, tmp_path / "serve1.log", "--store", str(db))
+        browser: Any, itemknn_dir: Path, tmp_path: Path, store_url: str) -> None:  # noqa: F811
+    proc, base = start_server(itemknn_dir, tmp_path / "serve1.log", "--store", store_url)
     try:
         context, page = _open(browser, base)
         page.get_by_test_id("create-profile").click()
@@ -55,7 +60,7 @@ def test_rate_see_the_list_change_restart_and_find_the_rating(
         context.close()
     finally:
         stop(proc)
-    proc, base = start_server(itemknn_dir, tmp_path / "serve2.log", "--store", str(db))
+    proc, base = start_server(itemknn_dir, tmp_path / "serve2.log", "--store", store_url)
     try:
         context, page = _open(browser, base)  # a fresh browser profile: nothing remembered
         page.get_by_test_id("user-id").fill("61")
