@@ -405,8 +405,11 @@ def main() -> None:
         get("mf", device="cpu", epochs=1).fit(split.train, rng=args.seed, progress=False)
         report["torch_warmup_seconds"] = time.perf_counter() - t0
         if importlib.util.find_spec("numba") is not None:
-            # svd and ials run on one thread and never start numba's parallel (OpenMP) pool:
-            # numba.set_num_threads() starts it, and torch then ran 10-20x slower in this process.
+            # svd and ials never start numba's parallel (OpenMP) pool (ials spreads its compiled
+            # rows over a plain thread pool): numba.set_num_threads() would start it, and torch
+            # then ran 10-20x slower in this process. Note: implicit's ALS at alpha=1 weighs an
+            # observed item by c = 1, movierec's by c = 1 + alpha = 2 (benchmarks/peers_speed.py
+            # matches them; this table keeps each library's defaults).
             t0 = time.perf_counter()
             get("svd", epochs=1).fit(split.train, rng=args.seed, progress=False)
             get("ials", epochs=1).fit(split.train, rng=args.seed, progress=False)
