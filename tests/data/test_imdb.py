@@ -190,7 +190,7 @@ def test_cli_describe_prints_match_report_and_coverage(ml100k: Path, imdb: Path)
     assert table.exit_code == 0 and "IMDb match (title_year)" in table.output
 
 
-def test_imdb_dir_reaches_train_benchmark_and_experiment_files(ml100k: Path, imdb: Path,
+def test_imdb_dir_reaches_train_benchmark_tune_and_experiment_files(ml100k: Path, imdb: Path,
                                                                 tmp_path: Path) -> None:
     """--imdb-dir on train/benchmark and [dataset] imdb_dir enrich the data that is split."""
     from movierec.experiment import load_data, load_experiment
@@ -206,7 +206,9 @@ def test_imdb_dir_reaches_train_benchmark_and_experiment_files(ml100k: Path, imd
                                  "--model", "pop", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     for command in (["train", "--model", "pop", "--out", str(tmp_path / "m2")],
-                    ["benchmark", "--models", "pop"]):  # the folder is really read
+                    ["benchmark", "--models", "pop"],
+                    ["tune", "--model", "bias", "--trials", "1", "--out", str(tmp_path / "t")]):
+        # the folder is really read
         result = runner.invoke(app, [*command, "--dataset", str(ml100k), "--imdb-dir",
                                      str(tmp_path / "nowhere"), "--no-progress"])
         assert result.exit_code != 0 and "nowhere" in result.output, result.output

@@ -11,6 +11,7 @@ import typer
 from movierec.cli._app import (
     DataDirOpt,
     DatasetOpt,
+    ImdbDirOpt,
     KcoreOpt,
     MinItemOpt,
     MinUserOpt,
@@ -78,6 +79,7 @@ def tune(
     min_item_ratings: MinItemOpt = 0,
     kcore: KcoreOpt = 0,
     data_dir: DataDirOpt = None,
+    imdb_dir: ImdbDirOpt = None,
     sep: SepOpt = None,
     threads: ThreadsOpt = None,
     progress: ProgressOpt = True,
@@ -93,7 +95,8 @@ def tune(
     fit_part, valid_part, source = _parts(
         dataset=dataset, split=split, test_size=test_size, train=train, valid=valid,
         valid_size=valid_size, seed=seed, min_user_ratings=min_user_ratings,
-        min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir, sep=sep)
+        min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir, sep=sep,
+        imdb_dir=imdb_dir)
     err_console.print(f"tuning [bold]{model}[/bold] on {source}: fit {fit_part.n_ratings:,} / "
                       f"validation {valid_part.n_ratings:,} ratings; metric {metric}; "
                       f"{trials} trials → {out}", highlight=False)
@@ -125,7 +128,7 @@ def _fmt(value: Any) -> str:
 def _parts(*, dataset: str | None, split: str, test_size: float, train: Path | None,
            valid: Path | None, valid_size: float, seed: int, min_user_ratings: int,
            min_item_ratings: int, kcore: int, data_dir: Path | None,
-           sep: str | None = None) -> tuple[Any, Any, str]:
+           sep: str | None = None, imdb_dir: Path | None = None) -> tuple[Any, Any, str]:
     """(fit part, validation part, description); the test part of a split is dropped unread."""
     from movierec.data import load
     from movierec.data.files import load_ratings_file
@@ -134,7 +137,7 @@ def _parts(*, dataset: str | None, split: str, test_size: float, train: Path | N
     if not 0 < valid_size < 1:
         raise ValueError(f"--valid-size must be in (0, 1), got {valid_size}")
     if train is not None:
-        base = load(dataset, data_dir=data_dir) if dataset else None
+        base = load(dataset, data_dir=data_dir, imdb_dir=imdb_dir) if dataset else None
         fit = load_ratings_file(train, sep=parse_sep(sep))
         fit = fit if base is None else base.with_ratings(fit.ratings)
         if valid is None:
@@ -154,7 +157,7 @@ def _parts(*, dataset: str | None, split: str, test_size: float, train: Path | N
                             train=None, test=None, valid=None, seed=seed,
                             min_user_ratings=min_user_ratings,
                             min_item_ratings=min_item_ratings, kcore=kcore, data_dir=data_dir,
-                            sep=sep)
+                            sep=sep, imdb_dir=imdb_dir)
     # A time-ordered test asks the validation part to be the future too: each user's latest.
     latest = bool(the_split.params.get("time_aware"))
     fit, held = carve_validation(the_split.train, valid_size, seed, time_ordered=latest)
