@@ -14,7 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset
-from movierec.models.base import Recommender, check_param, is_int, is_number
+from movierec.models._item_weights import SparseItemWeights
+from movierec.models.base import check_param, is_int, is_number
 from movierec.models.space import Choice, Float, Int, SearchSpace
 from movierec.random import RNGLike
 from movierec.ranking import progress_blocks
@@ -90,7 +91,7 @@ def _top_mask(w: np.ndarray, k: int) -> np.ndarray:
     return (above | (tied & (np.cumsum(tied, axis=1) <= room))) & (w > 0)
 
 
-class RP3beta(Recommender):
+class RP3beta(SparseItemWeights):
     """Item-item random walk with popularity discount (Paudel et al. 2017; Dacrema et al. 2019).
 
     With X the binary users x items matrix, P_ui = (row-normalized X)^α, P_iu = (row-normalized
@@ -148,40 +149,3 @@ class RP3beta(Recommender):
             progress=progress)
         self._cache: dict[str, sp.csr_matrix] = {}
         return self
-
-    def _weights_csc(self) -> sp.csc_matrix:
-        """W in CSC (column slices for `_score` with item codes), built once per object."""
-        cache = self.__dict__.setdefault("_cache", {})
-        if "csc" not in cache:
-            cache["csc"] = sp.csc_matrix(self.item_weights_)
-        return cache["csc"]
-
-    def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
-        self._check_fitted()
-        weights = (self.item_weights_ if item_codes is None
-                   else self._weights_csc()[:, np.asarray(item_codes, dtype=np.int64)])
-        return np.asarray((self.seen_[user_codes] @ weights).toarray(), dtype=np.float32)
-
-    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        """Scores float32 [n_items] of a new user: x · W = Σ_{i rated} W[i, :].
-
-        Ratings only mark which items were rated (the walk runs on the binary graph); codes of
-        −1 (unknown items) are ignored.
-        """
-        self._check_fitted()
-        codes = np.unique(np.asarray(item_codes, dtype=np.int64))
-        codes = codes[codes >= 0]
-        return np.asarray(self.item_weights_[codes].sum(axis=0), dtype=np.float32).ravel()
-
-    def _item_similarity(self, item_codes: np.ndarray, columns: np.ndarray | None = None
-                         ) -> np.ndarray:
-        """RP3beta's own weights: entry [a, b] = W[a, b], what having item a adds to b's score.
-
-        0 where b is not among a's kept neighbours; not symmetric (the popularity discount
-        applies to b).
-        """
-        self._check_fitted()
-        rows = self.item_weights_[np.asarray(item_codes, dtype=np.int64)]
-        if columns is not None:
-            rows = rows[:, np.asarray(columns, dtype=np.int64)]
-        return np.asarray(rows.toarray(), dtype=np.float32)

@@ -18,7 +18,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet
 
 from movierec.data.dataset import Dataset
-from movierec.models.base import Recommender, check_param, is_int, is_number
+from movierec.models._item_weights import SparseItemWeights
+from movierec.models.base import check_param, is_int, is_number
 from movierec.models.space import Float, Int, SearchSpace
 from movierec.random import RNGLike
 
@@ -113,7 +114,7 @@ def _solve_column(model: ElasticNet, x: sp.csc_matrix, x_rows: sp.csr_matrix, j:
     return np.arange(n), np.asarray(model.coef_)
 
 
-class SLIM(Recommender):
+class SLIM(SparseItemWeights):
     """Sparse LInear Method, ElasticNet form (Ning & Karypis 2011; Dacrema et al. 2019).
 
     With X the binary users x items matrix, each column W[:, j] is a nonnegative ElasticNet
@@ -176,39 +177,3 @@ class SLIM(Recommender):
             tol=float(self.tol), progress=progress)
         self._cache: dict[str, sp.csc_matrix] = {}
         return self
-
-    def _weights_csc(self) -> sp.csc_matrix:
-        """W in CSC (column slices for `_score` with item codes), built once per object."""
-        cache = self.__dict__.setdefault("_cache", {})
-        if "csc" not in cache:
-            cache["csc"] = sp.csc_matrix(self.item_weights_)
-        return cache["csc"]
-
-    def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
-        self._check_fitted()
-        weights = (self.item_weights_ if item_codes is None
-                   else self._weights_csc()[:, np.asarray(item_codes, dtype=np.int64)])
-        return np.asarray((self.seen_[user_codes] @ weights).toarray(), dtype=np.float32)
-
-    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        """Scores float32 [n_items] of a new user: x · W = Σ_{i rated} W[i, :].
-
-        Ratings only mark which items were rated (SLIM learns from the binary matrix); codes of
-        −1 (unknown items) are ignored.
-        """
-        self._check_fitted()
-        codes = np.unique(np.asarray(item_codes, dtype=np.int64))
-        codes = codes[codes >= 0]
-        return np.asarray(self.item_weights_[codes].sum(axis=0), dtype=np.float32).ravel()
-
-    def _item_similarity(self, item_codes: np.ndarray, columns: np.ndarray | None = None
-                         ) -> np.ndarray:
-        """SLIM's own weights: entry [a, b] = W[a, b], what having item a adds to b's score.
-
-        0 where a is not among b's kept regressors; not symmetric.
-        """
-        self._check_fitted()
-        rows = self.item_weights_[np.asarray(item_codes, dtype=np.int64)]
-        if columns is not None:
-            rows = rows[:, np.asarray(columns, dtype=np.int64)]
-        return np.asarray(rows.toarray(), dtype=np.float32)
