@@ -17,7 +17,7 @@ from movierec.models.base import Recommender, check_param, is_number
 from movierec.models.space import Float, SearchSpace
 from movierec.random import RNGLike
 
-__all__ = ["EASE", "memory_needed_gb"]
+__all__ = ["EASE", "check_memory", "memory_needed_gb", "weights_from_inverse"]
 
 # Peak bytes of `fit` per item pair: the float64 Gram matrix (inverted and turned into the weights
 # in place) and the float32 weights kept for scoring.
@@ -79,25 +79,10 @@ class EASE(Recommender):
         progress: bool = True,
     ) -> Self:
         """Solve for the item weights B in closed form; returns self."""
-        n = train.n_items
-        needed = memory_needed_gb(n)
-        if needed * 1000 > self.max_memory_mb:
-            fits = int(np.sqrt(self.max_memory_mb * 1e6 / _BYTES_PER_PAIR))
-            gb = f"{needed:.1f}" if needed >= 0.1 else f"{needed:.2g}"
-            raise MovieRecError(
-                f"EASE needs about {gb} GB for {n:,} x {n:,} item matrices (one float64 "
-                f"to invert, float32 weights to keep) but max_memory_mb={self.max_memory_mb:g}; "
-                f"raise max_memory_mb if the machine has that much memory, or keep at most "
-                f"{fits:,} items (e.g. Dataset.filter(min_item_ratings=...)), or use itemknn, "
-                "whose memory grows with n_items x k"
-            )
+        check_memory("EASE", train.n_items, self.max_memory_mb,
+                     "itemknn, whose memory grows with n_items x k")
         self._setup(train)
-        p = _gram(self.seen_, self.lambda_)
-        p = _spd_inverse(p)
-        # B = I − P diag(1/diag(P)), in place: column j divided by −P_jj, zero diagonal.
-        p /= -np.diag(p).copy()[None, :]
-        p[np.diag_indices(n)] = 0.0
-        self.item_weights_ = p.astype(np.float32)
+        self.item_weights_ = weights_from_inverse(_spd_inverse(_gram(self.seen_, self.lambda_)))
         return self
 
     def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
@@ -126,6 +111,31 @@ class EASE(Recommender):
         self._check_fitted()
         rows = self.item_weights_[np.asarray(item_codes, dtype=np.int64)]
         return rows if columns is None else rows[:, np.asarray(columns, dtype=np.int64)]
+
+
+def check_memory(model: str, n: int, max_memory_mb: float, instead: str) -> None:
+    """Refuse, naming the need, before allocating a closed form's n x n matrices.
+
+    Raises:
+        MovieRecError: 12 x n² bytes exceed `max_memory_mb`; the message suggests `instead`.
+    """
+    needed = memory_needed_gb(n)
+    if needed * 1000 > max_memory_mb:
+        fits = int(np.sqrt(max_memory_mb * 1e6 / _BYTES_PER_PAIR))
+        gb = f"{needed:.1f}" if needed >= 0.1 else f"{needed:.2g}"
+        raise MovieRecError(
+            f"{model} needs about {gb} GB for {n:,} x {n:,} item matrices (one float64 "
+            f"to invert, float32 weights to keep) but max_memory_mb={max_memory_mb:g}; "
+            f"raise max_memory_mb if the machine has that much memory, or keep at most "
+            f"{fits:,} items (e.g. Dataset.filter(min_item_ratings=...)), or use {instead}"
+        )
+
+
+def weights_from_inverse(p: np.ndarray) -> np.ndarray:
+    """B = I − P diag(1/diag(P)) as float32, from P = (XᵀX + Λ)⁻¹ (overwritten): diag(B) = 0."""
+    p /= -np.diag(p).copy()[None, :]  # column j divided by −P_jj
+    p[np.diag_indices(len(p))] = 0.0
+    return p.astype(np.float32)
 
 
 def memory_needed_gb(n_items: int) -> float:

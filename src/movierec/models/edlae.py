@@ -11,15 +11,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from movierec.data.dataset import Dataset
-from movierec.errors import MovieRecError
 from movierec.models.base import check_param, is_number
-from movierec.models.ease import (
-    _BYTES_PER_PAIR,
-    EASE,
-    _gram,
-    _spd_inverse,
-    memory_needed_gb,
-)
+from movierec.models.ease import EASE, _gram, _spd_inverse, check_memory, weights_from_inverse
 from movierec.models.space import Float, SearchSpace
 from movierec.random import RNGLike
 
@@ -82,25 +75,11 @@ class EDLAE(EASE):
     ) -> Self:
         """Solve for the item weights B in closed form; returns self."""
         n = train.n_items
-        needed = memory_needed_gb(n)
-        if needed * 1000 > self.max_memory_mb:
-            fits = int(np.sqrt(self.max_memory_mb * 1e6 / _BYTES_PER_PAIR))
-            gb = f"{needed:.1f}" if needed >= 0.1 else f"{needed:.2g}"
-            raise MovieRecError(
-                f"EDLAE needs about {gb} GB for {n:,} x {n:,} item matrices (one float64 to "
-                f"invert, float32 weights to keep) but max_memory_mb={self.max_memory_mb:g}; "
-                f"raise max_memory_mb if the machine has that much memory, or keep at most "
-                f"{fits:,} items (e.g. Dataset.filter(min_item_ratings=...)), or use rp3beta "
-                "or slim, whose weights are sparse"
-            )
+        check_memory("EDLAE", n, self.max_memory_mb, "rp3beta or slim, whose weights are sparse")
         self._setup(train)
         p = _gram(self.seen_, float(self.lambda_))
         # diag(XᵀX) of a binary X: each item's number of users.
         counts = np.bincount(self.seen_.indices, minlength=n).astype(np.float64)
         p[np.diag_indices(n)] += self.dropout / (1.0 - self.dropout) * counts
-        p = _spd_inverse(p)
-        # B = I − P diag(1/diag(P)), in place: column j divided by −P_jj, zero diagonal.
-        p /= -np.diag(p).copy()[None, :]
-        p[np.diag_indices(n)] = 0.0
-        self.item_weights_ = p.astype(np.float32)
+        self.item_weights_ = weights_from_inverse(_spd_inverse(p))
         return self
