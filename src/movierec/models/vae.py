@@ -123,7 +123,46 @@ class MultVAEModule(nn.Module):
         return self.decoder(z), mu, logvar
 
 
-class MultVAE(TorchRecommender):
+class _UserVAE(TorchRecommender):
+    """What Mult-VAE and RecVAE share.
+
+    Users' binary rows in, early stopping on ranking, scoring and fold-in by the decoder at the
+    encoder's mean (no dropout, no sampling).
+    """
+
+    @property
+    def objective(self) -> str:  # type: ignore[override]
+        """Always "ranking": early stopping on validation NDCG@10."""
+        return "ranking"
+
+    def training_data(self, train: Dataset) -> dict[str, Tensor]:
+        """User codes only: `batches` densifies their rows of the training matrix."""
+        return {"user": torch.arange(self.n_users_, dtype=torch.int64)}
+
+    def _mean(self, module: nn.Module, rows: Tensor) -> Tensor:
+        """The encoder's mean μ(x) of binary rows (each model's own encoder)."""
+        raise NotImplementedError
+
+    def _logits(self, module: nn.Module, rows: Tensor, item_codes: Tensor | None) -> Tensor:
+        decoder: nn.Module = module.decoder  # type: ignore[assignment]
+        logits = decoder(self._mean(module, rows))
+        return logits if item_codes is None else logits[:, item_codes]
+
+    def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
+                    ) -> Tensor:
+        """Logits f(μ(x_u)) [users, items] of the users' training rows."""
+        return self._logits(module, _user_rows(self, user_codes), item_codes)
+
+    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Scores float32 [n_items] of a new user: the decoder at the encoder's mean of the row.
+
+        Ratings only mark which items were rated (the models learn from the binary matrix);
+        unknown item codes (−1) are ignored.
+        """
+        return _fold_in(self, item_codes)
+
+
+class MultVAE(_UserVAE):
     """Mult-VAE: a variational autoencoder of user rows with a multinomial likelihood.
 
     Liang, Krishnan, Hoffman & Jebara, "Variational Autoencoders for Collaborative Filtering",
@@ -193,18 +232,9 @@ class MultVAE(TorchRecommender):
         self.grad_clip = grad_clip
         self.device = device
 
-    @property
-    def objective(self) -> str:  # type: ignore[override]
-        """Always "ranking": early stopping on validation NDCG@10."""
-        return "ranking"
-
     def build_module(self) -> MultVAEModule:
         """A fresh `MultVAEModule` for the fitted number of items."""
         return MultVAEModule(self.n_items_, self.hidden_size, self.latent_size, self.dropout)
-
-    def training_data(self, train: Dataset) -> dict[str, Tensor]:
-        """User codes only: `batches` densifies their rows of the training matrix."""
-        return {"user": torch.arange(self.n_users_, dtype=torch.int64)}
 
     def batches(self, data: dict[str, Tensor], generator: torch.Generator
                 ) -> Iterator[dict[str, Tensor]]:
@@ -225,23 +255,9 @@ class MultVAE(TorchRecommender):
         nll = -multinomial_log_likelihood(logits, x)
         return (nll + batch["beta"] * gaussian_kl(mu, logvar)).mean()
 
-    def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
-                    ) -> Tensor:
-        """Logits f(μ(x_u)) [users, items] of the users' training rows."""
-        return self._logits(module, _user_rows(self, user_codes), item_codes)
-
-    def _logits(self, module: nn.Module, rows: Tensor, item_codes: Tensor | None) -> Tensor:
+    def _mean(self, module: nn.Module, rows: Tensor) -> Tensor:
         assert isinstance(module, MultVAEModule)
-        logits = module.decoder(module.encode(rows)[0])
-        return logits if item_codes is None else logits[:, item_codes]
-
-    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        """Scores float32 [n_items] of a new user: the decoder at the encoder's mean of the row.
-
-        Ratings only mark which items were rated (the model learns from the binary matrix);
-        unknown item codes (−1) are ignored.
-        """
-        return _fold_in(self, item_codes)
+        return module.encode(rows)[0]
 
 
 # --- RecVAE -----------------------------------------------------------------------------------
@@ -322,7 +338,7 @@ class RecVAEModule(nn.Module):
         return self.decoder(z), z, mu, logvar
 
 
-class RecVAE(TorchRecommender):
+class RecVAE(_UserVAE):
     """RecVAE: Mult-VAE with a composite prior, activity-scaled KL and alternating updates.
 
     Shenbin, Alekseev, Tutubalina, Malykh & Nikolenko, "RecVAE: a New Variational Autoencoder
@@ -395,18 +411,9 @@ class RecVAE(TorchRecommender):
         self.grad_clip = grad_clip
         self.device = device
 
-    @property
-    def objective(self) -> str:  # type: ignore[override]
-        """Always "ranking": early stopping on validation NDCG@10."""
-        return "ranking"
-
     def build_module(self) -> RecVAEModule:
         """A fresh `RecVAEModule` for the fitted number of items (q_old = the initial q)."""
         return RecVAEModule(self.n_items_, self.hidden_size, self.latent_size)
-
-    def training_data(self, train: Dataset) -> dict[str, Tensor]:
-        """User codes only: `batches` densifies their rows of the training matrix."""
-        return {"user": torch.arange(self.n_users_, dtype=torch.int64)}
 
     def batches(self, data: dict[str, Tensor], generator: torch.Generator
                 ) -> Iterator[dict[str, Tensor]]:
@@ -444,22 +451,9 @@ class RecVAE(TorchRecommender):
         kl = (log_normal(z, mu, logvar) - module.prior.log_density(x, z)).sum(dim=-1)
         return (nll + self.gamma * x.sum(dim=-1) * kl).mean()
 
-    def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
-                    ) -> Tensor:
-        """Logits W μ(x_u) + b [users, items] of the users' training rows."""
-        return self._logits(module, _user_rows(self, user_codes), item_codes)
-
-    def _logits(self, module: nn.Module, rows: Tensor, item_codes: Tensor | None) -> Tensor:
+    def _mean(self, module: nn.Module, rows: Tensor) -> Tensor:
         assert isinstance(module, RecVAEModule)
-        logits = module.decoder(module.encoder(rows)[0])
-        return logits if item_codes is None else logits[:, item_codes]
-
-    def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        """Scores float32 [n_items] of a new user: the decoder at the encoder's mean of the row.
-
-        Ratings only mark which items were rated; unknown item codes (−1) are ignored.
-        """
-        return _fold_in(self, item_codes)
+        return module.encoder(rows)[0]
 
 
 # --- shared -----------------------------------------------------------------------------------
@@ -481,7 +475,7 @@ def _shuffled_rows(model: TorchRecommender, data: dict[str, Tensor], generator: 
         yield batch, dense_rows(model.seen_, batch.numpy())[0]
 
 
-def _fold_in(model: MultVAE | RecVAE, item_codes: np.ndarray) -> np.ndarray:
+def _fold_in(model: _UserVAE, item_codes: np.ndarray) -> np.ndarray:
     codes = np.asarray(item_codes, dtype=np.int64)
     codes = codes[(codes >= 0) & (codes < model.n_items)]
     with model._eval() as module:
