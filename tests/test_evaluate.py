@@ -280,6 +280,10 @@ def test_validation_items_are_excluded_like_training_items(example: Split) -> No
     everything = Dataset(_frame([(2, i, 3) for i in (10, 30, 40, 50, 60)]), name="ex")
     short = evaluate(_model(example), example, ks=(3,), keep_lists=True, exclude=everything)
     assert short.lists is not None and 2 not in set(short.lists.user_id)
+    # k above the catalog's 6 items: the lists are padded, not cut, and still skip excluded items
+    wide = evaluate(_model(example), example, ks=(10,), keep_lists=True, exclude=valid)
+    assert wide.lists is not None
+    assert wide.lists[wide.lists.user_id == 1].item_id.tolist() == [40, 50, 60]
     sampled = evaluate(_model(example), example, ks=(3,), protocol="sampled", n_negatives=2,
                        rng=0, exclude=valid)
     assert sampled.counts["excluded_history_pairs"] == 3

@@ -429,14 +429,15 @@ def _top_k_without(model: Recommender, users: np.ndarray, k: int,
     top, scores = model.top_k_codes(users, min(k + more, model.n_items), exclude_seen=True)
     drop = _stored(rows, np.repeat(np.arange(len(users)), top.shape[1]),
                    np.maximum(top, 0).ravel()).reshape(top.shape) & (top >= 0)
-    out = np.full((len(users), k), -1, dtype=np.int32)
-    out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
     keep = ~drop & (top >= 0)
-    for r in range(len(users)):  # per row: a short boolean compaction
-        kept = top[r, keep[r]][:k]
-        out[r, :len(kept)] = kept
-        out_scores[r, :len(kept)] = scores[r, keep[r]][:k]
-    return out, out_scores
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept entries first, in rank order
+    out = np.take_along_axis(np.where(keep, top, -1), order, axis=1).astype(np.int32)
+    out_scores = np.take_along_axis(np.where(keep, scores, -np.inf), order, axis=1)
+    if out.shape[1] < k:  # a catalog smaller than k: pad as top_k_codes does
+        pad = k - out.shape[1]
+        out = np.pad(out, ((0, 0), (0, pad)), constant_values=-1)
+        out_scores = np.pad(out_scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return out, out_scores.astype(np.float32)
 
 
 def _full(model: Recommender, split: Split, ks: list[int], t_users: np.ndarray,
