@@ -92,11 +92,50 @@ def ridge_weights(x: np.ndarray, y: np.ndarray, alpha: float, prior: np.ndarray
     return prior + delta, float(residual.mean() - mean @ delta)
 
 
-def _as_tuples(value: Any) -> Any:
+def as_tuples(value: Any) -> Any:
     """Lists (as JSON and the command line give them) back to tuples, recursively."""
     if isinstance(value, list | tuple):
-        return tuple(_as_tuples(v) for v in value)
+        return tuple(as_tuples(v) for v in value)
     return value
+
+
+def member_state(members: Sequence[Recommender]) -> dict[str, Any]:
+    """The saved state of nested models, keyed "members.<n>.<key>" (blend, rerank)."""
+    return {f"{MEMBER_PREFIX}{n}.{key}": value for n, member in enumerate(members)
+            for key, value in member._state().items()}
+
+
+def restore_members(state: dict[str, Any], specs: Sequence[Member], what: str,
+                    shape: tuple[int | None, int]) -> list[Recommender]:
+    """Rebuild the nested models `member_state` saved, from their (name, params) `specs`.
+
+    Args:
+        state: the whole saved state (other keys are ignored).
+        specs: (registered name, params) of each nested model, in saved order.
+        what: "member" or "generator", for messages.
+        shape: (users, items) the nested models' vocabularies must have (users None: any).
+
+    Raises:
+        ValueError: a nested model's state lacks vocabularies of that shape.
+    """
+    from movierec.models import get
+
+    out = []
+    for n, (name, params) in enumerate(specs):
+        prefix = f"{MEMBER_PREFIX}{n}."
+        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if isinstance(sub.get("rating_scale_"), list):  # JSON has no tuples
+            sub["rating_scale_"] = tuple(sub["rating_scale_"])
+        model = get(name, **params)
+        model._restore(sub)
+        users, items = (getattr(model, "user_vocab_", None), getattr(model, "item_vocab_", None))
+        if items is None or len(items) != shape[1] or (shape[0] is not None and (
+                users is None or len(users) != shape[0])):
+            size = f"{shape[1]} items" if shape[0] is None else \
+                f"{shape[0]} users x {shape[1]} items"
+            raise ValueError(f"{what} {n} ({name}): saved state lacks vocabularies of {size}")
+        out.append(model)
+    return out
 
 
 def normalize_members(members: Any) -> tuple[Member, ...]:
@@ -123,7 +162,7 @@ def normalize_members(members: Any) -> tuple[Member, ...]:
                     and isinstance(entry[0], str) and isinstance(entry[1], Mapping)
                     and all(isinstance(k, str) for k in entry[1]),
                     "a model name or a (model name, {params}) pair")
-        name, params = entry[0], {k: _as_tuples(v) for k, v in entry[1].items()}
+        name, params = entry[0], {k: as_tuples(v) for k, v in entry[1].items()}
         if name in REGISTRY:  # old parameter names (a saved blend's members) -> current ones
             try:
                 params = get_class(name).canonical_params(params)
@@ -373,31 +412,14 @@ class Blend(Recommender):
     def _state(self) -> dict[str, Any]:
         """Own state plus each member's, keyed "members.<n>.<key>" (tensors and JSON, no pickle)."""
         state = super()._state()
-        members = state.pop("members_")
-        for n, member in enumerate(members):
-            for key, value in member._state().items():
-                state[f"{MEMBER_PREFIX}{n}.{key}"] = value
+        state.update(member_state(state.pop("members_")))
         return state
 
     def _restore(self, state: dict[str, Any]) -> None:
-        from movierec.models import get
-
         super()._restore({k: v for k, v in state.items() if not k.startswith(MEMBER_PREFIX)})
-        self.members_ = []
-        for n, (name, params) in enumerate(self.members):
-            prefix = f"{MEMBER_PREFIX}{n}."
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if isinstance(sub.get("rating_scale_"), list):  # JSON has no tuples
-                sub["rating_scale_"] = tuple(sub["rating_scale_"])
-            member = get(name, **params)
-            member._restore(sub)
-            # The blend feeds its own codes to the members: their vocabularies must be its own.
-            vocabs = (getattr(member, "user_vocab_", None), getattr(member, "item_vocab_", None))
-            if vocabs[0] is None or vocabs[1] is None or (len(vocabs[0]), len(vocabs[1])) != (
-                    len(self.user_vocab_), len(self.item_vocab_)):
-                raise ValueError(f"member {n} ({name}): saved state lacks vocabularies of "
-                                 f"{len(self.user_vocab_)} users x {len(self.item_vocab_)} items")
-            self.members_.append(member)
+        # The blend feeds its own codes to the members: their vocabularies must be its own.
+        self.members_ = restore_members(state, self.members, "member",
+                                        (len(self.user_vocab_), len(self.item_vocab_)))
         if len(np.ravel(self.coef_)) != len(self.feature_names_):
             raise ValueError(f"coef_ has {len(np.ravel(self.coef_))} weights for "
                              f"{len(self.feature_names_)} features")

@@ -27,7 +27,7 @@ from movierec.data.dataset import Dataset
 from movierec.errors import MissingExtraError, MovieRecError
 from movierec.models._rerank_features import side_features, user_rows
 from movierec.models.base import Recommender, check_param, is_int, is_number, user_blocks
-from movierec.models.blend import MEMBER_PREFIX, Member, _as_tuples
+from movierec.models.blend import MEMBER_PREFIX, Member, as_tuples, member_state, restore_members
 from movierec.models.space import Float, Int, SearchSpace
 from movierec.random import RNGLike, as_generator, derive_seed
 
@@ -97,7 +97,7 @@ def normalize_generators(generators: Any) -> tuple[Member, ...]:
                     and isinstance(entry[0], str) and isinstance(entry[1], Mapping)
                     and all(isinstance(k, str) for k in entry[1]),
                     "a model name or a (model name, {params}) pair")
-        name, params = entry[0], {k: _as_tuples(v) for k, v in entry[1].items()}
+        name, params = entry[0], {k: as_tuples(v) for k, v in entry[1].items()}
         check_param(where, name, name in REGISTRY, f"a registered model ({', '.join(REGISTRY)})")
         check_param(where, name, name not in CANNOT_RANK,
                     f"a model that ranks items ({name!r} cannot: {CANNOT_RANK.get(name)})")
@@ -560,34 +560,19 @@ class Rerank(Recommender):
     def _state(self) -> dict[str, Any]:
         """Own state, each generator's ("members.<n>.<key>") and the side features ("side.")."""
         state = super()._state()
-        for n, generator in enumerate(state.pop("generators_")):
-            for key, value in generator._state().items():
-                state[f"{MEMBER_PREFIX}{n}.{key}"] = value
+        state.update(member_state(state.pop("generators_")))
         for key, value in self._side.items():
             state[f"{SIDE_PREFIX}{key}"] = value
         return state
 
     def _restore(self, state: dict[str, Any]) -> None:
-        from movierec.models import get
-
         own = {k: v for k, v in state.items()
                if not k.startswith((MEMBER_PREFIX, SIDE_PREFIX))}
         super()._restore(own)
         self._side = {k[len(SIDE_PREFIX):]: np.asarray(v) for k, v in state.items()
                       if k.startswith(SIDE_PREFIX)}
-        self.generators_ = []
-        for n, (name, params) in enumerate(self.generators):
-            prefix = f"{MEMBER_PREFIX}{n}."
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if isinstance(sub.get("rating_scale_"), list):  # JSON has no tuples
-                sub["rating_scale_"] = tuple(sub["rating_scale_"])
-            generator = get(name, **params)
-            generator._restore(sub)
-            items = getattr(generator, "item_vocab_", None)
-            if items is None or len(items) != len(self.item_vocab_):
-                raise ValueError(f"generator {n} ({name}): saved state lacks an item vocabulary "
-                                 f"of {len(self.item_vocab_)} items")
-            self.generators_.append(generator)
+        self.generators_ = restore_members(state, self.generators, "generator",
+                                           (None, len(self.item_vocab_)))
         missing = {*(f for f in SIDE_FEATURES if f != "genre_overlap"), "item_genres",
                    "user_genres"} - set(self._side)
         if missing:
