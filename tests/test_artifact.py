@@ -105,3 +105,18 @@ def test_the_whole_catalog_is_saved_with_the_model(tmp_path, tiny):
     get("pop").fit(tiny).save(tmp_path / "m", catalog=catalog)
     saved = load_catalog(tmp_path / "m")
     assert saved is not None and sorted(saved["item_id"].tolist()) == sorted(ids)
+
+
+def test_people_columns_travel_with_the_catalog(tmp_path):
+    # An IMDb-joined or HetRec item table keeps who made each movie in items.json.
+    from movierec.artifact import load_catalog
+    from movierec.data.synthetic import make_people_dataset
+
+    ds = make_people_dataset(n_users=20, n_items=30, ratings_per_user=5, rng=0)
+    get("pop").fit(ds).save(tmp_path / "m", catalog=ds.items)
+    saved = load_catalog(tmp_path / "m").set_index("item_id")
+    original = ds.items.set_index("item_id")
+    for col in ("directors", "director_ids", "actors", "actor_ids"):
+        assert saved.loc[7, col] == original.loc[7, col]
+        assert isinstance(saved.loc[7, col], tuple)
+    assert "writers" not in saved.columns  # absent columns are not invented

@@ -223,20 +223,34 @@ def _check_restored(model: Recommender, path: Path) -> None:
                             f"({len(users)} users x {len(items)} items)")
 
 
+#: Item-table columns of people (tuples of str) that items.json keeps when the table has them.
+PEOPLE_COLUMNS = ("directors", "director_ids", "writers", "writer_ids", "actors", "actor_ids")
+
+
 def _write_catalog(catalog: pd.DataFrame, model: Recommender, path: Path) -> None:
     # The whole item table, not only the movies the model saw rated: a served model's site
     # knows every movie, and a rating of one it never saw is stored and learnt by a retrain.
+    # The people columns of an IMDb-joined or HetRec item table travel too (lists of str), so
+    # a loaded model still knows who made each movie (people-aware models, explanations).
+    people = [c for c in PEOPLE_COLUMNS if c in catalog.columns]
     records = []
     for row in catalog.drop_duplicates("item_id").itertuples(index=False):
         year = getattr(row, "year", None)
-        records.append({"item_id": int(row.item_id), "title": str(getattr(row, "title", "")),
-                        "year": None if year is None or year != year else int(year),
-                        "genres": list(getattr(row, "genres", ()) or ())})
+        record = {"item_id": int(row.item_id), "title": str(getattr(row, "title", "")),
+                  "year": None if year is None or year != year else int(year),
+                  "genres": list(getattr(row, "genres", ()) or ())}
+        for col in people:
+            value = getattr(row, col)
+            record[col] = [str(v) for v in value] if isinstance(value, list | tuple) else []
+        records.append(record)
     path.write_text(json.dumps(records, ensure_ascii=False))
 
 
 def load_catalog(path: str | Path) -> pd.DataFrame | None:
-    """The item table saved with a model (item_id, title, year, genres), or None."""
+    """The item table saved with a model (item_id, title, year, genres, people), or None.
+
+    The people columns (`PEOPLE_COLUMNS`) are there when the model was saved with them.
+    """
     path = Path(path)
     file = path / CATALOG
     if not file.is_file():
@@ -251,8 +265,12 @@ def load_catalog(path: str | Path) -> pd.DataFrame | None:
     try:
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise TypeError("expected a list of objects")
-        frame = pd.DataFrame.from_records(records, columns=["item_id", "title", "year", "genres"])
-        frame["genres"] = [tuple(g) for g in frame["genres"]]
+        people = [c for c in PEOPLE_COLUMNS if records and c in records[0]]
+        frame = pd.DataFrame.from_records(records, columns=["item_id", "title", "year", "genres",
+                                                             *people])
+        for col in ("genres", *people):
+            frame[col] = pd.Series([tuple(v or ()) for v in frame[col]], dtype=object,
+                                   index=frame.index)
         frame["year"] = frame["year"].astype("float64")
         frame["item_id"] = frame["item_id"].astype("int64")
     except (TypeError, ValueError) as exc:
