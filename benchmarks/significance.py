@@ -12,6 +12,10 @@ ML-100K's own folds u1..u5 through `movierec.benchmark.cross_validate` (the code
 
 Prints one table per metric and writes benchmarks/results/significance.json.
 Data: $MOVIEREC_DATA_DIR (or --data-dir) must hold ml-100k with its u1..u5 files.
+
+`--models all` runs every installed registered model (about an hour on 2 cores). With
+`--work DIR` the fold folders are kept there and a re-run skips the folds and runs already done,
+so a long run can be stopped and resumed.
 """
 
 from __future__ import annotations
@@ -24,24 +28,37 @@ from pathlib import Path
 
 from movierec import benchmark
 from movierec import compare as C
-from movierec.models import CLASSIC
+from movierec.models import CLASSIC, installed
 from movierec.pipeline import SplitSpec
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models", default=",".join(CLASSIC), help="comma-separated names")
+    parser.add_argument("--models", default=",".join(CLASSIC),
+                        help="comma-separated names, or 'all' for every installed model "
+                        "(default: the classic ones)")
     parser.add_argument("--data-dir", default=None, help="folder of releases")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--test", default="t", choices=["t", "wilcoxon", "permutation"])
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep the fold folders here and resume from them (default: a "
+                        "temporary folder, removed at the end)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per fit (default 1)")
     args = parser.parse_args()
-    models = args.models.split(",")
+    models = installed() if args.models == "all" else args.models.split(",")
     specs = benchmark.fold_specs(SplitSpec(kind="ml100k-5fold", dataset="ml-100k"))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        results = benchmark.cross_validate(models, specs, out=tmp, data_dir=args.data_dir,
-                                           progress=False, keep_lists=False, ks=(10,))
-        frame = C.load_per_user(tmp)
+        work = args.work or Path(tmp)
+
+        def live(record: dict) -> None:
+            print(f"  {record.get('model')} seed {record.get('seed')}: fit "
+                  f"{record.get('fit_seconds') or 0:.1f} s", flush=True)
+
+        results = benchmark.cross_validate(models, specs, out=work, data_dir=args.data_dir,
+                                           progress=False, keep_lists=False, ks=(10,),
+                                           threads=args.threads, on_run=live)
+        frame = C.load_per_user(work)
     seconds = time.perf_counter() - t0
     folds = benchmark.fold_table(results, 10)
     report: dict = {"dataset": "ml-100k", "folds": ["u1", "u2", "u3", "u4", "u5"],
