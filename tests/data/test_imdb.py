@@ -217,3 +217,13 @@ def test_imdb_dir_reaches_train_benchmark_tune_and_experiment_files(ml100k: Path
                    '[split]\nkind = "user-random"\n[models.pop]\n')
     ds = load_data(load_experiment(exp))
     assert list(ds.items.set_index("item_id").loc[1, "directors"]) == ["Jean-Pierre Synth"]
+    # `movierec run --imdb-dir` overrides the file's folder: a missing one is really read.
+    result = runner.invoke(app, ["run", str(exp), "--imdb-dir", str(tmp_path / "nowhere"),
+                                 "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code != 0 and "nowhere" in result.output, result.output
+    plain = tmp_path / "plain.toml"
+    plain.write_text(f'[dataset]\npath = "{ml100k}"\n[split]\nkind = "user-random"\n'
+                     '[models.pop]\n')
+    result = runner.invoke(app, ["run", str(plain), "--imdb-dir", str(imdb),
+                                 "--out", str(tmp_path / "run2"), "--no-progress"])
+    assert result.exit_code == 0, result.output

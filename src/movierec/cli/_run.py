@@ -13,6 +13,7 @@ from rich.table import Table
 
 from movierec.cli._app import (
     DataDirOpt,
+    ImdbDirOpt,
     ProgressOpt,
     ThreadsOpt,
     _friendly_errors,
@@ -35,6 +36,7 @@ def run_command(
         help="Run folder (default runs/<file name>, with -quick for --quick). Runs already "
         "finished there are skipped.")] = None,
     data_dir: DataDirOpt = None,
+    imdb_dir: ImdbDirOpt = None,
     check: Annotated[bool, typer.Option(
         "--check", help="Only parse and validate the file; run nothing, write nothing.")] = False,
     threads: ThreadsOpt = None,
@@ -44,6 +46,10 @@ def run_command(
     from movierec.experiment import load_experiment, run_experiment
 
     exp = load_experiment(file)
+    if imdb_dir is not None:  # overrides the file's [dataset] imdb_dir
+        from dataclasses import replace
+
+        exp = replace(exp, dataset=replace(exp.dataset, imdb_dir=imdb_dir))
     if check:
         n = sum(len(exp.runs(s, quick=quick)) for s in exp.splits)
         console.print(f"{file}: valid; {len(exp.splits)} split(s), {n} run(s)"
