@@ -59,6 +59,9 @@ class Recommender:
     uses_features: ClassVar[bool] = False
     uses_sequence: ClassVar[bool] = False
     supports_fold_in: ClassVar[bool] = False
+    # `score_new_items` works: movies without a training rating are scored from their side data
+    # (genres, year, directors, actors); set by the model when its options make it possible.
+    scores_new_items: ClassVar[bool] = False
     # Trained epoch by epoch by the Trainer (checkpoints, resume, early stopping on validation).
     trains_by_epochs: ClassVar[bool] = False
     # The fit ignores `rng` (closed forms, counts): one fit serves every seed of a benchmark.
@@ -235,6 +238,36 @@ class Recommender:
         u = self.user_vocab_.codes(np.asarray(user_ids))
         i = None if item_ids is None else self.item_vocab_.codes(np.asarray(item_ids))
         return np.asarray(self._score(u, i), dtype=np.float32)
+
+    def can_score_new_items(self) -> bool:
+        """Whether `score_new_items` works for this instance (class flag and its options)."""
+        return type(self).scores_new_items
+
+    def score_new_items(self, user_ids: np.ndarray, items: pd.DataFrame) -> np.ndarray:
+        """Scores float32 [users, len(items)] of movies without any training rating.
+
+        Cold start: `items` holds item-table rows (item_id, genres, year, director_ids,
+        actor_ids, ... as `movierec.data.load` gives them) of movies the model never saw rated;
+        only their side data can place them. Scores are comparable among themselves for a user
+        (rank new movies against each other), not with `score`'s.
+
+        Raises:
+            MovieRecError: the model knows a movie only from its ratings (see
+                `can_score_new_items`), or an unknown user.
+        """
+        self._check_fitted()
+        if not self.can_score_new_items():
+            raise MovieRecError(
+                f"{type(self).__name__} knows a movie only from its ratings and cannot score "
+                "movies without one; use featurenet or an NCF model with people=True, or "
+                "lightgcn/ngcf with knowledge=True")
+        u = self.user_vocab_.codes(np.asarray(user_ids))
+        return np.asarray(self._score_new_items(u, items.reset_index(drop=True)),
+                          dtype=np.float32)
+
+    def _score_new_items(self, user_codes: np.ndarray, items: pd.DataFrame) -> np.ndarray:
+        """`score_new_items` in codes: float32 [len(user_codes), len(items)]."""
+        raise NotImplementedError
 
     def top_k_codes(self, user_codes: np.ndarray, k: int, *, exclude_seen: bool = True,
                     candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ Everything here is generated: no MovieLens content is copied. Two sizes, one mod
 
 from __future__ import annotations
 
+from movierec.data.synthetic._people import make_people_dataset
 from movierec.data.synthetic._release import (
     CSV_GENRES,
     MIN_USER_RATINGS,
@@ -43,6 +44,7 @@ __all__ = [
     "SyntheticLayout",
     "SyntheticRelease",
     "check_release_size",
+    "make_people_dataset",
     "make_ratings",
     "write_release",
     "write_release_like",
