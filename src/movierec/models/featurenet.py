@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import ClassVar, NamedTuple, cast
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
@@ -36,10 +37,19 @@ from movierec.models._features import (
     item_feature_spec,
     user_feature_spec,
 )
+from movierec.models._people_torch import (
+    ID_DROPOUT,
+    PeopleBag,
+    check_people_params,
+    drop_ids,
+    fit_people,
+    people_arrays,
+)
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.space import Choice, Float, Int, SearchSpace
 from movierec.models.svdpp import csr_bags
+from movierec.ranking import user_blocks
 from movierec.training import (
     LOSSES,
     NegativeSampler,
@@ -169,6 +179,11 @@ class FeatureNetModule(nn.Module):
             modes are "none").
         implicit: where s_u goes: "none", "wide", "mlp" or "both" (the wide ones need k_w ≥ 1).
         item_implicit: where t_i goes, as `implicit`.
+        people: (n_persons, indptr, codes) of the training items' people lists: a `PeopleBag`
+            of width embedding_size (+ k_w + 1 with a wide branch) whose parts are added to
+            q_i, q̃_i and b_i; None: no people.
+        id_dropout: probability, in training, that an item's id parts (q_i, q̃_i, b_i, t_i) are
+            zeroed for an example (DropoutNet); its features and people stay.
     """
 
     user_features: Tensor
@@ -180,7 +195,9 @@ class FeatureNetModule(nn.Module):
                  batch_norm: bool, dropout: float, global_mean: float,
                  scale: tuple[float, float] | None = None, *, wide_size: int = 0,
                  feature_factors: bool = False, history: sp.csr_matrix | None = None,
-                 implicit: str = "none", item_implicit: str = "none") -> None:
+                 implicit: str = "none", item_implicit: str = "none",
+                 people: tuple[int, np.ndarray, np.ndarray] | None = None,
+                 id_dropout: float = 0.0) -> None:
         super().__init__()
         for mode in (implicit, item_implicit):
             if mode not in IMPLICIT_MODES:
@@ -221,6 +238,11 @@ class FeatureNetModule(nn.Module):
             self.bags[side] = HistoryBag(history if side == "user" else history.T.tocsr(), size)
             widths[side] += size if mode in ("mlp", "both") else 0
         self.user_width = widths["user"]
+        self.embedding_size = embedding_size
+        self.id_dropout = id_dropout
+        self.people = (None if people is None else
+                       PeopleBag(people[0], embedding_size + (wide_size + 1 if wide_size else 0),
+                                 *people[1:]))
         self.hidden = nn.Linear(widths["user"] + widths["item"], hidden_size)
         self.norm: nn.Module = nn.BatchNorm1d(hidden_size) if batch_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
@@ -240,6 +262,8 @@ class FeatureNetModule(nn.Module):
         nn.init.normal_(self.item_embedding.weight, std=0.1)
         tables = [getattr(self, "wide_user", None), getattr(self, "wide_item", None),
                   self.user_feature_map, self.item_feature_map]
+        if self.people is not None:
+            nn.init.normal_(self.people.embedding.weight, std=0.1)
         for table in tables + [bag.factors for bag in self.bags.values()]:
             if table is not None:
                 nn.init.normal_(table.weight, std=0.01)
@@ -257,28 +281,45 @@ class FeatureNetModule(nn.Module):
         """Rows of `table` for `codes`, zeros for code −1."""
         return table(codes.clamp(min=0)) * (codes >= 0).unsqueeze(-1)
 
-    def _side(self, side: str, codes: Tensor) -> Side:
+    def _side(self, side: str, codes: Tensor, keep: Tensor | None = None) -> Side:
+        """One side of codes [n]; `keep` False zeroes an item's id parts (item-id dropout)."""
         user = side == "user"
         features = self.user_features if user else self.item_features
         # Code −1 reads the mean feature row (the last one).
         feats = features[torch.where(codes >= 0, codes, torch.full_like(codes,
                                                                          len(features) - 1))]
-        mlp = [self._lookup(self.user_embedding if user else self.item_embedding, codes), feats]
+        ids = (codes >= 0) if keep is None else (codes >= 0) & keep
+        return self._assemble(side, ids, feats, self.bags[side](codes) * ids.unsqueeze(-1)
+                              if side in self.bags else None,
+                              None if user or self.people is None else self.people(codes),
+                              codes.clamp(min=0))
+
+    def _assemble(self, side: str, ids: Tensor, feats: Tensor, implicit: Tensor | None,
+                  people: Tensor | None, codes: Tensor) -> Side:
+        """The side from id rows (zeroed where `ids` is False), features, bag sums and people."""
+        user = side == "user"
+        mask = ids.unsqueeze(-1).to(feats.dtype)
+        emb = (self.user_embedding if user else self.item_embedding)(codes) * mask
         factors = bias = None
         if self.wide_size:
-            factors = self._lookup(self.wide_user if user else self.wide_item, codes)
-            bias = self._lookup(self.user_bias if user else self.item_bias, codes).squeeze(-1)
+            factors = (self.wide_user if user else self.wide_item)(codes) * mask
+            bias = ((self.user_bias if user else self.item_bias)(codes) * mask).squeeze(-1)
             fmap = self.user_feature_map if user else self.item_feature_map
             if fmap is not None:
                 mapped = fmap(feats)
                 factors, bias = factors + mapped[:, :-1], bias + mapped[:, -1]
-        if side in self.bags:
-            s = self.bags[side](codes)
+        if people is not None:
+            k = self.embedding_size
+            emb = emb + people[:, :k]
+            if factors is not None and bias is not None:
+                factors, bias = factors + people[:, k:-1], bias + people[:, -1]
+        mlp = [emb, feats]
+        if implicit is not None:
             if self.modes[side] in ("wide", "both"):
                 assert factors is not None
-                factors = factors + s
+                factors = factors + implicit
             if self.modes[side] in ("mlp", "both"):
-                mlp.append(s)
+                mlp.append(implicit)
         return Side(torch.cat(mlp, dim=-1), factors, bias)
 
     def users(self, u: Tensor) -> Side:
@@ -286,8 +327,27 @@ class FeatureNetModule(nn.Module):
         return self._side("user", u)
 
     def items(self, i: Tensor) -> Side:
-        """The item side of codes i [n]."""
-        return self._side("item", i)
+        """The item side of codes i [n] (with item-id dropout in training, see `id_dropout`)."""
+        return self._side("item", i, drop_ids(i, self.id_dropout, self.training))
+
+    def new_items(self, feats: Tensor, indptr: Tensor | None, keys: Tensor | None) -> Side:
+        """The item side of movies without training ratings: id parts 0, features and people.
+
+        Args:
+            feats: float32 [n, d_i] their encoded features (`encode_items`).
+            indptr: int64 [n + 1] row pointers of their people lists, or None.
+            keys: int64 person codes of those lists, or None.
+        """
+        n = len(feats)
+        codes = torch.zeros(n, dtype=torch.long, device=feats.device)
+        ids = torch.zeros(n, dtype=torch.bool, device=feats.device)
+        implicit = None
+        if "item" in self.bags:
+            size = cast(HistoryBag, self.bags["item"]).factors.embedding_dim
+            implicit = feats.new_zeros(n, size)
+        people = (None if self.people is None or indptr is None or keys is None
+                  else self.people.new(indptr, keys))
+        return self._assemble("item", ids, feats, implicit, people, codes)
 
     def user_part(self, u: Tensor) -> Tensor:
         """MLP input of the user side [n, user_width] (zero p and mean f for code −1)."""
@@ -322,17 +382,19 @@ class FeatureNetModule(nn.Module):
         """Predictions [n] for code pairs u [n], i [n]."""
         return self.output(self.logits(u, i))
 
-    def block(self, u: Tensor, i: Tensor | None, chunk_elements: int = 1 << 24) -> Tensor:
+    def block(self, u: Tensor, i: Tensor | None, chunk_elements: int = 1 << 24,
+              item: Side | None = None) -> Tensor:
         """Predictions [users, items] of every pair, in eval mode (all items when `i` is None).
 
         W₁ x_ui = W_u [p_u; f_u] + W_i [q_i; g_i] splits over users and items, and eval-mode
         BatchNorm is a per-unit affine map s ⊙ h + t, so both sides are projected once and the
         pairs are formed by broadcasting, `chunk_elements` hidden values at a time; the wide
-        branch is one matrix product.
+        branch is one matrix product. `item` (e.g. `new_items`) replaces the items of `i`.
         """
         n_items = self.item_embedding.num_embeddings
-        user, item = self.users(u), self.items(torch.arange(n_items, device=u.device)
-                                               if i is None else i)
+        user = self.users(u)
+        if item is None:
+            item = self.items(torch.arange(n_items, device=u.device) if i is None else i)
         w = self.hidden.weight
         a = user.mlp @ w[:, :self.user_width].T
         b = item.mlp @ w[:, self.user_width:].T + self.hidden.bias
@@ -436,6 +498,20 @@ class FeatureNet(TorchRecommender):
         reg_implicit: per-batch L2 penalty on the implicit factors of the batch's users and
             items, λ_y · mean(|N(u)|^-1 Σ_{j ∈ N(u)} ‖y_j‖²) and the same for the items
             (default 0.3, ≥ 0).
+        people: add the mean embedding of each movie's directors and top-billed actors to the
+            item side (q_i, and q̃_i and b_i with a wide branch) and train with item-id dropout;
+            needs directors/actors in the item table (default False; see "Cold start").
+        max_actors: top-billed actors per movie used with `people` (default 3, ≥ 0).
+        id_dropout: probability that a training example's item id parts (q_i, q̃_i, b_i,
+            t_i) are zeroed, with `people` only (default 0.5, in [0, 1); see "Cold start").
+
+    Cold start (`score_new_items`): a movie without training ratings gets the item side an
+    unknown movie would, with zero id parts, but its own encoded genres and year (the spec
+    learned at fit) and, with `people`, its people's mean embedding. So it works with
+    `item_features` (genres and year alone: weak) or `people` (`can_score_new_items`).
+    DropoutNet's item-id dropout (Volkovs et al., NeurIPS 2017) trains exactly that
+    representation: with probability `id_dropout` an example's item is seen through its
+    content only, so the people embeddings must carry it on their own.
     """
 
     name: ClassVar[str] = "featurenet"
@@ -454,6 +530,8 @@ class FeatureNet(TorchRecommender):
     }
     predicts_ratings: ClassVar[bool] = True
     uses_features: ClassVar[bool] = True
+    # With item features or people (see `can_score_new_items`).
+    scores_new_items: ClassVar[bool] = True
     #: Hidden values materialized at once when scoring blocks (2²⁴ floats = 64 MiB).
     score_chunk_elements: ClassVar[int] = 1 << 24
 
@@ -468,7 +546,8 @@ class FeatureNet(TorchRecommender):
                  n_negatives: int = 1, patience: int | None = 3, grad_clip: float | None = None,
                  wide_size: int = 32, wide_reg: float = 0.05, feature_factors: bool = False,
                  implicit: str = "wide", item_implicit: str = "both",
-                 reg_implicit: float = 0.3, device: str = "auto") -> None:
+                 reg_implicit: float = 0.3, device: str = "auto", people: bool = False,
+                 max_actors: int = 3, id_dropout: float = ID_DROPOUT) -> None:
         for name, value in (("embedding_size", embedding_size), ("hidden_size", hidden_size),
                             ("n_negatives", n_negatives)):
             check_param(name, value, is_int(value, 1), "an integer ≥ 1")
@@ -492,6 +571,7 @@ class FeatureNet(TorchRecommender):
         check_param("age_encoding", age_encoding, age_encoding in AGE_ENCODINGS,
                     f"one of {list(AGE_ENCODINGS)}")
         check_param("loss", loss, loss in LOSSES, f"one of {list(LOSSES)}")
+        check_people_params(people, max_actors, id_dropout)
         self.embedding_size = embedding_size
         self.hidden_size = hidden_size
         self.batch_norm = batch_norm
@@ -516,6 +596,9 @@ class FeatureNet(TorchRecommender):
         self.item_implicit = item_implicit
         self.reg_implicit = reg_implicit
         self.device = device
+        self.people = people
+        self.max_actors = max_actors
+        self.id_dropout = id_dropout
 
     # --- TorchRecommender hooks ----------------------------------------------------------------
     def _prepare(self, train: Dataset) -> None:
@@ -527,6 +610,9 @@ class FeatureNet(TorchRecommender):
         self.item_spec_ = item_feature_spec(items, item_ids)
         self.user_feats_ = encode_users(users, user_ids, self.user_spec_)
         self.item_feats_ = encode_items(items, item_ids, self.item_spec_)
+        if self.people:
+            self.people_spec_, self.people_indptr_, self.people_codes_ = fit_people(
+                train.items, item_ids, self.max_actors)
         if self.loss != "mse":
             self._sampler = NegativeSampler(self.seen_)
 
@@ -535,12 +621,15 @@ class FeatureNet(TorchRecommender):
         lo, hi = self.rating_scale_
         scale = (lo, hi) if self.scale_ratings and hi > lo else None
         # seen_ is restored before build_module on load, so N(u) needs no tensors of its own.
+        people = ((len(self.people_spec_["persons"]), self.people_indptr_, self.people_codes_)
+                  if self.people else None)
         return FeatureNetModule(self.n_users_, self.n_items_, self.embedding_size,
                                 self.user_feats_, self.item_feats_, self.hidden_size,
                                 self.batch_norm, self.dropout, self.global_mean_, scale,
                                 wide_size=self.wide_size, feature_factors=self.feature_factors,
                                 history=self.seen_, implicit=self.implicit,
-                                item_implicit=self.item_implicit)
+                                item_implicit=self.item_implicit, people=people,
+                                id_dropout=self.id_dropout if self.people else 0.0)
 
     def batches(self, data: dict[str, Tensor], generator: torch.Generator
                 ) -> Iterator[dict[str, Tensor]]:
@@ -602,6 +691,36 @@ class FeatureNet(TorchRecommender):
     def _predict(self, user_codes: np.ndarray, item_codes: np.ndarray) -> np.ndarray:
         pred = super()._predict(user_codes, item_codes)
         return clip_to_scale(pred, self.rating_scale_).astype(np.float32)
+
+    # --- cold start ----------------------------------------------------------------------------
+    def can_score_new_items(self) -> bool:
+        """True with `people`, or with `item_features` when the training data had an item table.
+
+        Without people a new movie is told apart from others by its genres and year only.
+        """
+        return self.people or (self.item_features and bool(getattr(self, "item_spec_", True)))
+
+    def _score_new_items(self, user_codes: np.ndarray, items: pd.DataFrame) -> np.ndarray:
+        """Predictions for new movies from their features and people (see "Cold start")."""
+        ids = (items["item_id"].to_numpy() if "item_id" in items.columns
+               else np.arange(len(items)))
+        table = items if "item_id" in items.columns else items.assign(item_id=ids)
+        device = self.device_
+        feats = torch.from_numpy(encode_items(table if self.item_features else None, ids,
+                                              self.item_spec_)).to(device)
+        indptr = keys = None
+        if self.people:
+            ptr, codes = people_arrays(items, None, self.people_spec_)
+            indptr, keys = torch.from_numpy(ptr).to(device), torch.from_numpy(codes).to(device)
+        out = np.empty((len(user_codes), len(items)), dtype=np.float32)
+        with self._eval() as module:
+            assert isinstance(module, FeatureNetModule)
+            side = module.new_items(feats, indptr, keys)
+            for blk in user_blocks(len(user_codes), self.score_block_size):
+                users = torch.from_numpy(np.asarray(user_codes[blk], np.int64)).to(device)
+                out[blk] = module.block(users, None, self.score_chunk_elements,
+                                        item=side).float().cpu().numpy()
+        return out
 
     # --- introspection -------------------------------------------------------------------------
     def feature_names(self) -> tuple[list[str], list[str]]:
