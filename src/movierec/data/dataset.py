@@ -368,11 +368,17 @@ class Dataset:
         data = np.ones(len(rows), dtype=np.float32)
         return sp.csr_matrix((data, (rows, cols)), shape=(len(item_ids), len(genres)))
 
-    def to_heterodata(self):  # noqa: ANN201 - torch_geometric is an optional extra
-        """This dataset as a PyG `HeteroData` (user/movie nodes, `rates` edges); extra `graph`."""
+    def to_heterodata(self, *, people: bool | None = None,  # noqa: ANN201 - optional extra
+                      max_actors: int = 3):
+        """This dataset as a PyG `HeteroData`; extra `graph`.
+
+        User and movie nodes with `rates` edges, plus "person" nodes and `directed_by` /
+        `acted_in_by` edges when the item table lists people (`people=None`: when present;
+        True: required; False: never) — see `movierec.data.pyg.to_heterodata`.
+        """
         from movierec.data.pyg import to_heterodata
 
-        return to_heterodata(self)
+        return to_heterodata(self, people=people, max_actors=max_actors)
 
     # --- derived datasets ----------------------------------------------------------------------
     def with_ratings(self, ratings: pd.DataFrame, name: str | None = None) -> Dataset:

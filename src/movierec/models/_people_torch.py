@@ -1,7 +1,7 @@
 """People as item input for the neural models (torch): the shared part of `people=True`.
 
 FeatureNet and the NCF family (GMF, MLP, NeuMF) add `PeopleBag`'s mean embedding of a movie's
-directors and top-billed actors (`movierec.models._people`) to the movie's representation, and
+directors and top-billed actors (`movierec.data.people`) to the movie's representation, and
 train with DropoutNet's item-id dropout (`drop_ids`, Volkovs et al., NeurIPS 2017) so that the
 people part can carry a movie nobody has rated yet (`score_new_items`, fed as `NewItems`).
 """
@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from movierec.models._people import people_lists, people_spec
+from movierec.data.people import people_lists, people_spec
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.svdpp import csr_bags
 
@@ -69,7 +69,7 @@ class PeopleBag(nn.Module):
     """e_i = mean_{p ∈ P(i)} e_p: the mean embedding of a movie's people (zeros without any).
 
     P(i) holds the movie's directors and top-billed actors known to the people vocabulary
-    (`movierec.models._people`). The training movies' lists live in non-persistent buffers
+    (`movierec.data.people`). The training movies' lists live in non-persistent buffers
     (rebuilt from the model's saved arrays on load); the state dict holds only the e_p.
 
     Args:

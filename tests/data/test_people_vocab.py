@@ -1,12 +1,12 @@
-"""The people vocabulary of people-aware models (movierec.models._people), by hand."""
+"""The people vocabulary of people-aware models (movierec.data.people), by hand."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
+from movierec.data.people import has_people, people_lists, people_spec, person_names
 from movierec.errors import MovieRecError
-from movierec.models._people import has_people, people_lists, people_spec, person_names
 
 
 def _items() -> pd.DataFrame:
