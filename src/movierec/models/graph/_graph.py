@@ -16,8 +16,8 @@ from torch import Tensor
 from movierec.training import NegativeSampler
 
 __all__ = ["NeighborSampler", "PopularityNegativeSampler", "SampledGraph", "bipartite_degrees",
-           "choose_distinct", "drop_edges", "normalized_adjacency", "propagate",
-           "propagate_sampled", "sampled_adjacency", "sparse_adjacency", "to_csr"]
+           "choose_distinct", "drop_edges", "knowledge_degrees", "normalized_adjacency",
+           "propagate", "propagate_sampled", "sampled_adjacency", "sparse_adjacency", "to_csr"]
 
 
 # --- the graph ---------------------------------------------------------------------------------
@@ -34,12 +34,20 @@ def bipartite_degrees(seen: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(r.sum(axis=1)).ravel(), np.asarray(r.sum(axis=0)).ravel()
 
 
-def normalized_adjacency(seen: sp.spmatrix) -> sp.coo_matrix:
+def normalized_adjacency(seen: sp.spmatrix, people: sp.spmatrix | None = None
+                         ) -> sp.coo_matrix:
     """D^-1/2 A D^-1/2 of the bipartite graph A = [[0, R], [Rᵀ, 0]] as a scipy COO matrix.
 
     Rows/columns 0..|U|−1 are users, |U|..|U|+|I|−1 items. Entry (u, |U|+i) = 1/√(d_u d_i) for an
     interaction (u, i); isolated nodes have zero rows. Vectorized from the CSR structure of `seen`.
+
+    With `people` (binary items × persons P, the knowledge graph of `knowledge=True`) the graph
+    gains person nodes after the items, |U|+|I|..|U|+|I|+|P|−1, and the item–person edges:
+    A = [[0, R, 0], [Rᵀ, 0, P], [0, Pᵀ, 0]], normalized by the degrees of the whole graph (an
+    item's degree counts its users and its people).
     """
+    if people is not None:
+        return _knowledge_adjacency(seen, people)
     r = _binary(seen)
     n_users, n_items = r.shape
     coo = r.tocoo()
@@ -51,9 +59,34 @@ def normalized_adjacency(seen: sp.spmatrix) -> sp.coo_matrix:
     return sp.coo_matrix((np.concatenate([vals, vals]), (rows, cols)), shape=(n, n))
 
 
-def sparse_adjacency(seen: sp.spmatrix) -> Tensor:
-    """`normalized_adjacency` as a coalesced float32 `torch.sparse_coo_tensor`."""
-    a = normalized_adjacency(seen).tocsr()
+def knowledge_degrees(seen: sp.spmatrix, people: sp.spmatrix
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, item, person) degrees float64 of the user–item–person graph (`people`: items × P)."""
+    r, p = _binary(seen), _binary(people)
+    du, di = bipartite_degrees(r)
+    return du, di + np.asarray(p.sum(axis=1)).ravel(), np.asarray(p.sum(axis=0)).ravel()
+
+
+def _knowledge_adjacency(seen: sp.spmatrix, people: sp.spmatrix) -> sp.coo_matrix:
+    """`normalized_adjacency` with person nodes (see there)."""
+    r, p = _binary(seen), _binary(people)
+    n_users, n_items = r.shape
+    if p.shape[0] != n_items:
+        raise ValueError(f"people has {p.shape[0]} rows, the graph {n_items} items")
+    degree = np.concatenate(knowledge_degrees(r, p))
+    ui, ip = r.tocoo(), p.tocoo()
+    # Each undirected edge once (lower node id first), then both directions.
+    lo = np.concatenate([ui.row, ip.row + n_users]).astype(np.int64)
+    hi = np.concatenate([ui.col + n_users, ip.col + n_users + n_items]).astype(np.int64)
+    vals = 1.0 / np.sqrt(degree[lo] * degree[hi])
+    n = n_users + n_items + p.shape[1]
+    return sp.coo_matrix((np.concatenate([vals, vals]),
+                          (np.concatenate([lo, hi]), np.concatenate([hi, lo]))), shape=(n, n))
+
+
+def sparse_adjacency(seen: sp.spmatrix, people: sp.spmatrix | None = None) -> Tensor:
+    """`normalized_adjacency(seen, people)` as a coalesced float32 `torch.sparse_coo_tensor`."""
+    a = normalized_adjacency(seen, people).tocsr()
     a.sort_indices()
     a = a.tocoo()
     idx = torch.from_numpy(np.vstack([a.row, a.col]).astype(np.int64))
@@ -106,7 +139,7 @@ def drop_edges(adj: Tensor, p: float) -> Tensor:
 
 # --- neighbour sampling ------------------------------------------------------------------------
 class SampledGraph(NamedTuple):
-    """A sampled subgraph around seed nodes (node ids: users 0..|U|−1, items |U|..).
+    """A sampled subgraph around seed nodes (node ids: users 0..|U|−1, items |U|.., persons after).
 
     Attributes:
         nodes: global node ids int64 [n]; the seeds first (in the order given), then the nodes
@@ -170,14 +203,17 @@ class NeighborSampler:
         seen: binary users × items CSR matrix of the training interactions.
         num_neighbors: fanout per node and hop (≥ 1).
         n_layers: hops K (≥ 0; 0 gives the seeds alone).
+        people: binary items × persons matrix of the knowledge graph (`knowledge=True`): person
+            nodes (after the items) are sampled like any other node; None: users and items only.
     """
 
-    def __init__(self, seen: sp.spmatrix, num_neighbors: int, n_layers: int) -> None:
-        a = normalized_adjacency(seen).tocsr()
+    def __init__(self, seen: sp.spmatrix, num_neighbors: int, n_layers: int,
+                 people: sp.spmatrix | None = None) -> None:
+        a = normalized_adjacency(seen, people).tocsr()
         a.sum_duplicates()
         a.sort_indices()
         self.n_users, self.n_items = int(seen.shape[0]), int(seen.shape[1])
-        self.n_nodes = self.n_users + self.n_items
+        self.n_nodes = int(a.shape[0])
         self.num_neighbors = int(num_neighbors)
         self.n_layers = int(n_layers)
         self._indptr = torch.from_numpy(a.indptr.astype(np.int64))

@@ -11,13 +11,21 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from movierec.data.dataset import Dataset
+from movierec.data.people import people_spec
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
 from movierec.models.graph._graph import (
     NeighborSampler,
     PopularityNegativeSampler,
     bipartite_degrees,
+    knowledge_degrees,
     sparse_adjacency,
+)
+from movierec.models.graph._knowledge import (
+    KnowledgeGraph,
+    check_knowledge,
+    item_rows,
+    people_matrix,
 )
 from movierec.models.graph._modules import (
     AttnGraphRecModule,
@@ -30,7 +38,6 @@ from movierec.models.space import Float, Int, SearchSpace
 from movierec.ranking import DotVectors
 from movierec.training import (
     NegativeSampler,
-    TorchRecommender,
     bpr_loss,
     check_trainer_params,
     iterate_batches,
@@ -64,7 +71,7 @@ def _check_sampling(sampling: object, num_neighbors: object, negatives: object) 
                 '"uniform" or "popularity"')
 
 
-class _GraphRecommender(TorchRecommender):
+class _GraphRecommender(KnowledgeGraph):
     """Shared hooks: adjacency from `seen_`, BPR negatives, neighbour sampling, cached scoring.
 
     With `sampling="full"` every step propagates over the whole training graph; with
@@ -73,6 +80,19 @@ class _GraphRecommender(TorchRecommender):
     trainer's generator) and the loss propagates over that subgraph only. Scoring, validation
     and `predict` always use the full graph. A new user is scored from a few ratings without
     refitting (`_score_history`, fold-in), for full- and neighbour-trained models alike.
+
+    Knowledge graph (`knowledge=True`, LightGCN, NGCF and AttnGraphRec): the graph gains person
+    nodes after the items — every director and the first `max_actors` billed actors, kept when
+    they are in at least two movies of the whole item table (`movierec.data.people.
+    people_spec`; one whose movies all lack training ratings is an isolated node) — and
+    item–person edges from the training movies' rows beside the user–item ones;
+    Â = D^-1/2 A D^-1/2 over the whole graph, so movies sharing people exchange messages through
+    them. Persons get their own ego table, learned through the items they pass messages to; the
+    L2 penalty covers the person rows of the batch's positives' and negatives' people (each
+    time an item lists them), as it covers the items' own rows. The loss stays on user–movie
+    pairs. The people vocabulary (`people_spec_`, JSON) and the items × persons matrix
+    (`item_people_`) are saved with the model. A movie without any training rating is placed
+    by its people (`score_new_items`, `_score_new_items`).
     """
 
     loss: str = "bpr"
@@ -82,6 +102,8 @@ class _GraphRecommender(TorchRecommender):
     n_layers: int = 1
     sampling: str = "full"
     num_neighbors: int = 10
+    knowledge: bool = False
+    max_actors: int = 3
     reg: float
 
     supports_fold_in: ClassVar[bool] = True
@@ -101,15 +123,21 @@ class _GraphRecommender(TorchRecommender):
 
     def _prepare(self, train: Dataset) -> None:
         super()._prepare(train)
+        if self.knowledge:
+            # MovieRecError (no people in the item table) propagates from people_spec.
+            spec = people_spec(train.items, max_actors=self.max_actors)
+            self.people_spec_ = spec
+            self.item_people_ = people_matrix(item_rows(train), spec, self.n_items_)
         if self.loss != "mse":
             self._sampler = (PopularityNegativeSampler(self.seen_)
                              if self.negatives == "popularity" else NegativeSampler(self.seen_))
-        self._neighbors = (NeighborSampler(self.seen_, self.num_neighbors, self.n_layers)
+        self._neighbors = (NeighborSampler(self.seen_, self.num_neighbors, self.n_layers,
+                                           self._people())
                            if self.sampling == "neighbor" else None)
 
     def adjacency(self) -> Tensor:
-        """Â of the training graph (rebuilt from `seen_`, which is saved with the model)."""
-        return sparse_adjacency(self.seen_)
+        """Â of the training graph, from `seen_` (and `item_people_`), saved with the model."""
+        return sparse_adjacency(self.seen_, self._people())
 
     def batches(self, data: dict[str, Tensor], generator: torch.Generator
                 ) -> Iterator[dict[str, Tensor]]:
@@ -145,6 +173,8 @@ class _GraphRecommender(TorchRecommender):
         eu, ei, ej = self._seed_vectors(module, batch)
         ego_u, ego_i = module.user_emb(u), module.item_emb(i)
         penalty = ego_u.pow(2).sum() + ego_i.pow(2).sum()
+        if module.knowledge:
+            penalty = penalty + module.person_penalty(i)
         if self.loss == "mse":
             assert isinstance(module, NGCFModule)  # LightGCN trains by BPR only
             pred = (module.offset + (eu * ei).sum(-1) + module.user_bias(u).squeeze(-1)
@@ -157,6 +187,8 @@ class _GraphRecommender(TorchRecommender):
             neg = (eu[:, None, :] * ej).sum(-1)
             fit = bpr_loss(pos, neg)
             penalty = penalty + module.item_emb(j).pow(2).sum()
+            if module.knowledge:
+                penalty = penalty + module.person_penalty(j)
         return fit + self.reg * penalty / (2 * len(u))
 
     def score_block(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor | None
@@ -192,12 +224,18 @@ class _GraphRecommender(TorchRecommender):
 
     # --- fold-in -------------------------------------------------------------------------------
     def _item_degrees(self) -> np.ndarray:
-        """Item degrees d_i of the training graph (float64), cached per `seen_` object."""
+        """Item degrees d_i of the training graph (float64), cached per `seen_` object.
+
+        With the knowledge graph an item's degree counts its people too (as Â does).
+        """
         cached = getattr(self, "_degree_cache", None)
-        if cached is None or cached[0] is not self.seen_:
-            cached = (self.seen_, bipartite_degrees(self.seen_)[1])
+        people = self._people()
+        if cached is None or cached[0] is not self.seen_ or cached[1] is not people:
+            degrees = (bipartite_degrees(self.seen_)[1] if people is None
+                       else knowledge_degrees(self.seen_, people)[1])
+            cached = (self.seen_, people, degrees)
             self._degree_cache = cached
-        return cached[1]
+        return cached[2]
 
     def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Scores float32 [n_items] of a new user u from the items they rated (fold-in).
@@ -312,7 +350,6 @@ class _GraphRecommender(TorchRecommender):
             rest = rest[pick.to(rest.device)].sort().values
         return rest
 
-
 class LightGCN(_GraphRecommender):
     """LightGCN: light graph convolution for recommendation (He et al., SIGIR 2020).
 
@@ -341,6 +378,12 @@ class LightGCN(_GraphRecommender):
         sampling: "full" (default: every step propagates over the whole graph) or "neighbor"
             (mini-batches on `n_layers`-hop neighbour-sampled subgraphs, see `NeighborSampler`).
         num_neighbors: fanout per node and hop with sampling="neighbor" (default 10).
+        knowledge: add person nodes (directors, top-billed actors) and movie–person edges to
+            the graph (default False; see `_GraphRecommender`). Needs an item table with
+            director_ids/actor_ids (IMDb-joined or hetrec-ml-2k data; MovieRecError without),
+            and lets `score_new_items` rank movies nobody has rated from their people.
+        max_actors: top-billed actors per movie linked with `knowledge=True` (default 3, ≥ 0;
+            every director is linked).
     """
 
     name: ClassVar[str] = "lightgcn"
@@ -351,15 +394,19 @@ class LightGCN(_GraphRecommender):
         "reg": Float(1e-6, 1e-2, log=True),
     }
     predicts_ratings: ClassVar[bool] = False
+    scores_new_items: ClassVar[bool] = True  # with knowledge=True (`can_score_new_items`)
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 3, epochs: int = 200,
                  batch_size: int = 2048, learning_rate: float = 5e-3, reg: float = 1e-4,
                  n_negatives: int = 1, negatives: str = "uniform", sampling: str = "full",
-                 num_neighbors: int = 10, patience: int | None = 10,
-                 device: str = "auto") -> None:
+                 num_neighbors: int = 10, knowledge: bool = False, max_actors: int = 3,
+                 patience: int | None = 10, device: str = "auto") -> None:
         _check_common(embedding_size, n_layers, (0, 8), epochs, batch_size, learning_rate, reg,
                       n_negatives, patience, device)
         _check_sampling(sampling, num_neighbors, negatives)
+        check_knowledge(knowledge, max_actors)
+        self.knowledge = knowledge
+        self.max_actors = max_actors
         self.embedding_size = embedding_size
         self.n_layers = n_layers
         self.epochs = epochs
@@ -379,7 +426,7 @@ class LightGCN(_GraphRecommender):
 
     def build_module(self) -> LightGCNModule:
         return LightGCNModule(self.n_users_, self.n_items_, self.embedding_size, self.n_layers,
-                              self.adjacency())
+                              self.adjacency(), self._item_people())
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         assert isinstance(module, LightGCNModule)
@@ -425,6 +472,8 @@ class NGCF(_GraphRecommender):
         sampling: "full" (default) or "neighbor" (neighbour-sampled subgraphs; node dropout then
             drops sampled edges).
         num_neighbors: fanout per node and hop with sampling="neighbor" (default 10).
+        knowledge: add person nodes and movie–person edges (default False; as LightGCN's).
+        max_actors: top-billed actors per movie linked with `knowledge=True` (default 3).
         reg: λ on the batch's ego embeddings (default 1e-5).
         n_negatives: default 1.
     """
@@ -439,10 +488,12 @@ class NGCF(_GraphRecommender):
         "reg": Float(1e-6, 1e-2, log=True),
     }
     predicts_ratings: ClassVar[bool] = True
+    scores_new_items: ClassVar[bool] = True  # with knowledge=True (`can_score_new_items`)
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 3, node_dropout: float = 0.1,
                  message_dropout: float = 0.1, loss: str = "bpr", negatives: str = "uniform",
-                 sampling: str = "full", num_neighbors: int = 10, epochs: int = 200,
+                 sampling: str = "full", num_neighbors: int = 10, knowledge: bool = False,
+                 max_actors: int = 3, epochs: int = 200,
                  batch_size: int = 2048, learning_rate: float = 1e-3, reg: float = 1e-5,
                  n_negatives: int = 1, patience: int | None = 10, device: str = "auto") -> None:
         _check_common(embedding_size, n_layers, (1, 4), epochs, batch_size, learning_rate, reg,
@@ -453,6 +504,9 @@ class NGCF(_GraphRecommender):
                     is_number(message_dropout) and 0 <= message_dropout < 1, "a number in [0, 1)")
         check_param("loss", loss, loss in ("bpr", "mse"), '"bpr" or "mse"')
         _check_sampling(sampling, num_neighbors, negatives)
+        check_knowledge(knowledge, max_actors)
+        self.knowledge = knowledge
+        self.max_actors = max_actors
         self.embedding_size = embedding_size
         self.n_layers = n_layers
         self.node_dropout = node_dropout
@@ -472,7 +526,7 @@ class NGCF(_GraphRecommender):
     def build_module(self) -> NGCFModule:
         return NGCFModule(self.n_users_, self.n_items_, self.embedding_size, self.n_layers,
                           self.adjacency(), self.node_dropout, self.message_dropout,
-                          self.global_mean_ if self.loss == "mse" else 0.0)
+                          self.global_mean_ if self.loss == "mse" else 0.0, self._item_people())
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         assert isinstance(module, NGCFModule)
@@ -491,6 +545,15 @@ class NGCF(_GraphRecommender):
     def _user_bias(self, module: nn.Module, user_codes: Tensor) -> Tensor | None:
         assert isinstance(module, NGCFModule)
         return module.user_bias(user_codes).squeeze(-1) if self.loss == "mse" else None
+
+    def _new_item_scores(self, module: nn.Module, users: Tensor, items: Tensor,
+                         user_bias: Tensor | None) -> Tensor:
+        """e*_uᵀ e*_m, plus μ + b_u with `loss="mse"` (a new movie's bias b_m is 0)."""
+        s = users @ items.T
+        if self.loss == "mse":
+            assert isinstance(module, NGCFModule) and user_bias is not None
+            s = s + user_bias[:, None] + module.offset
+        return s
 
     def predict_pairs(self, module: nn.Module, user_codes: Tensor, item_codes: Tensor) -> Tensor:
         assert isinstance(module, NGCFModule)
@@ -550,6 +613,9 @@ class AttnGraphRec(_GraphRecommender):
         negatives: "uniform" (default) or "popularity" (BPR only).
         sampling: "full" (default) or "neighbor" (neighbour-sampled subgraphs).
         num_neighbors: fanout per node and hop with sampling="neighbor" (default 10).
+        knowledge: add person nodes and movie–person edges (default False; as LightGCN's); a
+            new movie's layers then go through the same attention and MLP head.
+        max_actors: top-billed actors per movie linked with `knowledge=True` (default 3).
         reg: λ on the batch's ego embeddings (default 1e-4).
         n_negatives: sampled negatives per positive with bpr (default 1).
     """
@@ -567,13 +633,14 @@ class AttnGraphRec(_GraphRecommender):
     predicts_ratings: ClassVar[bool] = True
     score_block_size: ClassVar[int] = 256
     pair_chunk: ClassVar[int] = 1 << 15
+    scores_new_items: ClassVar[bool] = True  # with knowledge=True (`can_score_new_items`)
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 2, attention_size: int = 32,
                  hidden_size: int = 64, dropout: float = 0.1, loss: str = "mse",
                  negatives: str = "uniform", sampling: str = "full", num_neighbors: int = 10,
-                 epochs: int = 50, batch_size: int = 2048, learning_rate: float = 1e-3,
-                 reg: float = 1e-4, n_negatives: int = 1, patience: int | None = 5,
-                 device: str = "auto") -> None:
+                 knowledge: bool = False, max_actors: int = 3, epochs: int = 50,
+                 batch_size: int = 2048, learning_rate: float = 1e-3, reg: float = 1e-4,
+                 n_negatives: int = 1, patience: int | None = 5, device: str = "auto") -> None:
         _check_common(embedding_size, n_layers, (1, 6), epochs, batch_size, learning_rate, reg,
                       n_negatives, patience, device)
         check_param("attention_size", attention_size, is_int(attention_size, 1), "an integer ≥ 1")
@@ -582,6 +649,9 @@ class AttnGraphRec(_GraphRecommender):
                     "a number in [0, 1)")
         check_param("loss", loss, loss in ("bpr", "mse"), '"bpr" or "mse"')
         _check_sampling(sampling, num_neighbors, negatives)
+        check_knowledge(knowledge, max_actors)
+        self.knowledge = knowledge
+        self.max_actors = max_actors
         self.embedding_size = embedding_size
         self.n_layers = n_layers
         self.attention_size = attention_size
@@ -603,7 +673,8 @@ class AttnGraphRec(_GraphRecommender):
         return AttnGraphRecModule(self.n_users_, self.n_items_, self.embedding_size,
                                   self.n_layers, self.adjacency(), self.attention_size,
                                   self.hidden_size, self.dropout,
-                                  self.global_mean_ if self.loss == "mse" else 0.0)
+                                  self.global_mean_ if self.loss == "mse" else 0.0,
+                                  self._item_people())
 
     def batch_loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         assert isinstance(module, AttnGraphRecModule)
@@ -611,6 +682,8 @@ class AttnGraphRec(_GraphRecommender):
         lu, li, lj = self._seed_vectors(module, batch)
         pos = module.pair(lu, li)
         penalty = module.user_emb(u).pow(2).sum() + module.item_emb(i).pow(2).sum()
+        if module.knowledge:
+            penalty = penalty + module.person_penalty(i)
         if self.loss == "mse":
             fit = mse_loss(pos, batch["rating"])
         else:
@@ -619,6 +692,8 @@ class AttnGraphRec(_GraphRecommender):
             neg = module.pair(lu[:, None], lj)
             fit = bpr_loss(pos, neg)
             penalty = penalty + module.item_emb(j).pow(2).sum()
+            if module.knowledge:
+                penalty = penalty + module.person_penalty(j)
         return fit + self.reg * penalty / (2 * len(u))
 
     def pair_scores(self, module: nn.Module, users: Tensor, items: Tensor,

@@ -33,7 +33,14 @@ class _GraphModule(nn.Module):
     e0)` runs the K steps with `prop(x)` one propagation step (Â x over the full graph, or M x
     over a sampled subgraph); `final()` combines them on the full graph, `sampled(...)` on a
     neighbour-sampled subgraph (training only), and `node_layers(e0, sides)` runs the same steps
-    for nodes outside the graph whose messages are given (fold-in of a new user).
+    for nodes outside the graph whose messages are given (fold-in of a new user, a new movie
+    placed by its people).
+
+    Knowledge graph (`knowledge=True` of the models): with `item_people` (the binary items ×
+    persons matrix as CSR (indptr, person codes)), person nodes follow the items in every node
+    range (users | items | persons), with their own ego table `person_emb`; `adj` is then the
+    normalized adjacency of the whole user–item–person graph. `final()` and `item_layers()`
+    still give users and items only; `person_layers()` gives the persons' layers.
     """
 
     n_layers: int
@@ -42,28 +49,74 @@ class _GraphModule(nn.Module):
     adj: Tensor
     adj_csr: Tensor
     offset: Tensor
+    people_ptr: Tensor  # knowledge graph only
+    people_idx: Tensor
+    person_emb: nn.Embedding
 
     def __init__(self, n_users: int, n_items: int, embedding_size: int, adj: Tensor,
-                 global_mean: float = 0.0) -> None:
+                 global_mean: float = 0.0,
+                 item_people: tuple[Tensor, Tensor, int] | None = None) -> None:
         super().__init__()
         self.n_users, self.n_items = n_users, n_items
         self.user_emb = nn.Embedding(n_users, embedding_size)
         self.item_emb = nn.Embedding(n_items, embedding_size)
+        self.n_persons = 0 if item_people is None else int(item_people[2])
+        if item_people is not None:
+            # Created only with the knowledge graph, so that a plain model draws the same
+            # initial weights as before.
+            self.person_emb = nn.Embedding(self.n_persons, embedding_size)
+            self.register_buffer("people_ptr", item_people[0], persistent=False)
+            self.register_buffer("people_idx", item_people[1], persistent=False)
         self.register_buffer("adj", adj, persistent=False)  # COO (inspection, node dropout)
         self.register_buffer("adj_csr", to_csr(adj), persistent=False)  # products
         self.register_buffer("offset", torch.tensor(float(global_mean)))
         self._cache: tuple[tuple, dict[str, object]] | None = None
 
+    @property
+    def knowledge(self) -> bool:
+        """Whether the graph has person nodes (a `person_emb` table)."""
+        return hasattr(self, "people_ptr")
+
     def ego(self) -> Tensor:
-        """E^(0) = [user embeddings; item embeddings]."""
+        """E^(0) = [user embeddings; item embeddings (; person embeddings)]."""
+        if self.knowledge:
+            return torch.cat([self.user_emb.weight, self.item_emb.weight,
+                              self.person_emb.weight])
         return torch.cat([self.user_emb.weight, self.item_emb.weight])
 
     def ego_of(self, nodes: Tensor) -> Tensor:
-        """E^(0) rows of global node ids (users 0..|U|−1, items |U|..)."""
+        """E^(0) rows of global node ids (users 0..|U|−1, items |U|.., persons after them)."""
         is_user = (nodes < self.n_users).unsqueeze(-1)
         u = self.user_emb(nodes.clamp(max=self.n_users - 1))
-        i = self.item_emb((nodes - self.n_users).clamp(min=0))
-        return torch.where(is_user, u, i)
+        if not self.knowledge:
+            i = self.item_emb((nodes - self.n_users).clamp(min=0))
+            return torch.where(is_user, u, i)
+        first_person = self.n_users + self.n_items
+        i = self.item_emb((nodes - self.n_users).clamp(min=0, max=self.n_items - 1))
+        is_person = (nodes >= first_person).unsqueeze(-1)
+        if self.n_persons == 0:
+            return torch.where(is_user, u, i)
+        p = self.person_emb((nodes - first_person).clamp(min=0))
+        return torch.where(is_user, u, torch.where(is_person, p, i))
+
+    def people_of(self, items: Tensor) -> Tensor:
+        """Person codes of the items' people, concatenated (int64, empty without knowledge)."""
+        if not self.knowledge:
+            return torch.empty(0, dtype=torch.int64, device=items.device)
+        items = items.reshape(-1)
+        start = self.people_ptr[items]
+        count = self.people_ptr[items + 1] - start
+        first = torch.cumsum(count, 0) - count
+        pos = (torch.repeat_interleave(start - first, count)
+               + torch.arange(int(count.sum()), device=items.device))
+        return self.people_idx[pos]
+
+    def person_penalty(self, items: Tensor) -> Tensor:
+        """Σ ‖e_p^(0)‖² over the people of `items` (each time an item lists them); 0 without."""
+        persons = self.people_of(items)
+        if len(persons) == 0:
+            return self.item_emb.weight.new_zeros(())
+        return self.person_emb(persons).pow(2).sum()
 
     def step(self, k: int, side: Tensor, e: Tensor) -> Tensor:
         """Layer k + 1 of nodes with layer-k rows e [n, d] and messages side = (Â E^(k)) [n, d]."""
@@ -119,7 +172,7 @@ class _GraphModule(nn.Module):
 
     def _compute(self) -> tuple[Tensor, Tensor]:
         rep = self.represent(self.full_propagation(), self.ego())
-        return rep[:self.n_users], rep[self.n_users:]
+        return rep[:self.n_users], rep[self.n_users:self.n_users + self.n_items]
 
     def final(self) -> tuple[Tensor, Tensor]:
         """The propagated representations: recomputed in train mode, cached in eval mode."""
@@ -130,8 +183,18 @@ class _GraphModule(nn.Module):
 
         Cached like `final`; what a folded-in user's messages are made of.
         """
+        end = self.n_users + self.n_items
         return self._cached("item_layers", lambda: torch.stack(
-            [e[self.n_users:] for e in self.layers()], dim=1))
+            [e[self.n_users:end] for e in self.layers()], dim=1))
+
+    def person_layers(self) -> Tensor:
+        """The persons' rows of every layer of the full graph, [n_persons, K+1, d].
+
+        Cached like `final`; what a new movie's messages are made of (knowledge graph only).
+        """
+        start = self.n_users + self.n_items
+        return self._cached("person_layers", lambda: torch.stack(
+            [e[start:] for e in self.layers()], dim=1))
 
     def _cached(self, name: str, compute: Callable[[], object]) -> Any:
         """`compute()`, kept while the parameters are unchanged.
@@ -159,11 +222,13 @@ class LightGCNModule(_GraphModule):
     """LightGCN propagation: E^(k+1) = Â E^(k); E = (1/(K+1)) Σ_{k=0..K} E^(k)."""
 
     def __init__(self, n_users: int, n_items: int, embedding_size: int, n_layers: int,
-                 adj: Tensor) -> None:
-        super().__init__(n_users, n_items, embedding_size, adj)
+                 adj: Tensor, item_people: tuple[Tensor, Tensor, int] | None = None) -> None:
+        super().__init__(n_users, n_items, embedding_size, adj, item_people=item_people)
         self.n_layers = n_layers
         nn.init.normal_(self.user_emb.weight, std=0.1)
         nn.init.normal_(self.item_emb.weight, std=0.1)
+        if self.n_persons > 0:
+            nn.init.normal_(self.person_emb.weight, std=0.1)
 
     def step(self, k: int, side: Tensor, e: Tensor) -> Tensor:
         return side
@@ -185,8 +250,9 @@ class NGCFModule(_GraphModule):
 
     def __init__(self, n_users: int, n_items: int, embedding_size: int, n_layers: int,
                  adj: Tensor, node_dropout: float, message_dropout: float,
-                 global_mean: float) -> None:
-        super().__init__(n_users, n_items, embedding_size, adj, global_mean)
+                 global_mean: float, item_people: tuple[Tensor, Tensor, int] | None = None
+                 ) -> None:
+        super().__init__(n_users, n_items, embedding_size, adj, global_mean, item_people)
         d = embedding_size
         self.n_layers = n_layers
         self.w1 = nn.ModuleList(nn.Linear(d, d) for _ in range(n_layers))
@@ -197,6 +263,8 @@ class NGCFModule(_GraphModule):
         self.message_dropout = nn.Dropout(message_dropout)
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
+        if self.n_persons > 0:
+            nn.init.xavier_uniform_(self.person_emb.weight)
         for lin in [*self.w1, *self.w2]:
             nn.init.xavier_uniform_(lin.weight)
             nn.init.zeros_(lin.bias)
@@ -253,8 +321,9 @@ class AttnGraphRecModule(_GraphModule):
 
     def __init__(self, n_users: int, n_items: int, embedding_size: int, n_layers: int,
                  adj: Tensor, attention_size: int, hidden_size: int, dropout: float,
-                 global_mean: float) -> None:
-        super().__init__(n_users, n_items, embedding_size, adj, global_mean)
+                 global_mean: float, item_people: tuple[Tensor, Tensor, int] | None = None
+                 ) -> None:
+        super().__init__(n_users, n_items, embedding_size, adj, global_mean, item_people)
         d = embedding_size
         self.n_layers = n_layers
         self.att_user = nn.Linear(d, attention_size)
@@ -265,6 +334,8 @@ class AttnGraphRecModule(_GraphModule):
                                  nn.Linear(hidden_size // 2 or 1, 1))
         nn.init.normal_(self.user_emb.weight, std=0.1)
         nn.init.normal_(self.item_emb.weight, std=0.1)
+        if self.n_persons > 0:
+            nn.init.normal_(self.person_emb.weight, std=0.1)
 
     def step(self, k: int, side: Tensor, e: Tensor) -> Tensor:
         return side
