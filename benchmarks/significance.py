@@ -15,7 +15,9 @@ Data: $MOVIEREC_DATA_DIR (or --data-dir) must hold ml-100k with its u1..u5 files
 
 `--models all` runs every installed registered model (about an hour on 2 cores). With
 `--work DIR` the fold folders are kept there and a re-run skips the folds and runs already done,
-so a long run can be stopped and resumed.
+so a long run can be stopped and resumed. `--fold N --work DIR` runs fold N alone (into
+DIR/fold-N/, e.g. in a second process beside the main one); a later call without --fold finds
+it there and skips it.
 """
 
 from __future__ import annotations
@@ -44,10 +46,30 @@ def main() -> None:
                         help="keep the fold folders here and resume from them (default: a "
                         "temporary folder, removed at the end)")
     parser.add_argument("--threads", type=int, default=1, help="threads per fit (default 1)")
+    parser.add_argument("--fold", type=int, default=None, choices=range(1, 6),
+                        help="run only this fold (1-5) into WORK/fold-N/ and stop; needs --work")
     args = parser.parse_args()
     models = installed() if args.models == "all" else args.models.split(",")
     specs = benchmark.fold_specs(SplitSpec(kind="ml100k-5fold", dataset="ml-100k"))
     t0 = time.perf_counter()
+    if args.fold is not None:
+        if args.work is None:
+            parser.error("--fold needs --work")
+        # cross_validate numbers its folders from 1: run fold N in a scratch folder, then move
+        # its benchmark folder to WORK/fold-N (same split, same run keys).
+        scratch = args.work / f".fold-{args.fold}"
+        benchmark.cross_validate(models, [specs[args.fold - 1]], out=scratch,
+                                 data_dir=args.data_dir, progress=False, keep_lists=False,
+                                 ks=(10,), threads=args.threads,
+                                 on_run=lambda r: print(f"  {r.get('model')}: fit "
+                                                        f"{r.get('fit_seconds') or 0:.1f} s",
+                                                        flush=True))
+        target = benchmark.fold_folder(args.work, args.fold)
+        if target.exists():
+            parser.error(f"{target} exists: merge by hand or remove it")
+        benchmark.fold_folder(scratch, 1).rename(target)
+        print(f"fold {args.fold} done in {time.perf_counter() - t0:.0f} s: {target}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
 
