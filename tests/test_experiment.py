@@ -417,3 +417,20 @@ def test_shipped_file_runs_quick_on_real_data(stem, data_dir, tmp_path):
             assert run["metrics"] and all(v is None or np.isfinite(v)
                                           for v in run["metrics"].values()), run["model"]
         assert results[spec.name].runs == data["runs"]
+
+
+def test_people_grid_runs_quick_on_a_hetrec_layout_folder(tmp_path):
+    # The HetRec people grid (24 NGCF runs with and without people edges) end to end, --quick,
+    # on a synthetic folder in HetRec's layout (model-level people tests: test_graph_knowledge).
+    from movierec.data.synthetic._hetrec import write_hetrec
+
+    data = tmp_path / "data"
+    write_hetrec(data / "hetrec2011-movielens-2k-v2", n_users=30, n_items=40, n_ratings=400,
+                 rng=0)
+    exp = load_experiment(REPO / "experiments" / "hetrec-ngcf-people-grid.toml")
+    run_experiment(exp, tmp_path / "run", quick=True, data_dir=data)
+    runs = json.loads((tmp_path / "run" / "results.json").read_text())["runs"]
+    names = {r["model"] for r in runs}
+    assert len(runs) == 24
+    assert "ngcf[n_layers=2,sampling=full,loss=bpr,knowledge=true]" in names
+    assert all(np.isfinite(r["metrics"]["ndcg@10"]) for r in runs)
