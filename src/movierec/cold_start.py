@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from movierec import metrics as M
-from movierec.data.dataset import Dataset
+from movierec.data.dataset import Dataset, item_rows
 from movierec.errors import SplitError
 from movierec.random import RNGLike
 from movierec.split import Split, check_leakage
@@ -140,11 +140,8 @@ def evaluate_cold(scorer: Any, split: Split, *, ks: Sequence[int] = (10,),
                          "item_cold_split")
     score = scorer if callable(scorer) and not hasattr(scorer, "score_new_items") \
         else scorer.score_new_items
-    table = split.train.items
-    if table is not None and "item_id" in table.columns:
-        items = table.drop_duplicates("item_id").set_index("item_id").reindex(cold_ids)
-        items = items.rename_axis("item_id").reset_index()
-    else:
+    items = item_rows(split.train.items, cold_ids)
+    if items is None:
         items = pd.DataFrame({"item_id": cold_ids})
     r = held.ratings
     known = split.train.user_vocab.codes(r["user_id"].to_numpy(), missing="negative") >= 0

@@ -203,6 +203,19 @@ def _own_codes(values: np.ndarray, vocab: Vocabulary) -> np.ndarray:
     return table[values - lo]
 
 
+def item_rows(items: pd.DataFrame | None, item_ids: np.ndarray) -> pd.DataFrame | None:
+    """The rows of the item table `items` for `item_ids`, in that order, item_id first.
+
+    An id the table lacks gets a row of missing values; None when there is no table or it has
+    no item_id column. (A Dataset's item table already has one row per id; a frame passed in
+    from elsewhere keeps its first row of an id.)
+    """
+    if items is None or "item_id" not in items.columns:
+        return None
+    index = pd.Index(np.asarray(item_ids), name="item_id")
+    return items.drop_duplicates("item_id").set_index("item_id").reindex(index).reset_index()
+
+
 def _unique_ids(table: pd.DataFrame | None, key: str, label: str, name: str
                 ) -> pd.DataFrame | None:
     """`table` with the first row of each `key` (a warning names how many were dropped)."""

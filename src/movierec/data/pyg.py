@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from movierec.data.dataset import Dataset
+from movierec.data.dataset import Dataset, item_rows
+from movierec.data.people import has_people, people_lists, people_spec, person_names
 from movierec.errors import MissingExtraError
 
 __all__ = ["ACTED_IN_BY", "DIRECTED_BY", "EDGE", "REV_ACTED_IN_BY", "REV_DIRECTED_BY",
@@ -73,7 +73,6 @@ def to_heterodata(ds: Dataset, *, people: bool | None = None, max_actors: int = 
     import torch
     from torch_geometric.data import HeteroData
 
-    from movierec.data.people import has_people
 
     u, i = ds.codes
     data = HeteroData()
@@ -97,20 +96,15 @@ def _add_people(data: Any, ds: Dataset, max_actors: int) -> None:
     """Person nodes and the movie–person edges of `to_heterodata`."""
     import torch
 
-    from movierec.data.people import has_people, people_lists, people_spec, person_names
 
-    ids = pd.Index(np.asarray(ds.item_vocab.index))
-    rows = None
-    if ds.items is not None and "item_id" in ds.items.columns:
-        rows = (ds.items.drop_duplicates("item_id").set_index("item_id").reindex(ids)
-                .reset_index(drop=True))
+    rows = item_rows(ds.items, ds.item_vocab.index)
     if has_people(rows):
         spec = people_spec(rows, max_actors=max_actors, min_movies=1)
         indptr, persons, roles = people_lists(rows, spec)
     else:  # nobody in the rated movies: no person node (MovieRecError: nobody in the table)
         people_spec(ds.items, max_actors=max_actors)
         spec = {"persons": []}
-        indptr = np.zeros(len(ids) + 1, np.int64)
+        indptr = np.zeros(ds.n_items + 1, np.int64)
         persons, roles = np.zeros(0, np.int64), np.zeros(0, np.int8)
     movie = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
     data["person"].num_nodes = len(spec["persons"])

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from movierec.data.dataset import item_rows
 from movierec.data.people import people_lists, people_spec
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.svdpp import csr_bags
@@ -34,10 +35,8 @@ def people_arrays(items: pd.DataFrame | None, item_ids: np.ndarray | None, spec:
     table, or without known people, gets an empty list); None takes the rows of `items` as
     they are (new movies to score).
     """
-    if items is not None and item_ids is not None:
-        items = (items.drop_duplicates("item_id").set_index("item_id")
-                 .reindex(pd.Index(np.asarray(item_ids), name="item_id")).reset_index()
-                 if "item_id" in items.columns else None)
+    if item_ids is not None:
+        items = item_rows(items, item_ids)
     n = len(item_ids) if item_ids is not None else (0 if items is None else len(items))
     if items is None:
         return np.zeros(n + 1, np.int64), np.zeros(0, np.int64)

@@ -59,9 +59,6 @@ class Recommender:
     uses_features: ClassVar[bool] = False
     uses_sequence: ClassVar[bool] = False
     supports_fold_in: ClassVar[bool] = False
-    # `score_new_items` works: movies without a training rating are scored from their side data
-    # (genres, year, directors, actors); set by the model when its options make it possible.
-    scores_new_items: ClassVar[bool] = False
     # Trained epoch by epoch by the Trainer (checkpoints, resume, early stopping on validation).
     trains_by_epochs: ClassVar[bool] = False
     # The fit ignores `rng` (closed forms, counts): one fit serves every seed of a benchmark.
@@ -240,8 +237,12 @@ class Recommender:
         return np.asarray(self._score(u, i), dtype=np.float32)
 
     def can_score_new_items(self) -> bool:
-        """Whether `score_new_items` works for this instance (class flag and its options)."""
-        return type(self).scores_new_items
+        """Whether `score_new_items` works for this instance.
+
+        False here; models that can place a movie by its side data override it, true only with
+        the options that make it possible (e.g. `people=True`, `knowledge=True`).
+        """
+        return False
 
     def score_new_items(self, user_ids: np.ndarray, items: pd.DataFrame) -> np.ndarray:
         """Scores float32 [users, len(items)] of movies without any training rating.

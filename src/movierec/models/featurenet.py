@@ -530,8 +530,6 @@ class FeatureNet(TorchRecommender):
     }
     predicts_ratings: ClassVar[bool] = True
     uses_features: ClassVar[bool] = True
-    # With item features or people (see `can_score_new_items`).
-    scores_new_items: ClassVar[bool] = True
     #: Hidden values materialized at once when scoring blocks (2²⁴ floats = 64 MiB).
     score_chunk_elements: ClassVar[int] = 1 << 24
 

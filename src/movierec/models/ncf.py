@@ -389,8 +389,6 @@ class _NCF(TorchRecommender):
 
     predicts_ratings: ClassVar[bool] = True
     supports_fold_in: ClassVar[bool] = False
-    # With people=True only (see `can_score_new_items`).
-    scores_new_items: ClassVar[bool] = True
     _has_gmf: ClassVar[bool] = True
     _has_mlp: ClassVar[bool] = False
 

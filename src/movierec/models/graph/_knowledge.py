@@ -16,7 +16,6 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
-from movierec.data.dataset import Dataset
 from movierec.data.people import people_lists
 from movierec.models.base import check_param, is_int
 from movierec.models.graph._graph import knowledge_degrees
@@ -24,22 +23,12 @@ from movierec.models.graph._modules import _GraphModule
 from movierec.ranking import user_blocks
 from movierec.training import TorchRecommender
 
-__all__ = ["KnowledgeGraph", "check_knowledge", "item_rows", "people_matrix"]
+__all__ = ["KnowledgeGraph", "check_knowledge", "people_matrix"]
 
 
 def check_knowledge(knowledge: object, max_actors: object) -> None:
     check_param("knowledge", knowledge, isinstance(knowledge, bool), "True or False")
     check_param("max_actors", max_actors, is_int(max_actors, 0), "an integer ≥ 0")
-
-
-def item_rows(train: Dataset) -> pd.DataFrame | None:
-    """The item-table rows of `train`'s items in item-code order (all-NaN rows where absent)."""
-    table = train.items
-    if table is None or "item_id" not in table.columns:
-        return None
-    ids = pd.Index(np.asarray(train.item_vocab.index))
-    return table.drop_duplicates("item_id").set_index("item_id").reindex(ids).reset_index(
-        drop=True)
 
 
 def people_matrix(items: pd.DataFrame | None, spec: dict, n_rows: int) -> sp.csr_matrix:
@@ -86,7 +75,7 @@ class KnowledgeGraph(TorchRecommender):
 
     def can_score_new_items(self) -> bool:
         """True with `knowledge=True`: a new movie is placed in the graph by its people."""
-        return type(self).scores_new_items and bool(self.knowledge)
+        return bool(self.knowledge)
 
     def _score_new_items(self, user_codes: np.ndarray, items: pd.DataFrame) -> np.ndarray:
         """Scores float32 [len(user_codes), len(items)] of movies placed by their people alone.

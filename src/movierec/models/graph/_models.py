@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from movierec.data.dataset import Dataset
+from movierec.data.dataset import Dataset, item_rows
 from movierec.data.people import people_spec
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.baseline import clip_to_scale
@@ -24,7 +24,6 @@ from movierec.models.graph._graph import (
 from movierec.models.graph._knowledge import (
     KnowledgeGraph,
     check_knowledge,
-    item_rows,
     people_matrix,
 )
 from movierec.models.graph._modules import (
@@ -127,7 +126,8 @@ class _GraphRecommender(KnowledgeGraph):
             # MovieRecError (no people in the item table) propagates from people_spec.
             spec = people_spec(train.items, max_actors=self.max_actors)
             self.people_spec_ = spec
-            self.item_people_ = people_matrix(item_rows(train), spec, self.n_items_)
+            self.item_people_ = people_matrix(item_rows(train.items, train.item_vocab.index), spec,
+                                              self.n_items_)
         if self.loss != "mse":
             self._sampler = (PopularityNegativeSampler(self.seen_)
                              if self.negatives == "popularity" else NegativeSampler(self.seen_))
@@ -394,7 +394,6 @@ class LightGCN(_GraphRecommender):
         "reg": Float(1e-6, 1e-2, log=True),
     }
     predicts_ratings: ClassVar[bool] = False
-    scores_new_items: ClassVar[bool] = True  # with knowledge=True (`can_score_new_items`)
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 3, epochs: int = 200,
                  batch_size: int = 2048, learning_rate: float = 5e-3, reg: float = 1e-4,
@@ -488,7 +487,6 @@ class NGCF(_GraphRecommender):
         "reg": Float(1e-6, 1e-2, log=True),
     }
     predicts_ratings: ClassVar[bool] = True
-    scores_new_items: ClassVar[bool] = True  # with knowledge=True (`can_score_new_items`)
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 3, node_dropout: float = 0.1,
                  message_dropout: float = 0.1, loss: str = "bpr", negatives: str = "uniform",
@@ -633,7 +631,6 @@ class AttnGraphRec(_GraphRecommender):
     predicts_ratings: ClassVar[bool] = True
     score_block_size: ClassVar[int] = 256
     pair_chunk: ClassVar[int] = 1 << 15
-    scores_new_items: ClassVar[bool] = True  # with knowledge=True (`can_score_new_items`)
 
     def __init__(self, *, embedding_size: int = 64, n_layers: int = 2, attention_size: int = 32,
                  hidden_size: int = 64, dropout: float = 0.1, loss: str = "mse",
