@@ -6,18 +6,37 @@ items they rated (no refit); "similar"/"because you liked" read W's own rows.
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 import scipy.sparse as sp
 
+from movierec.data.dataset import Dataset
 from movierec.models.base import Recommender
+from movierec.random import RNGLike
 
 __all__ = ["SparseItemWeights"]
 
 
 class SparseItemWeights(Recommender):
-    """A Recommender whose `fit` sets `item_weights_`, a sparse CSR [n_items, n_items] W."""
+    """A Recommender whose `fit` learns `item_weights_`, a sparse CSR [n_items, n_items] W.
+
+    A subclass gives `_fit_weights` (W from the binary training matrix `seen_`).
+    """
 
     item_weights_: sp.csr_matrix
+
+    def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
+            progress: bool = True) -> Self:
+        """Learn W from the binary training matrix; returns self (`valid`, `rng` unused)."""
+        self._setup(train)
+        self.item_weights_ = self._fit_weights(progress)
+        self.__dict__.pop("_cache", None)  # W changed: its CSC copy is rebuilt on demand
+        return self
+
+    def _fit_weights(self, progress: bool) -> sp.csr_matrix:
+        """W [n_items, n_items] from `seen_`."""
+        raise NotImplementedError
 
     def _weights_csc(self) -> sp.csc_matrix:
         """W in CSC (column slices for `_score` with item codes), built once per object."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -138,24 +138,33 @@ def restore_members(state: dict[str, Any], specs: Sequence[Member], what: str,
     return out
 
 
-def normalize_members(members: Any) -> tuple[Member, ...]:
-    """Check `members` and return it as a tuple of (registered name, params dict) pairs.
+def parse_nested(entries: Any, what: str, example: str,
+                 refuse: Callable[[str, type[Recommender]], str | None]
+                 ) -> tuple[Member, ...]:
+    """Check nested-model specs (blend's members, rerank's generators); (name, params) pairs.
 
     A bare name stands for (name, {}); lists (from JSON or the command line) become tuples, both
-    around the pairs and inside member parameters, so a saved blend loads with equal params.
+    around the pairs and inside parameters, so a saved model loads with equal params; old
+    parameter names become the current ones.
+
+    Args:
+        entries: the sequence given.
+        what: the parameter's name ("members", "generators"), for messages.
+        example: an example value for the message on a malformed sequence.
+        refuse: (name, class) -> None when the model may be nested, else what is expected
+            instead (the message's "expected ..." part).
 
     Raises:
-        ValueError: naming `members` (and the entry) when an entry is malformed, names no
-            registered model, names a model that does not predict ratings, or is a blend.
+        ValueError: naming `what` (and the entry) when the sequence is empty, an entry is
+            malformed, names no registered model, a refused one, or parameters it rejects.
     """
     from movierec.models import REGISTRY, get_class
 
-    expected = "a non-empty sequence of (model name, {params}) pairs, e.g. (('bias', {}),)"
-    check_param("members", members,
-                isinstance(members, list | tuple) and len(members) > 0, expected)
+    check_param(what, entries, isinstance(entries, list | tuple) and len(entries) > 0,
+                f"a non-empty sequence of (model name, {{params}}) pairs, e.g. {example}")
     out: list[Member] = []
-    for n, entry in enumerate(members):
-        where = f"members[{n}]"
+    for n, entry in enumerate(entries):
+        where = f"{what}[{n}]"
         if isinstance(entry, str):
             entry = (entry, {})
         check_param(where, entry, isinstance(entry, list | tuple) and len(entry) == 2
@@ -163,28 +172,58 @@ def normalize_members(members: Any) -> tuple[Member, ...]:
                     and all(isinstance(k, str) for k in entry[1]),
                     "a model name or a (model name, {params}) pair")
         name, params = entry[0], {k: as_tuples(v) for k, v in entry[1].items()}
-        if name in REGISTRY:  # old parameter names (a saved blend's members) -> current ones
-            try:
-                params = get_class(name).canonical_params(params)
-            except ValueError as exc:
-                raise ValueError(f"{where} ({name}): {exc}") from None
         check_param(where, name, name in REGISTRY, f"a registered model ({', '.join(REGISTRY)})")
         cls = get_class(name)
-        check_param(where, name, not issubclass(cls, Blend),
-                    "a model other than blend or blend-light")
-        # A member's prediction is a feature of the ridge: a BPR-trained member's score is
-        # allowed (the ridge weighs it), a model with no `predict` at all is not.
-        check_param(where, name, cls.predicts_ratings,
-                    "a model that predicts ratings (a blend fits ratings by least squares)")
-        unknown = sorted(set(params) - set(cls.param_names()))
-        check_param(f"{where} ({name})", params, not unknown,
-                    f"parameters of {name!r} ({cls.param_names()}); unknown: {unknown}")
+        expected = refuse(name, cls)
+        check_param(where, name, expected is None, expected or "")
         try:
+            params = cls.canonical_params(params)
+            unknown = sorted(set(params) - set(cls.param_names()))
+            check_param(f"{where} ({name})", params, not unknown,
+                        f"parameters of {name!r} ({cls.param_names()}); unknown: {unknown}")
             cls(**params)
         except ValueError as exc:
             raise ValueError(f"{where} ({name}): {exc}") from None
         out.append((name, params))
     return tuple(out)
+
+
+def nested_labels(specs: Sequence[Member]) -> list[str]:
+    """A label per nested model: its name, with "[n]" where the name occurs twice."""
+    names = [name for name, _ in specs]
+    return [name if names.count(name) == 1 else f"{name}[{n}]" for n, name in enumerate(names)]
+
+
+def fit_nested(specs: Sequence[Member], train: Dataset, valid: Dataset | None,
+               seeds: Sequence[int], progress: bool, fit_seconds: dict[str, float]
+               ) -> list[Recommender]:
+    """Fit each nested model on `train` with its seed; add its seconds to `fit_seconds`."""
+    from movierec.models import get
+
+    fitted = []
+    for label, (name, params), seed in zip(nested_labels(specs), specs, seeds, strict=True):
+        start = time.perf_counter()
+        fitted.append(get(name, **params).fit(train, valid, rng=seed, progress=progress))
+        fit_seconds[label] = fit_seconds.get(label, 0.0) + time.perf_counter() - start
+    return fitted
+
+
+def _refuse_member(name: str, cls: type[Recommender]) -> str | None:
+    if issubclass(cls, Blend):
+        return "a model other than blend or blend-light"
+    # A member's prediction is a feature of the ridge: a BPR-trained member's score is allowed
+    # (the ridge weighs it), a model with no `predict` at all is not.
+    if not cls.predicts_ratings:
+        return "a model that predicts ratings (a blend fits ratings by least squares)"
+    return None
+
+
+def normalize_members(members: Any) -> tuple[Member, ...]:
+    """Check `members` and return it as a tuple of (registered name, params dict) pairs.
+
+    See `parse_nested`; a member must predict ratings and cannot be a blend.
+    """
+    return parse_nested(members, "members", "(('bias', {}),)", _refuse_member)
 
 
 class Blend(Recommender):
@@ -295,7 +334,7 @@ class Blend(Recommender):
         gen = as_generator(rng)
         holdout_seed = derive_seed(gen)
         seeds = [derive_seed(gen) for _ in self.members]
-        labels = self._member_labels()
+        labels = nested_labels(self.members)
         self.feature_names_ = self._feature_names(labels)
         prior = np.zeros(len(self.feature_names_))
         prior[: len(labels)] = 1.0 / len(labels)
@@ -310,7 +349,7 @@ class Blend(Recommender):
         if held.n_ratings:
             logger.info("blend: fitting %d members on %d ratings, weights on %d", len(labels),
                         inner.n_ratings, held.n_ratings)
-            models = self._fit_members(inner, valid, seeds, progress)
+            models = fit_nested(self.members, inner, valid, seeds, progress, self.fit_seconds_)
             users = held.ratings["user_id"].to_numpy()
             items = held.ratings["item_id"].to_numpy()
             u = inner.user_vocab.codes(users, missing="negative")
@@ -326,26 +365,8 @@ class Blend(Recommender):
             logger.info("blend: the %.2f carve-out is empty; using the plain average",
                         self.holdout)
             self.coef_, self.intercept_ = prior, 0.0
-        self.members_ = self._fit_members(train, valid, seeds, progress)
+        self.members_ = fit_nested(self.members, train, valid, seeds, progress, self.fit_seconds_)
         return self
-
-    def _fit_members(self, train: Dataset, valid: Dataset | None, seeds: list[int],
-                     progress: bool) -> list[Recommender]:
-        from movierec.models import get
-
-        fitted = []
-        for label, (name, params), seed in zip(self._member_labels(), self.members, seeds,
-                                               strict=True):
-            start = time.perf_counter()
-            fitted.append(get(name, **params).fit(train, valid, rng=seed, progress=progress))
-            seconds = time.perf_counter() - start
-            self.fit_seconds_[label] = self.fit_seconds_.get(label, 0.0) + seconds
-        return fitted
-
-    def _member_labels(self) -> list[str]:
-        names = [name for name, _ in self.members]
-        return [name if names.count(name) == 1 else f"{name}[{n}]"
-                for n, name in enumerate(names)]
 
     def _feature_names(self, labels: list[str]) -> list[str]:
         if not self.meta_features:

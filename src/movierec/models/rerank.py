@@ -27,7 +27,15 @@ from movierec.data.dataset import Dataset
 from movierec.errors import MissingExtraError, MovieRecError
 from movierec.models._rerank_features import side_features, user_rows
 from movierec.models.base import Recommender, check_param, is_int, is_number, user_blocks
-from movierec.models.blend import MEMBER_PREFIX, Member, as_tuples, member_state, restore_members
+from movierec.models.blend import (
+    MEMBER_PREFIX,
+    Member,
+    fit_nested,
+    member_state,
+    nested_labels,
+    parse_nested,
+    restore_members,
+)
 from movierec.models.space import Float, Int, SearchSpace
 from movierec.random import RNGLike, as_generator, derive_seed
 
@@ -73,46 +81,20 @@ def _lightgbm() -> Any:
     return lightgbm
 
 
+def _refuse_generator(name: str, cls: type[Recommender]) -> str | None:
+    if name in CANNOT_RANK:
+        return f"a model that ranks items ({name!r} cannot: {CANNOT_RANK[name]})"
+    if issubclass(cls, Rerank):
+        return "a model other than rerank"
+    return None
+
+
 def normalize_generators(generators: Any) -> tuple[Member, ...]:
     """Check `generators` and return it as a tuple of (registered name, params dict) pairs.
 
-    A bare name stands for (name, {}); lists (from JSON or the command line) become tuples.
-
-    Raises:
-        ValueError: naming `generators` (and the entry) when the sequence is empty, an entry is
-            malformed, names no registered model, a model that cannot rank (`mean`), a
-            re-ranker, or parameters the model rejects.
+    See `parse_nested`; a generator must rank items (not `mean`) and cannot be a re-ranker.
     """
-    from movierec.models import REGISTRY, get_class
-
-    check_param("generators", generators,
-                isinstance(generators, list | tuple) and len(generators) > 0,
-                "a non-empty sequence of (model name, {params}) pairs, e.g. (('ease', {}),)")
-    out: list[Member] = []
-    for n, entry in enumerate(generators):
-        where = f"generators[{n}]"
-        if isinstance(entry, str):
-            entry = (entry, {})
-        check_param(where, entry, isinstance(entry, list | tuple) and len(entry) == 2
-                    and isinstance(entry[0], str) and isinstance(entry[1], Mapping)
-                    and all(isinstance(k, str) for k in entry[1]),
-                    "a model name or a (model name, {params}) pair")
-        name, params = entry[0], {k: as_tuples(v) for k, v in entry[1].items()}
-        check_param(where, name, name in REGISTRY, f"a registered model ({', '.join(REGISTRY)})")
-        check_param(where, name, name not in CANNOT_RANK,
-                    f"a model that ranks items ({name!r} cannot: {CANNOT_RANK.get(name)})")
-        cls = get_class(name)
-        check_param(where, name, not issubclass(cls, Rerank), "a model other than rerank")
-        try:
-            params = cls.canonical_params(params)
-            unknown = sorted(set(params) - set(cls.param_names()))
-            check_param(f"{where} ({name})", params, not unknown,
-                        f"parameters of {name!r} ({cls.param_names()}); unknown: {unknown}")
-            cls(**params)
-        except ValueError as exc:
-            raise ValueError(f"{where} ({name}): {exc}") from None
-        out.append((name, params))
-    return tuple(out)
+    return parse_nested(generators, "generators", "(('ease', {}),)", _refuse_generator)
 
 
 class Rerank(Recommender):
@@ -282,7 +264,7 @@ class Rerank(Recommender):
         self.occupations_ = ([] if users is None or "occupation" not in users else sorted(
             {str(o) for o in users.loc[users["user_id"].isin(train.user_vocab.index),
                                        "occupation"].dropna()}))
-        self.feature_names_ = [*(f"{label}.{what}" for label in self._labels()
+        self.feature_names_ = [*(f"{label}.{what}" for label in nested_labels(self.generators)
                                  for what in ("score", "zscore", "rank")), *SIDE_FEATURES]
         self.fit_seconds_: dict[str, float] = {}
         x, y, groups, group_users = self._ranker_rows(train, valid, carve_seed, seeds, progress)
@@ -301,7 +283,8 @@ class Rerank(Recommender):
         self.fit_seconds_["ranker"] = time.perf_counter() - start
         self.ranker_model_ = np.frombuffer(self._ranker_text().encode(), dtype=np.uint8).copy()
         self.feature_importances_ = self._importances()
-        self.generators_ = self._fit_generators(train, valid, seeds, progress)
+        self.generators_ = fit_nested(self.generators, train, valid, seeds, progress,
+                                      self.fit_seconds_)
         self._side = side_features(train, self.genres_, self.occupations_)
         return self
 
@@ -373,7 +356,7 @@ class Rerank(Recommender):
         label = (np.ones(ok.sum()) if self.relevance == "binary"
                  else np.clip(np.rint(rating), 1, 31))
         labels = sp.csr_matrix((label, (hu[ok], hi[ok])), shape=(inner.n_users, inner.n_items))
-        models = self._fit_generators(inner, valid, seeds, progress)
+        models = fit_nested(self.generators, inner, valid, seeds, progress, self.fit_seconds_)
         side = side_features(inner, self.genres_, self.occupations_)
         seen = inner.matrix("binary")
         users = np.unique(hu[ok])
@@ -393,24 +376,6 @@ class Rerank(Recommender):
             gs.append(np.bincount(rows[keep], minlength=len(codes))[keep_user])
             us.append(inner.user_vocab.ids(codes[keep_user]).astype(np.int64))
         return np.concatenate(xs), np.concatenate(ys), np.concatenate(gs), np.concatenate(us)
-
-    def _fit_generators(self, train: Dataset, valid: Dataset | None, seeds: list[int],
-                        progress: bool) -> list[Recommender]:
-        from movierec.models import get
-
-        fitted = []
-        for label, (name, params), seed in zip(self._labels(), self.generators, seeds,
-                                               strict=True):
-            start = time.perf_counter()
-            fitted.append(get(name, **params).fit(train, valid, rng=seed, progress=progress))
-            seconds = time.perf_counter() - start
-            self.fit_seconds_[label] = self.fit_seconds_.get(label, 0.0) + seconds
-        return fitted
-
-    def _labels(self) -> list[str]:
-        names = [name for name, _ in self.generators]
-        return [name if names.count(name) == 1 else f"{name}[{n}]"
-                for n, name in enumerate(names)]
 
     # --- the candidate pool and its features ---------------------------------------------------
     def _pool(self, scores: list[np.ndarray], seen: np.ndarray

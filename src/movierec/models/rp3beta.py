@@ -8,16 +8,14 @@ Progress?", RecSys 2019.
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.data.dataset import Dataset
 from movierec.models._item_weights import SparseItemWeights
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.space import Choice, Float, Int, SearchSpace
-from movierec.random import RNGLike
 from movierec.ranking import progress_blocks
 
 __all__ = ["RP3beta", "rp3beta_weights"]
@@ -133,19 +131,9 @@ class RP3beta(SparseItemWeights):
         self.n_neighbors = n_neighbors
         self.normalize = normalize
 
-    def fit(
-        self,
-        train: Dataset,
-        valid: Dataset | None = None,
-        *,
-        rng: RNGLike = None,
-        progress: bool = True,
-    ) -> Self:
-        """Compute the pruned item-item walk weights W; returns self."""
-        self._setup(train)
-        self.item_weights_ = rp3beta_weights(
+    def _fit_weights(self, progress: bool) -> sp.csr_matrix:
+        """The pruned item-item walk weights W."""
+        return rp3beta_weights(
             self.seen_, alpha=float(self.alpha), beta=float(self.beta),
             n_neighbors=int(self.n_neighbors), normalize=bool(self.normalize),
             progress=progress)
-        self._cache: dict[str, sp.csr_matrix] = {}
-        return self

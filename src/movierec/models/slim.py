@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet
 
-from movierec.data.dataset import Dataset
 from movierec.models._item_weights import SparseItemWeights
 from movierec.models.base import check_param, is_int, is_number
 from movierec.models.space import Float, Int, SearchSpace
-from movierec.random import RNGLike
 
 __all__ = ["SLIM", "slim_weights"]
 
@@ -161,19 +159,9 @@ class SLIM(SparseItemWeights):
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(
-        self,
-        train: Dataset,
-        valid: Dataset | None = None,
-        *,
-        rng: RNGLike = None,
-        progress: bool = True,
-    ) -> Self:
-        """Solve one ElasticNet regression per item for the sparse weights W; returns self."""
-        self._setup(train)
-        self.item_weights_ = slim_weights(
+    def _fit_weights(self, progress: bool) -> sp.csr_matrix:
+        """W by one ElasticNet regression per item."""
+        return slim_weights(
             self.seen_, alpha=float(self.alpha), l1_ratio=float(self.l1_ratio),
             n_neighbors=int(self.n_neighbors), max_iter=int(self.max_iter),
             tol=float(self.tol), progress=progress)
-        self._cache: dict[str, sp.csc_matrix] = {}
-        return self
