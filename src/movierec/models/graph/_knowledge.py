@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from movierec.data.people import people_lists
 from movierec.models.base import check_param, is_int
-from movierec.models.graph._graph import knowledge_degrees
+from movierec.models.graph._graph import bipartite_degrees, knowledge_degrees
 from movierec.models.graph._modules import _GraphModule
 from movierec.ranking import user_blocks
 from movierec.training import TorchRecommender
@@ -73,6 +73,20 @@ class KnowledgeGraph(TorchRecommender):
         return (torch.from_numpy(m.indptr.astype(np.int64)),
                 torch.from_numpy(m.indices.astype(np.int64)), int(m.shape[1]))
 
+    def _degrees(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(user, item, person or None) degrees of the training graph, float64.
+
+        Cached per (`seen_`, `item_people_`) object, so a refit or a load recomputes them.
+        """
+        people = self._people()
+        cached = getattr(self, "_degree_cache", None)
+        if cached is None or cached[0] is not self.seen_ or cached[1] is not people:
+            degrees = ((*bipartite_degrees(self.seen_), None) if people is None
+                       else knowledge_degrees(self.seen_, people))
+            cached = (self.seen_, people, degrees)
+            self._degree_cache = cached
+        return cached[2]
+
     def can_score_new_items(self) -> bool:
         """True with `knowledge=True`: a new movie is placed in the graph by its people."""
         return bool(self.knowledge)
@@ -95,7 +109,8 @@ class KnowledgeGraph(TorchRecommender):
         """
         self._check_fitted()
         links = people_matrix(items, self.people_spec_, len(items))
-        trained = knowledge_degrees(self.seen_, self.item_people_)[2]
+        trained = self._degrees()[2]
+        assert trained is not None  # knowledge=True
         links = sp.csr_matrix(links @ sp.diags((trained > 0).astype(np.float32)))
         links.eliminate_zeros()
         own = np.asarray(links.sum(axis=1)).ravel()

@@ -17,8 +17,6 @@ from movierec.models.baseline import clip_to_scale
 from movierec.models.graph._graph import (
     NeighborSampler,
     PopularityNegativeSampler,
-    bipartite_degrees,
-    knowledge_degrees,
     sparse_adjacency,
 )
 from movierec.models.graph._knowledge import (
@@ -224,18 +222,8 @@ class _GraphRecommender(KnowledgeGraph):
 
     # --- fold-in -------------------------------------------------------------------------------
     def _item_degrees(self) -> np.ndarray:
-        """Item degrees d_i of the training graph (float64), cached per `seen_` object.
-
-        With the knowledge graph an item's degree counts its people too (as Â does).
-        """
-        cached = getattr(self, "_degree_cache", None)
-        people = self._people()
-        if cached is None or cached[0] is not self.seen_ or cached[1] is not people:
-            degrees = (bipartite_degrees(self.seen_)[1] if people is None
-                       else knowledge_degrees(self.seen_, people)[1])
-            cached = (self.seen_, people, degrees)
-            self._degree_cache = cached
-        return cached[2]
+        """Item degrees d_i of the training graph (float64; with people, as Â counts them)."""
+        return self._degrees()[1]
 
     def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Scores float32 [n_items] of a new user u from the items they rated (fold-in).
