@@ -20,6 +20,7 @@ __all__ = [
     "encode_users",
     "feature_names",
     "item_feature_spec",
+    "side_column",
     "user_feature_spec",
 ]
 
@@ -28,7 +29,8 @@ ML1M_AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)
 AGE_ENCODINGS = ("auto", "number", "groups")
 
 
-def _lookup(table: pd.DataFrame | None, key: str, ids: np.ndarray, column: str) -> pd.Series | None:
+def side_column(table: pd.DataFrame | None, key: str, ids: np.ndarray,
+                column: str) -> pd.Series | None:
     """`column` of `table` for each of `ids` (NaN where an id is absent), or None without it."""
     if table is None or column not in table.columns or key not in table.columns:
         return None
@@ -90,7 +92,7 @@ def user_feature_spec(users: pd.DataFrame | None, user_ids: np.ndarray, *,
         value among the training users is left out.
     """
     spec: dict[str, Any] = {}
-    age = _lookup(users, "user_id", user_ids, "age")
+    age = side_column(users, "user_id", user_ids, "age")
     if age is not None:
         known = pd.to_numeric(age, errors="coerce").dropna()
         groups = age_encoding == "groups" or (
@@ -100,7 +102,7 @@ def user_feature_spec(users: pd.DataFrame | None, user_ids: np.ndarray, *,
         elif (moments := _moments(age)) is not None:
             spec["age"] = {"kind": "number", **moments}
     for column in ("gender", "occupation"):
-        values = _lookup(users, "user_id", user_ids, column)
+        values = side_column(users, "user_id", user_ids, column)
         if values is not None and (vocab := _vocab(_as_str(values))):
             spec[column] = vocab
     return spec
@@ -115,7 +117,7 @@ def encode_users(users: pd.DataFrame | None, user_ids: np.ndarray, spec: dict[st
     """
     parts = [np.zeros((len(user_ids), 0), dtype=np.float32)]
     if "age" in spec:
-        age = _lookup(users, "user_id", user_ids, "age")
+        age = side_column(users, "user_id", user_ids, "age")
         age = pd.Series(np.full(len(user_ids), np.nan)) if age is None else age
         if spec["age"]["kind"] == "groups":
             parts.append(_one_hot(pd.to_numeric(age, errors="coerce").astype(np.float64),
@@ -124,7 +126,7 @@ def encode_users(users: pd.DataFrame | None, user_ids: np.ndarray, spec: dict[st
             parts.append(_standardized(age, spec["age"]))
     for column in ("gender", "occupation"):
         if column in spec:
-            values = _lookup(users, "user_id", user_ids, column)
+            values = side_column(users, "user_id", user_ids, column)
             values = pd.Series([None] * len(user_ids)) if values is None else values
             parts.append(_one_hot(_as_str(values), spec[column]))
     return np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
@@ -142,15 +144,15 @@ def item_feature_spec(items: pd.DataFrame | None, item_ids: np.ndarray) -> dict[
         when a month column has known values); features without known values are left out.
     """
     spec: dict[str, Any] = {}
-    genres = _lookup(items, "item_id", item_ids, "genres")
+    genres = side_column(items, "item_id", item_ids, "genres")
     if genres is not None:
         vocab = sorted({str(g) for gs in genres if isinstance(gs, tuple | list) for g in gs})
         if vocab:
             spec["genres"] = vocab
-    year = _lookup(items, "item_id", item_ids, "year")
+    year = side_column(items, "item_id", item_ids, "year")
     if year is not None and (moments := _moments(year)) is not None:
         spec["year"] = moments
-    month = _lookup(items, "item_id", item_ids, "month")
+    month = side_column(items, "item_id", item_ids, "month")
     if month is not None and _moments(month) is not None:
         spec["month"] = True
     return spec
@@ -166,7 +168,7 @@ def encode_items(items: pd.DataFrame | None, item_ids: np.ndarray, spec: dict[st
     n = len(item_ids)
     parts = [np.zeros((n, 0), dtype=np.float32)]
     if "genres" in spec:
-        genres = _lookup(items, "item_id", item_ids, "genres")
+        genres = side_column(items, "item_id", item_ids, "genres")
         lists = pd.Series([tuple(g) if isinstance(g, tuple | list) else ()
                            for g in (genres if genres is not None else [()] * n)])
         flat = lists.explode()
@@ -176,11 +178,11 @@ def encode_items(items: pd.DataFrame | None, item_ids: np.ndarray, spec: dict[st
         multi[rows, cols[cols >= 0]] = 1.0
         parts.append(multi)
     if "year" in spec:
-        year = _lookup(items, "item_id", item_ids, "year")
+        year = side_column(items, "item_id", item_ids, "year")
         parts.append(_standardized(year if year is not None else pd.Series(np.full(n, np.nan)),
                                    spec["year"]))
     if spec.get("month"):
-        month = _lookup(items, "item_id", item_ids, "month")
+        month = side_column(items, "item_id", item_ids, "month")
         month = pd.Series(np.full(n, np.nan)) if month is None else month
         parts.append(_one_hot(pd.to_numeric(month, errors="coerce").astype(np.float64),
                               [float(m) for m in range(1, 13)]))

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from movierec.data.dataset import Dataset
+from movierec.models._features import side_column
 
 __all__ = ["side_features", "user_rows"]
 
@@ -82,21 +83,20 @@ def side_features(train: Dataset, genres: Sequence[str], occupations: Sequence[s
 
 
 def _item_column(items: pd.DataFrame | None, ids: np.ndarray, column: str) -> np.ndarray:
-    if items is None or column not in items:
+    values = side_column(items, "item_id", ids, column)
+    if values is None:
         return np.full(len(ids), np.nan)
-    table = items.drop_duplicates("item_id").set_index("item_id")[column]
-    values = pd.to_numeric(table.reindex(pd.Index(ids)), errors="coerce")
-    return values.to_numpy(np.float64)
+    return pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
 
 
 def _user_column(users: pd.DataFrame | None, ids: np.ndarray, column: str, *,
                  numeric: bool = True) -> np.ndarray:
-    if users is None or column not in users:
+    values = side_column(users, "user_id", ids, column)
+    if values is None:
         return np.full(len(ids), np.nan) if numeric else np.full(len(ids), None, dtype=object)
-    table = users.drop_duplicates("user_id").set_index("user_id")[column].reindex(pd.Index(ids))
     if numeric:
-        return pd.to_numeric(table, errors="coerce").to_numpy(np.float64)
-    return table.astype("string").to_numpy(dtype=object, na_value=None)
+        return pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+    return values.astype("string").to_numpy(dtype=object, na_value=None)
 
 
 def user_rows(side: dict[str, np.ndarray], codes: np.ndarray) -> dict[str, np.ndarray]:
