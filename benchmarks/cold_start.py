@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from movierec.cli._app import parse_params
 from movierec.cold_start import evaluate_cold, item_cold_split, random_scores
 from movierec.errors import MovieRecError
 from movierec.io import atomic_write_text, json_default
@@ -65,17 +66,10 @@ def _dataset(name: str, imdb_dir: str | None, data_dir: str | None) -> Any:
 
 
 def _parse_model(text: str) -> tuple[str, tuple[str, dict[str, Any]]]:
-    """"label=name:key=value,key=value" (values parsed as JSON where they parse)."""
-    label, _, spec = text.partition("=") if "=" in text.split(":")[0] else (text, "", text)
-    name, _, rest = spec.partition(":")
-    params: dict[str, Any] = {}
-    for pair in filter(None, rest.split(",")):
-        key, _, value = pair.partition("=")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return label or name, (name, params)
+    """"NAME[:KEY=VALUE,...]" -> (the text as label, (name, params)); values as `--param`'s."""
+    name, _, rest = text.partition(":")
+    pairs = [f"{name}.{pair}" for pair in rest.split(",") if pair]
+    return text, (name, parse_params(pairs, [name]).get(name, {}))
 
 
 def main() -> None:
@@ -91,7 +85,9 @@ def main() -> None:
     parser.add_argument("--only", default=None,
                         help="comma-separated labels of MODELS to run (default: all)")
     parser.add_argument("--model", action="append", default=[],
-                        help="extra model 'label=name:key=value,...' (repeatable)")
+                        help="extra model 'NAME[:KEY=VALUE,...]', e.g. "
+                        "lightgcn:knowledge=True,epochs=20 (repeatable; values as in "
+                        "`movierec benchmark --param`)")
     parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
     parser.add_argument("--threads", type=int, default=1,
                         help="PyTorch threads (default 1: results repeat exactly per count)")

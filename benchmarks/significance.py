@@ -52,34 +52,23 @@ def main() -> None:
     models = installed() if args.models == "all" else args.models.split(",")
     specs = benchmark.fold_specs(SplitSpec(kind="ml100k-5fold", dataset="ml-100k"))
     t0 = time.perf_counter()
-    if args.fold is not None:
-        if args.work is None:
-            parser.error("--fold needs --work")
-        # cross_validate numbers its folders from 1: run fold N in a scratch folder, then move
-        # its benchmark folder to WORK/fold-N (same split, same run keys).
-        scratch = args.work / f".fold-{args.fold}"
-        benchmark.cross_validate(models, [specs[args.fold - 1]], out=scratch,
-                                 data_dir=args.data_dir, progress=False, keep_lists=False,
-                                 ks=(10,), threads=args.threads,
-                                 on_run=lambda r: print(f"  {r.get('model')}: fit "
-                                                        f"{r.get('fit_seconds') or 0:.1f} s",
-                                                        flush=True))
-        target = benchmark.fold_folder(args.work, args.fold)
-        if target.exists():
-            parser.error(f"{target} exists: merge by hand or remove it")
-        benchmark.fold_folder(scratch, 1).rename(target)
-        print(f"fold {args.fold} done in {time.perf_counter() - t0:.0f} s: {target}")
-        return
+    if args.fold is not None and args.work is None:
+        parser.error("--fold needs --work")
+
+    def live(record: dict) -> None:
+        print(f"  {record.get('model')} seed {record.get('seed')}: fit "
+              f"{record.get('fit_seconds') or 0:.1f} s", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-
-        def live(record: dict) -> None:
-            print(f"  {record.get('model')} seed {record.get('seed')}: fit "
-                  f"{record.get('fit_seconds') or 0:.1f} s", flush=True)
-
         results = benchmark.cross_validate(models, specs, out=work, data_dir=args.data_dir,
                                            progress=False, keep_lists=False, ks=(10,),
-                                           threads=args.threads, on_run=live)
+                                           threads=args.threads, on_run=live,
+                                           only=None if args.fold is None else [args.fold])
+        if args.fold is not None:
+            print(f"fold {args.fold} done in {time.perf_counter() - t0:.0f} s: "
+                  f"{benchmark.fold_folder(work, args.fold)}")
+            return
         frame = C.load_per_user(work)
     seconds = time.perf_counter() - t0
     folds = benchmark.fold_table(results, 10)

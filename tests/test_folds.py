@@ -199,3 +199,24 @@ model = "pop"
         parse_experiment(text.replace("user-random", "loo"), source="exp.toml")
     with pytest.raises(ExperimentError, match=">= 2"):
         parse_experiment(text.replace("folds = 3", "folds = 1"), source="exp.toml")
+
+
+def test_cross_validate_only_some_folds_then_all(tmp_path, monkeypatch):
+    # `only` runs a fold into its own numbered folder and writes no summary; a later call over
+    # every fold reuses that fold's runs (a second process sharing one folder).
+    from movierec import benchmark as B
+    from movierec.pipeline import SplitSpec
+
+    ds = _data(40)
+    monkeypatch.setattr("movierec.data.load", lambda *a, **k: ds)
+    specs = B.fold_specs(SplitSpec(kind="user-random", dataset="synthetic", seed=1), 3)
+    part = B.cross_validate(["bias"], specs, out=tmp_path, progress=False, ks=(5,), only=[3])
+    assert len(part) == 1 and (tmp_path / "fold-3" / "results.json").is_file()
+    assert not (tmp_path / "fold-1").exists() and not (tmp_path / "folds.json").exists()
+    full = B.cross_validate(["bias"], specs, out=tmp_path, progress=False, ks=(5,))
+    assert (tmp_path / "folds.json").is_file() and len(full) == 3
+    # fold 3 was read back, not refitted: the very record, its fit time included
+    assert full[2].runs[0]["metrics"] == part[0].runs[0]["metrics"]
+    assert full[2].runs[0]["fit_seconds"] == part[0].runs[0]["fit_seconds"]
+    with pytest.raises(ValueError, match="outside 1..3"):
+        B.cross_validate(["bias"], specs, out=tmp_path, only=[4])

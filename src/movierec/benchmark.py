@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,6 +293,7 @@ def fold_folder(out: str | Path, fold: int) -> Path:
 def cross_validate(models: Sequence[str], specs: Sequence[SplitSpec], *,
                    out: str | Path | None = None, data_dir: str | Path | None = None,
                    on_split: Callable[[int, Split], None] | None = None,
+                   only: Collection[int] | None = None,
                    **kwargs: Any) -> list[BenchmarkResult]:
     """Run every fold: `run` once per fold split.
 
@@ -309,8 +310,16 @@ def cross_validate(models: Sequence[str], specs: Sequence[SplitSpec], *,
         out: the cross-validation folder (optional).
         data_dir: folder of releases.
         on_split: called with (fold number, its split) before the fold runs.
+        only: run just these fold numbers (1-based), each into its own out/fold-<i>/, and
+            write no summary: e.g. a second process sharing the folds of one folder; a later
+            call with every fold finds their runs there and skips them.
         **kwargs: passed to `run` (seeds, ks, params, progress, on_run...).
+
+    Raises:
+        ValueError: `only` names a fold that `specs` lacks.
     """
+    if only is not None and not set(only) <= set(range(1, len(specs) + 1)):
+        raise ValueError(f"only: folds {sorted(only)} outside 1..{len(specs)}")
     from movierec.data import load
 
     first = specs[0]
@@ -320,12 +329,14 @@ def cross_validate(models: Sequence[str], specs: Sequence[SplitSpec], *,
         ds = ds.filter(**dict(first.filters))
     results = []
     for i, spec in enumerate(specs, start=1):
+        if only is not None and i not in only:
+            continue
         split = spec.build(data_dir=data_dir, ds=ds, filtered=ds is not None)
         if on_split is not None:
             on_split(i, split)
         folder = None if out is None else fold_folder(out, i)
         results.append(run(models, split, out=folder, **kwargs))
-        if out is not None:
+        if out is not None and only is None:
             write_fold_summary(out, results)
     return results
 
