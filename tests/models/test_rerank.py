@@ -21,6 +21,11 @@ from movierec.split import user_random_split
 
 lgb = pytest.importorskip("lightgbm")
 
+from movierec.models._rerank_features import (  # noqa: E402
+    CONTEXT_FEATURES,
+    context_columns,
+    timeline,
+)
 from movierec.models.rerank import SIDE_FEATURES, Rerank, side_features  # noqa: E402
 
 DAY = 86400
@@ -65,6 +70,57 @@ def test_side_features_without_side_tables(tiny: Dataset) -> None:
     assert side["item_genres"].shape == (tiny.n_items, 0)
 
 
+def _context(ds: Dataset, users: list[int], items: list[int], days: int
+             ) -> dict[str, np.ndarray]:
+    side = timeline(ds)
+    rows, cols = np.arange(len(users)), np.asarray(items)
+    user = {k: v[np.asarray(users)] for k, v in side.items() if k.startswith("user_")}
+    return context_columns(side, user, rows, cols, days)
+
+
+def test_time_context_by_hand(hand: Dataset) -> None:
+    # Days 0, 1 (user 1) and 2, 4 (user 2); movie codes 0, 1, 2 first rated on days 0, 1, 4.
+    side = timeline(hand)
+    np.testing.assert_allclose(side["user_first_day"], [0, 2])
+    np.testing.assert_allclose(side["user_last_day"], [1, 4])
+    np.testing.assert_allclose(side["item_first_day"], [0, 1, 4])
+    np.testing.assert_allclose(side["timeline_day_total"], [1, 2, 3, 3, 4])
+    # User 1 (days 0-1) and movie 3: not rated by day 1, so no count and no age.
+    # User 2 (days 2-4) and movie 2: rated once, on day 1, before the user's period;
+    # movie 1: twice by day 4, once (day 2) within the period, of 2 ratings in the period.
+    ctx = _context(hand, [0, 1, 1], [2, 1, 0], 0)
+    np.testing.assert_allclose(ctx["ctx_item_log_count_before"], np.log1p([0, 1, 2]))
+    np.testing.assert_allclose(ctx["ctx_item_log_count_window"], np.log1p([0, 0, 1]))
+    np.testing.assert_allclose(ctx["ctx_item_share_window"], [0, 0, 0.5])
+    np.testing.assert_allclose(ctx["ctx_item_days_since_first"], [np.nan, 3, 4])
+    # One day more before user 2's first rating takes in day 1: 3 ratings in the period.
+    ctx = _context(hand, [1, 1], [1, 0], 1)
+    np.testing.assert_allclose(ctx["ctx_item_log_count_window"], np.log1p([1, 1]))
+    np.testing.assert_allclose(ctx["ctx_item_share_window"], [1 / 3, 1 / 3])
+
+
+def test_time_context_never_looks_past_the_users_last_day(hand: Dataset) -> None:
+    before = _context(hand, [0, 0, 0], [0, 1, 2], 30)
+    later = pd.DataFrame([(3, 2, 4.0, 3 * DAY), (3, 3, 4.0, 3 * DAY), (3, 1, 1.0, 5 * DAY)],
+                         columns=["user_id", "item_id", "rating", "timestamp"])
+    more = Dataset(pd.concat([hand.ratings, later], ignore_index=True), items=hand.items,
+                   users=hand.users, name="more")
+    after = _context(more, [0, 0, 0], [0, 1, 2], 30)  # user 1's last day is day 1
+    for name in CONTEXT_FEATURES:
+        np.testing.assert_allclose(after[name], before[name], err_msg=name)
+
+
+def test_without_time_context_the_features_are_the_side_features(tmp_path: Path) -> None:
+    split = user_random_split(planted(), test_size=0.3, rng=0)
+    model = Rerank(generators=("pop",), time_context=False, n_estimators=5,
+                   min_child_samples=5).fit(split.train, rng=0, progress=False)
+    assert model.feature_names_[3:] == [*SIDE_FEATURES]
+    assert "timeline_key" not in model._side
+    loaded = Rerank.load(model.save(tmp_path / "m"))
+    codes = np.arange(5)
+    np.testing.assert_array_equal(loaded._score(codes), model._score(codes))
+
+
 def test_generator_ranks_and_pool() -> None:
     model = Rerank(generators=("pop",), n_candidates=2)
     seen = np.array([[False, False, False, True], [False, False, False, False]])
@@ -88,7 +144,8 @@ def test_design_genre_overlap_and_ranks(hand: Dataset) -> None:
     user = {k: v[codes] for k, v in side.items() if k.startswith("user_")}
     x = model._design(scores, ranks, rows, cols, user, side)
     names = model.feature_names_
-    assert names[:3] == ["pop.score", "pop.zscore", "pop.rank"] and names[3:] == [*SIDE_FEATURES]
+    assert names[:3] == ["pop.score", "pop.zscore", "pop.rank"] and names[3:] == [*SIDE_FEATURES,
+                                                                          *CONTEXT_FEATURES]
     # User 1 (Comedy 1/2, Drama 1) and movie 3 (Comedy): 0.5; user 2 and movie 2: (0.5+0.5)/2.
     np.testing.assert_allclose(x[:, names.index("genre_overlap")], [0.5, 0.5])
     np.testing.assert_allclose(x[:, names.index("pop.score")], [1.0, 1.0])
@@ -187,6 +244,10 @@ def test_bad_input_one_line_errors(tiny: Dataset, monkeypatch: pytest.MonkeyPatc
         Rerank(generators=(("ease", {"nope": 1}),))
     with pytest.raises(ValueError, match="holdout must be one of"):
         Rerank(holdout="oldest")
+    with pytest.raises(ValueError, match="context_days must be an integer ≥ 0"):
+        Rerank(context_days=-1)
+    with pytest.raises(ValueError, match="time_context must be true or false"):
+        Rerank(time_context="yes")
     monkeypatch.setitem(sys.modules, "lightgbm", None)  # import lightgbm now fails
     with pytest.raises(MissingExtraError, match=r"pip install 'movierec\[rank\]'") as info:
         Rerank(generators=("pop",)).fit(tiny, rng=0, progress=False)

@@ -14,7 +14,17 @@ import pandas as pd
 from movierec.data.dataset import Dataset
 from movierec.models._features import side_column
 
-__all__ = ["side_features", "user_rows"]
+__all__ = ["CONTEXT_FEATURES", "TIMELINE_KEYS", "context_columns", "side_features", "timeline",
+           "user_rows"]
+
+#: The (user, item) time-context features: each item's training ratings counted up to the
+#: user's last training day, and within the user's own active period (from `context_days`
+#: before their first training rating to their last), as of that day.
+CONTEXT_FEATURES = ("ctx_item_log_count_before", "ctx_item_log_count_window",
+                    "ctx_item_share_window", "ctx_item_days_since_first")
+#: The side arrays `timeline` adds, which the context features are computed from.
+TIMELINE_KEYS = ("timeline_key", "timeline_cum", "timeline_day_total", "timeline_days",
+                 "item_first_day", "user_first_day", "user_last_day")
 
 _DAY = 86400.0
 
@@ -97,6 +107,76 @@ def _user_column(users: pd.DataFrame | None, ids: np.ndarray, column: str, *,
     if numeric:
         return pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
     return values.astype("string").to_numpy(dtype=object, na_value=None)
+
+
+def timeline(train: Dataset) -> dict[str, np.ndarray]:
+    """Each item's training ratings per day, cumulated, for the time-context features.
+
+    Days count from the first training timestamp. Returns float64 arrays: "timeline_key"
+    (item code × n_days + day of each (item, day) with ratings, sorted), "timeline_cum" (the
+    item's ratings up to and including that day), "timeline_day_total" [n_days] (all ratings
+    up to and including each day), "timeline_days" [1] (n_days), "item_first_day" [n_items]
+    (NaN where none), "user_first_day" and "user_last_day" [n_users] (NaN where none).
+    """
+    u, i = train.codes
+    t = train.ratings["timestamp"].to_numpy(np.float64)
+    start = float(t.min()) if len(t) else 0.0
+    day = np.floor((t - start) / _DAY).astype(np.int64)
+    n_days = int(day.max()) + 1 if len(day) else 1
+    key, counts = np.unique(i.astype(np.int64) * n_days + day, return_counts=True)
+    cum = np.cumsum(counts)
+    item = key // n_days
+    first = np.r_[True, item[1:] != item[:-1]] if len(item) else np.zeros(0, dtype=bool)
+    before = np.where(first, cum - counts, 0)
+    cum = cum - np.maximum.accumulate(before) if len(cum) else cum
+    day_f = day.astype(np.float64)
+    return {
+        "timeline_key": key.astype(np.float64),
+        "timeline_cum": cum.astype(np.float64),
+        "timeline_day_total": np.cumsum(np.bincount(day, minlength=n_days)).astype(np.float64),
+        "timeline_days": np.array([float(n_days)]),
+        "item_first_day": _per_code(i, day_f, train.n_items, "min"),
+        "user_first_day": _per_code(u, day_f, train.n_users, "min"),
+        "user_last_day": _per_code(u, day_f, train.n_users, "max"),
+    }
+
+
+def _count_upto(side: dict[str, np.ndarray], items: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Training ratings of each item up to and including each day (0 before the first)."""
+    n_days = int(side["timeline_days"][0])
+    keys = side["timeline_key"]
+    d = np.clip(days, -1, n_days - 1).astype(np.int64)
+    query = items.astype(np.int64) * n_days + d
+    pos = np.searchsorted(keys, query, side="right") - 1
+    safe = np.maximum(pos, 0)
+    ok = (pos >= 0) & (keys[safe].astype(np.int64) // n_days == items) & (d >= 0)
+    return np.where(ok, side["timeline_cum"][safe], 0.0)
+
+
+def context_columns(side: dict[str, np.ndarray], user: dict[str, np.ndarray], rows: np.ndarray,
+                    cols: np.ndarray, context_days: int) -> dict[str, np.ndarray]:
+    """The `CONTEXT_FEATURES` of (row, item) pairs; `user` holds the rows' user features.
+
+    Nothing after the user's last training day is counted, so on a time-ordered split no
+    feature looks into the user's future; a user without a training day (a new user folded
+    in) is placed at the training end.
+    """
+    n_days = side["timeline_days"][0]
+    last = np.nan_to_num(user["user_last_day"][rows], nan=n_days - 1)
+    first = np.nan_to_num(user["user_first_day"][rows], nan=n_days - 1)
+    lo = first - float(context_days) - 1
+    before = _count_upto(side, cols, last)
+    window = before - _count_upto(side, cols, lo)
+    totals = side["timeline_day_total"]
+    total = (totals[np.clip(last, 0, n_days - 1).astype(np.int64)]
+             - np.where(lo >= 0, totals[np.clip(lo, 0, n_days - 1).astype(np.int64)], 0.0))
+    since = last - side["item_first_day"][cols]
+    return {
+        "ctx_item_log_count_before": np.log1p(before),
+        "ctx_item_log_count_window": np.log1p(window),
+        "ctx_item_share_window": window / np.maximum(total, 1.0),
+        "ctx_item_days_since_first": np.where(before > 0, since, np.nan),
+    }
 
 
 def user_rows(side: dict[str, np.ndarray], codes: np.ndarray) -> dict[str, np.ndarray]:

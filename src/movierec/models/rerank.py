@@ -25,7 +25,14 @@ import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset
 from movierec.errors import MissingExtraError, MovieRecError
-from movierec.models._rerank_features import side_features, user_rows
+from movierec.models._rerank_features import (
+    CONTEXT_FEATURES,
+    TIMELINE_KEYS,
+    context_columns,
+    side_features,
+    timeline,
+    user_rows,
+)
 from movierec.models.base import Recommender, check_param, is_int, is_number, user_blocks
 from movierec.models.blend import (
     MEMBER_PREFIX,
@@ -108,6 +115,12 @@ class Rerank(Recommender):
     release year; the user's log count, mean rating, days since their last rating; the genre
     overlap Σ_g p_ug x_ig / Σ_g x_ig (p_ug: share of the user's rated items with genre g; x_ig:
     the item's genres); and the user's age, gender and occupation where the users table has them.
+    With `time_context` (the default), `CONTEXT_FEATURES` place the movie in the user's own
+    time: its log training count up to the user's last training day, its log count and share of
+    all ratings within the user's active period (from `context_days` before their first
+    training rating to their last), and its age in days on the user's last day. Nothing after
+    the user's last training day is counted, so a time-ordered split's features do not look
+    into the user's future; a new user folded in is placed at the training end.
 
     Fitting: a per-user `holdout_size` share of `train` is carved out
     (`movierec.split.carve_validation`; `holdout="random"`, the default: a seeded random share,
@@ -164,6 +177,12 @@ class Rerank(Recommender):
         early_stopping_rounds: stop boosting once the NDCG@10 of a held-aside 20% of the
             ranker's users has not improved for this many rounds (default 30; 0: no stopping,
             all users fit, `n_estimators` rounds).
+        time_context: add the `CONTEXT_FEATURES` (default True). Picked on validation
+            carve-outs (split seed 1, the test parts never read): ml-latest-small user-time
+            NDCG@10 0.0982 without, 0.1055 with (EASE 0.0950); ML-100K user-random 0.1975
+            without, 0.1982 with (EASE 0.1988); ML-100K user-time 0.1489 without, 0.1478 with.
+        context_days: days before the user's first training rating that still count as their
+            active period (default 30, ≥ 0; 7 gave 0.1050 and 0.1444 on the carve-outs above).
         n_threads: LightGBM threads for fitting and scoring (default 1, ≥ 1).
     """
 
@@ -177,6 +196,7 @@ class Rerank(Recommender):
         "learning_rate": Float(0.01, 0.2, log=True),
         "num_leaves": Int(3, 31, log=True),
         "min_child_samples": Int(20, 500, log=True),
+        "context_days": Int(0, 90),
     }
     supports_fold_in: ClassVar[bool] = True
 
@@ -190,6 +210,7 @@ class Rerank(Recommender):
                  relevance: str = "binary",
                  n_estimators: int = 300, learning_rate: float = 0.05, num_leaves: int = 7,
                  min_child_samples: int = 200, early_stopping_rounds: int = 30,
+                 time_context: bool = True, context_days: int = 30,
                  n_threads: int = 1) -> None:
         self.generators = normalize_generators(DEFAULT_GENERATORS if generators is None
                                                else generators)
@@ -209,7 +230,11 @@ class Rerank(Recommender):
                     "an integer ≥ 1")
         check_param("early_stopping_rounds", early_stopping_rounds,
                     is_int(early_stopping_rounds, 0), "an integer ≥ 0")
+        check_param("time_context", time_context, isinstance(time_context, bool), "true or false")
+        check_param("context_days", context_days, is_int(context_days, 0), "an integer ≥ 0")
         check_param("n_threads", n_threads, is_int(n_threads, 1), "an integer ≥ 1")
+        self.time_context = time_context
+        self.context_days = context_days
         self.n_candidates = n_candidates
         self.holdout = holdout
         self.holdout_size = holdout_size
@@ -265,7 +290,8 @@ class Rerank(Recommender):
             {str(o) for o in users.loc[users["user_id"].isin(train.user_vocab.index),
                                        "occupation"].dropna()}))
         self.feature_names_ = [*(f"{label}.{what}" for label in nested_labels(self.generators)
-                                 for what in ("score", "zscore", "rank")), *SIDE_FEATURES]
+                                 for what in ("score", "zscore", "rank")), *SIDE_FEATURES,
+                               *(CONTEXT_FEATURES if self.time_context else ())]
         self.fit_seconds_: dict[str, float] = {}
         x, y, groups, group_users = self._ranker_rows(train, valid, carve_seed, seeds, progress)
         self.n_ranker_users_, self.n_ranker_rows_ = len(np.unique(group_users)), len(y)
@@ -285,8 +311,14 @@ class Rerank(Recommender):
         self.feature_importances_ = self._importances()
         self.generators_ = fit_nested(self.generators, train, valid, seeds, progress,
                                       self.fit_seconds_)
-        self._side = side_features(train, self.genres_, self.occupations_)
+        self._side = self._side_features(train)
         return self
+
+    def _side_features(self, train: Dataset) -> dict[str, np.ndarray]:
+        side = side_features(train, self.genres_, self.occupations_)
+        if self.time_context:
+            side.update(timeline(train))
+        return side
 
     def _train_ranker(self, lgb: Any, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
                       group_users: np.ndarray, seed: int) -> lightgbm.Booster:
@@ -357,7 +389,7 @@ class Rerank(Recommender):
                  else np.clip(np.rint(rating), 1, 31))
         labels = sp.csr_matrix((label, (hu[ok], hi[ok])), shape=(inner.n_users, inner.n_items))
         models = fit_nested(self.generators, inner, valid, seeds, progress, self.fit_seconds_)
-        side = side_features(inner, self.genres_, self.occupations_)
+        side = self._side_features(inner)
         seen = inner.matrix("binary")
         users = np.unique(hu[ok])
         xs = [np.empty((0, len(self.feature_names_)))]
@@ -412,8 +444,13 @@ class Rerank(Recommender):
             std = np.sqrt(np.bincount(rows, weights=dev**2, minlength=n_rows) / size)
             z = np.divide(dev, std[rows], out=np.zeros_like(dev), where=std[rows] > 0)
             columns += [value, z, r[rows, cols].astype(np.float64)]
-        for name in SIDE_FEATURES:
-            if name == "genre_overlap":
+        names = self.feature_names_[len(columns):]
+        context = (context_columns(side, user, rows, cols, self.context_days)
+                   if any(n in CONTEXT_FEATURES for n in names) else {})
+        for name in names:
+            if name in context:
+                columns.append(context[name])
+            elif name == "genre_overlap":
                 genres = side["item_genres"][cols]
                 overlap = (user["user_genres"][rows] * genres).sum(axis=1)
                 columns.append(overlap / np.maximum(genres.sum(axis=1), 1.0))
@@ -492,6 +529,8 @@ class Rerank(Recommender):
         user["user_log_count"] = np.array([np.log1p(len(codes))])
         user["user_mean_rating"] = np.array([r.mean() if len(r) else np.nan])
         user["user_days_since_last"] = np.array([0.0])  # rating now
+        if "timeline_days" in self._side:  # at the training end
+            user["user_first_day"] = user["user_last_day"] = self._side["timeline_days"] - 1
         user["user_genres"] = (genres[codes].mean(axis=0, keepdims=True) if len(codes)
                                else np.zeros((1, genres.shape[1]), np.float32))
         return self._rerank(scores, seen, user)[0]
@@ -540,6 +579,8 @@ class Rerank(Recommender):
                                            (None, len(self.item_vocab_)))
         missing = {*(f for f in SIDE_FEATURES if f != "genre_overlap"), "item_genres",
                    "user_genres"} - set(self._side)
+        if any(f in CONTEXT_FEATURES for f in self.feature_names_):
+            missing |= set(TIMELINE_KEYS) - set(self._side)
         if missing:
             raise ValueError(f"side features missing from the saved state: {sorted(missing)}")
         self.__dict__.pop("_booster", None)
