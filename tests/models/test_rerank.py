@@ -23,7 +23,10 @@ lgb = pytest.importorskip("lightgbm")
 
 from movierec.models._rerank_features import (  # noqa: E402
     CONTEXT_FEATURES,
+    SEQUENCE_FEATURES,
     context_columns,
+    recent_items,
+    sequence_weights,
     timeline,
 )
 from movierec.models.rerank import SIDE_FEATURES, Rerank, side_features  # noqa: E402
@@ -110,9 +113,61 @@ def test_time_context_never_looks_past_the_users_last_day(hand: Dataset) -> None
         np.testing.assert_allclose(after[name], before[name], err_msg=name)
 
 
+def test_sequence_weights_and_recent_items_by_hand() -> None:
+    # User 1 rates movies 1, 2, 3, 4 in that order; user 2 rates 3, 1 (ties by time: item id).
+    ratings = pd.DataFrame(
+        [(1, 1, 5.0, 0), (1, 2, 4.0, 10), (1, 3, 4.0, 20), (1, 4, 3.0, 30),
+         (2, 3, 4.0, 5), (2, 1, 2.0, 5)],
+        columns=["user_id", "item_id", "rating", "timestamp"])
+    ds = Dataset(ratings, name="seq")
+    # Window 1: pairs (1,2), (2,3), (3,4) of user 1 and (1,3) of user 2 (1 before 3: a tie).
+    w = sequence_weights(ds, 1).toarray()
+    n = np.array([2, 1, 2, 1], dtype=float)  # training counts of movies 1..4
+    expected = np.zeros((4, 4))
+    for a, b in [(0, 1), (1, 2), (2, 3), (0, 2)]:
+        expected[a, b] = expected[b, a] = 1 / np.sqrt(n[a] * n[b])
+    np.testing.assert_allclose(w, expected, rtol=1e-6)
+    # Window 2 adds (1,3) of user 1 (so c_13 = 2) and (2,4).
+    w2 = sequence_weights(ds, 2).toarray()
+    assert w2[0, 2] == pytest.approx(2 / np.sqrt(4)) and w2[1, 3] == pytest.approx(1.0)
+    # Pruned to one neighbour per row: the largest, ties to the lower column.
+    w1 = sequence_weights(ds, 2, n_neighbors=1).toarray()
+    assert (np.count_nonzero(w1, axis=1) == 1).all()
+    assert np.argmax(w1[1]) == 3  # movie 2: 1/√2 to 1, 3 and 1.0 to movie 4
+    recent = recent_items(ds, 2).toarray()
+    np.testing.assert_array_equal(recent, [[0, 0, 1, 1], [1, 0, 1, 0]])
+
+
+def test_sequence_features_learn_what_follows() -> None:
+    """Each user rates a chain of movies in order; the next in the chain is what they rate next.
+
+    Popularity cannot tell which movie comes next; the latest movies' time-adjacency can.
+    """
+    gen = np.random.default_rng(0)
+    rows = []
+    for u in range(120):
+        start = int(gen.integers(0, 30))
+        for t, i in enumerate(range(start, start + 8)):
+            rows.append((u + 1, i % 40 + 1, 4.0, t))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    from movierec.split import user_time_split
+
+    split = user_time_split(Dataset(frame, name="chains"), test_size=0.125)
+    kw = {"generators": ("pop",), "n_candidates": 40, "n_estimators": 30,
+          "min_child_samples": 5, "early_stopping_rounds": 0, "time_context": False}
+    plain = Rerank(sequence_window=0, **kw).fit(split.train, rng=0, progress=False,
+                                                time_ordered=True)
+    seq = Rerank(**kw).fit(split.train, rng=0, progress=False, time_ordered=True)
+    ndcg = {name: evaluate(m, split, ks=(10,), relevance=0.0)["ndcg@10"]
+            for name, m in (("plain", plain), ("seq", seq))}
+    assert ndcg["seq"] > ndcg["plain"] + 0.3, ndcg
+    assert max(seq.feature_importances_, key=seq.feature_importances_.__getitem__) in (
+        "seq_adjacency_recent", "seq_adjacency")
+
+
 def test_without_time_context_the_features_are_the_side_features(tmp_path: Path) -> None:
     split = user_random_split(planted(), test_size=0.3, rng=0)
-    model = Rerank(generators=("pop",), time_context=False, n_estimators=5,
+    model = Rerank(generators=("pop",), time_context=False, sequence_window=0, n_estimators=5,
                    min_child_samples=5).fit(split.train, rng=0, progress=False)
     assert model.feature_names_[3:] == [*SIDE_FEATURES]
     assert "timeline_key" not in model._side
@@ -142,10 +197,11 @@ def test_design_genre_overlap_and_ranks(hand: Dataset) -> None:
     rows, cols = np.nonzero(pool)  # user 1: movie 3; user 2: movie 2
     np.testing.assert_array_equal(cols, [2, 1])
     user = {k: v[codes] for k, v in side.items() if k.startswith("user_")}
+    user["history"] = model.seen_[codes]
     x = model._design(scores, ranks, rows, cols, user, side)
     names = model.feature_names_
-    assert names[:3] == ["pop.score", "pop.zscore", "pop.rank"] and names[3:] == [*SIDE_FEATURES,
-                                                                          *CONTEXT_FEATURES]
+    assert names[:3] == ["pop.score", "pop.zscore", "pop.rank"] and names[3:] == [
+        *SIDE_FEATURES, *CONTEXT_FEATURES, *SEQUENCE_FEATURES]
     # User 1 (Comedy 1/2, Drama 1) and movie 3 (Comedy): 0.5; user 2 and movie 2: (0.5+0.5)/2.
     np.testing.assert_allclose(x[:, names.index("genre_overlap")], [0.5, 0.5])
     np.testing.assert_allclose(x[:, names.index("pop.score")], [1.0, 1.0])
@@ -179,8 +235,10 @@ def planted(n_users: int = 80, n_items: int = 40, seed: int = 0) -> Dataset:
 def test_learns_a_planted_signal_and_beats_its_generator() -> None:
     split = user_random_split(planted(), test_size=0.3, rng=0)
     pop = get("pop").fit(split.train, rng=0, progress=False)
+    # Without the sequence features, which learn the genre too (co-rated movies share it).
     model = Rerank(generators=("pop",), n_candidates=40, holdout="random", holdout_size=0.3,
-                   n_estimators=30, min_child_samples=5, early_stopping_rounds=0)
+                   n_estimators=30, min_child_samples=5, early_stopping_rounds=0,
+                   sequence_window=0)
     model.fit(split.train, rng=0, progress=False)
     ndcg_pop = evaluate(pop, split, ks=(10,), relevance=0.0)["ndcg@10"]
     ndcg_rerank = evaluate(model, split, ks=(10,), relevance=0.0)["ndcg@10"]
@@ -246,6 +304,8 @@ def test_bad_input_one_line_errors(tiny: Dataset, monkeypatch: pytest.MonkeyPatc
         Rerank(holdout="oldest")
     with pytest.raises(ValueError, match="context_days must be an integer ≥ 0"):
         Rerank(context_days=-1)
+    with pytest.raises(ValueError, match="sequence_window must be an integer ≥ 0"):
+        Rerank(sequence_window=1.5)
     with pytest.raises(ValueError, match="time_context must be true or false"):
         Rerank(time_context="yes")
     monkeypatch.setitem(sys.modules, "lightgbm", None)  # import lightgbm now fails
