@@ -26,7 +26,8 @@ CONTEXT_FEATURES = ("ctx_item_log_count_before", "ctx_item_log_count_window",
 #: The (user, item) sequence features: Σ_j S[j, i] over the user's training movies j, and over
 #: their `RECENT` latest, with S the time-adjacency similarity of `sequence_weights`.
 SEQUENCE_FEATURES = ("seq_adjacency", "seq_adjacency_recent")
-#: How many of a user's latest training movies "seq_adjacency_recent" sums over.
+#: How many of a user's latest training movies "seq_adjacency_recent" sums over (ML-100K
+#: user-time validation carve-out: 3 and 5 gave NDCG@10 0.1796, 10 gave 0.1764).
 RECENT = 5
 #: Neighbours kept per movie in the time-adjacency similarity.
 SEQUENCE_NEIGHBORS = 100
