@@ -78,6 +78,9 @@ def main() -> None:
                     "paired": "(fold, user); 95 % bootstrap interval, 2000 resamples, seed 0",
                     "seconds": round(seconds, 1), "metrics": {}}
     for metric in ("rmse", "ndcg@10"):
+        if metric not in folds or folds[metric].isna().all():
+            print(f"\n{metric}: none of these models computes it; skipped")
+            continue
         table = C.compare(frame, metric, test=args.test)
         best = str(table["baseline"].iloc[0])
         by_model = table.set_index("model")
