@@ -19,7 +19,7 @@ from movierec.fold_in import fold_in  # noqa: E402
 from movierec.models import load  # noqa: E402
 from movierec.models._bpr_numba import bpr_sgd  # noqa: E402
 from movierec.models._numba_threads import balanced_blocks, model_threads  # noqa: E402
-from movierec.models.als import ImplicitALS, cg_half_sweep, cg_rows, gram  # noqa: E402
+from movierec.models.als import ImplicitALS, cg_half_sweep, cg_rows  # noqa: E402
 from movierec.models.mf import MF, MFModule  # noqa: E402
 from movierec.random import as_generator  # noqa: E402
 
@@ -101,8 +101,10 @@ def test_ials_one_thread_repeats_the_single_threaded_release(low_rank: Dataset) 
     y = (gen.random((ref.n_items, k)) * ref.init_std).astype(np.float32)
     reg = np.float32(ALS["reg"])
     for _ in range(ALS["epochs"]):
-        cg_half_sweep(cu.indptr, cu.indices, cu.data, x, y, gram(None, y), reg, ref.cg_steps)
-        cg_half_sweep(ci.indptr, ci.indices, ci.data, y, x, gram(None, x), reg, ref.cg_steps)
+        cg_half_sweep(cu.indptr, cu.indices, cu.data, x, y, (y.T @ y).astype(np.float32), reg,
+                      ref.cg_steps)
+        cg_half_sweep(ci.indptr, ci.indices, ci.data, y, x, (x.T @ x).astype(np.float32), reg,
+                      ref.cg_steps)
     np.testing.assert_array_equal(model.user_factors_, x)
     np.testing.assert_array_equal(model.item_factors_, y)
     # And the model learnt the data: the users' own items score above the rest on average.

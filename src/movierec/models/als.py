@@ -43,9 +43,6 @@ from movierec.models.base import Recommender, check_param, is_int, is_number
 from movierec.models.space import Choice, Float, Int, SearchSpace
 from movierec.random import RNGLike, as_generator
 
-#: Row chunks of the Gram matrix YᵀY (fixed, so that results do not depend on threads).
-GRAM_CHUNKS = 4
-
 __all__ = ["ImplicitALS", "cg_half_sweep", "cg_rows"]
 
 try:  # numba is the optional extra this module needs; the registry reports it when missing
@@ -146,23 +143,6 @@ def cg_half_sweep(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarra
     cg_rows(indptr, indices, confidence, x, y, yty, reg, cg_steps, 0, x.shape[0])
 
 
-def gram(pool: ThreadPoolExecutor | None, y: np.ndarray) -> np.ndarray:
-    """Yᵀ Y float32 as the sum of `GRAM_CHUNKS` row-chunk products, on `pool`'s threads.
-
-    The chunks do not depend on the thread count, so neither does the result; on several
-    threads this step, serial before, no longer holds the others up (a fifth of a 2-thread fit
-    on ML-100K).
-    """
-    bounds = np.linspace(0, len(y), GRAM_CHUNKS + 1).astype(np.int64)
-    parts = run_blocks(pool, bounds, lambda a, b: y[a:b].T @ y[a:b])
-    if not parts:
-        return np.zeros((y.shape[1], y.shape[1]), dtype=np.float32)
-    out = parts[0].astype(np.float32)
-    for part in parts[1:]:
-        out += part
-    return out
-
-
 class ImplicitALS(Recommender):
     """Weighted ALS for implicit feedback (Hu, Koren & Volinsky 2008), conjugate-gradient solver.
 
@@ -249,7 +229,7 @@ class ImplicitALS(Recommender):
     def _half_sweep(self, pool: ThreadPoolExecutor | None, blocks: np.ndarray,
                     c: sp.csr_matrix, x: np.ndarray, y: np.ndarray, reg: np.float32) -> None:
         """CG steps for every row of `x` (y fixed), block by block on `pool`'s threads."""
-        yty = gram(pool, y)
+        yty = (y.T @ y).astype(np.float32)
         steps = self.cg_steps
         run_blocks(pool, blocks, lambda a, b: cg_rows(c.indptr, c.indices, c.data, x, y, yty,
                                                        reg, steps, a, b))
