@@ -132,13 +132,15 @@ def cg_rows(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarray,
         x[row] = xu
 
 
-@njit(cache=True, fastmath=True, nogil=True)
 def cg_half_sweep(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarray,
                   x: np.ndarray, y: np.ndarray, yty: np.ndarray, reg: float | np.float32,
-                  cg_steps: int) -> None:  # pragma: no cover - compiled
+                  cg_steps: int) -> None:
     """Update every row of `x` by `cg_steps` CG steps on its normal equations (y fixed).
 
-    `confidence` holds c_ui − 1 per stored interaction (CSR order of indptr/indices).
+    `confidence` holds c_ui − 1 per stored interaction (CSR order of indptr/indices). A plain
+    call of the compiled `cg_rows` on all rows, not a second compiled function: numba compiles
+    `cg_rows` inlined into a caller with other fastmath choices, so a compiled wrapper could
+    differ from `cg_rows` itself in the last bits (it did, in one fresh CI run).
     """
     cg_rows(indptr, indices, confidence, x, y, yty, reg, cg_steps, 0, x.shape[0])
 
