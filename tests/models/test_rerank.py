@@ -24,11 +24,14 @@ lgb = pytest.importorskip("lightgbm")
 from movierec.models._rerank_features import (  # noqa: E402
     CONTEXT_FEATURES,
     SEQUENCE_FEATURES,
+    _upto,
     context_columns,
-    recent_items,
+    sequence_side,
     sequence_weights,
     timeline,
+    user_rows,
 )
+from movierec.models._sequences import time_order  # noqa: E402
 from movierec.models.rerank import SIDE_FEATURES, Rerank, side_features  # noqa: E402
 
 DAY = 86400
@@ -86,7 +89,7 @@ def test_time_context_by_hand(hand: Dataset) -> None:
     side = timeline(hand)
     np.testing.assert_allclose(side["user_first_day"], [0, 2])
     np.testing.assert_allclose(side["user_last_day"], [1, 4])
-    np.testing.assert_allclose(side["item_first_day"], [0, 1, 4])
+    np.testing.assert_allclose(_upto(side, np.arange(3), np.full(3, 4.0))[2], [0, 1, 4])
     np.testing.assert_allclose(side["timeline_day_total"], [1, 2, 3, 3, 4])
     # User 1 (days 0-1) and movie 3: not rated by day 1, so no count and no age.
     # User 2 (days 2-4) and movie 2: rated once, on day 1, before the user's period;
@@ -113,6 +116,12 @@ def test_time_context_never_looks_past_the_users_last_day(hand: Dataset) -> None
         np.testing.assert_allclose(after[name], before[name], err_msg=name)
 
 
+def _weights(ds: Dataset, window: int, n_neighbors: int = 100) -> np.ndarray:
+    u, i = ds.codes
+    order = time_order(u, i, ds.ratings["timestamp"].to_numpy())
+    return sequence_weights(u[order], i[order], ds.n_items, window, n_neighbors).toarray()
+
+
 def test_sequence_weights_and_recent_items_by_hand() -> None:
     # User 1 rates movies 1, 2, 3, 4 in that order; user 2 rates 3, 1 (ties by time: item id).
     ratings = pd.DataFrame(
@@ -121,20 +130,20 @@ def test_sequence_weights_and_recent_items_by_hand() -> None:
         columns=["user_id", "item_id", "rating", "timestamp"])
     ds = Dataset(ratings, name="seq")
     # Window 1: pairs (1,2), (2,3), (3,4) of user 1 and (1,3) of user 2 (1 before 3: a tie).
-    w = sequence_weights(ds, 1).toarray()
+    w = _weights(ds, 1)
     n = np.array([2, 1, 2, 1], dtype=float)  # training counts of movies 1..4
     expected = np.zeros((4, 4))
     for a, b in [(0, 1), (1, 2), (2, 3), (0, 2)]:
         expected[a, b] = expected[b, a] = 1 / np.sqrt(n[a] * n[b])
     np.testing.assert_allclose(w, expected, rtol=1e-6)
     # Window 2 adds (1,3) of user 1 (so c_13 = 2) and (2,4).
-    w2 = sequence_weights(ds, 2).toarray()
+    w2 = _weights(ds, 2)
     assert w2[0, 2] == pytest.approx(2 / np.sqrt(4)) and w2[1, 3] == pytest.approx(1.0)
     # Pruned to one neighbour per row: the largest, ties to the lower column.
-    w1 = sequence_weights(ds, 2, n_neighbors=1).toarray()
+    w1 = _weights(ds, 2, n_neighbors=1)
     assert (np.count_nonzero(w1, axis=1) == 1).all()
     assert np.argmax(w1[1]) == 3  # movie 2: 1/√2 to 1, 3 and 1.0 to movie 4
-    recent = recent_items(ds, 2).toarray()
+    recent = sequence_side(ds, 1, n_recent=2)["user_recent"].toarray()
     np.testing.assert_array_equal(recent, [[0, 0, 1, 1], [1, 0, 1, 0]])
 
 
@@ -196,8 +205,7 @@ def test_design_genre_overlap_and_ranks(hand: Dataset) -> None:
     pool, ranks = model._pool(scores, model.seen_[codes].toarray() > 0)
     rows, cols = np.nonzero(pool)  # user 1: movie 3; user 2: movie 2
     np.testing.assert_array_equal(cols, [2, 1])
-    user = {k: v[codes] for k, v in side.items() if k.startswith("user_")}
-    user["history"] = model.seen_[codes]
+    user = user_rows(side, codes, model.seen_[codes])
     x = model._design(scores, ranks, rows, cols, user, side)
     names = model.feature_names_
     assert names[:3] == ["pop.score", "pop.zscore", "pop.rank"] and names[3:] == [

@@ -14,9 +14,11 @@ import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset
 from movierec.models._features import side_column
+from movierec.models._sequences import positions, time_order
 
-__all__ = ["CONTEXT_FEATURES", "SEQUENCE_FEATURES", "TIMELINE_KEYS", "context_columns",
-           "recent_items", "sequence_weights", "side_features", "timeline", "user_rows"]
+__all__ = ["CONTEXT_FEATURES", "SEQUENCE_FEATURES", "SEQUENCE_KEYS", "TIMELINE_KEYS",
+           "context_columns", "sequence_columns", "sequence_side", "sequence_weights",
+           "side_features", "timeline", "user_rows"]
 
 #: The (user, item) time-context features: each item's training ratings counted up to the
 #: user's last training day, and within the user's own active period (from `context_days`
@@ -32,8 +34,10 @@ RECENT = 5
 #: Neighbours kept per movie in the time-adjacency similarity.
 SEQUENCE_NEIGHBORS = 100
 #: The side arrays `timeline` adds, which the context features are computed from.
-TIMELINE_KEYS = ("timeline_key", "timeline_cum", "timeline_day_total", "timeline_days",
-                 "item_first_day", "user_first_day", "user_last_day")
+TIMELINE_KEYS = ("timeline_key", "timeline_cum", "timeline_day_total", "user_first_day",
+                 "user_last_day")
+#: The side matrices `sequence_side` adds, which the sequence features are computed from.
+SEQUENCE_KEYS = ("seq_weights", "user_recent")
 
 _DAY = 86400.0
 
@@ -121,11 +125,11 @@ def _user_column(users: pd.DataFrame | None, ids: np.ndarray, column: str, *,
 def timeline(train: Dataset) -> dict[str, np.ndarray]:
     """Each item's training ratings per day, cumulated, for the time-context features.
 
-    Days count from the first training timestamp. Returns float64 arrays: "timeline_key"
-    (item code × n_days + day of each (item, day) with ratings, sorted), "timeline_cum" (the
-    item's ratings up to and including that day), "timeline_day_total" [n_days] (all ratings
-    up to and including each day), "timeline_days" [1] (n_days), "item_first_day" [n_items]
-    (NaN where none), "user_first_day" and "user_last_day" [n_users] (NaN where none).
+    Days count from the first training timestamp; n_days is len("timeline_day_total").
+    Returns float64 arrays: "timeline_key" (item code × n_days + day of each (item, day) with
+    ratings, sorted), "timeline_cum" (the item's ratings up to and including that day),
+    "timeline_day_total" [n_days] (all ratings up to and including each day), "user_first_day"
+    and "user_last_day" [n_users] (NaN where none).
     """
     u, i = train.codes
     t = train.ratings["timestamp"].to_numpy(np.float64)
@@ -143,23 +147,31 @@ def timeline(train: Dataset) -> dict[str, np.ndarray]:
         "timeline_key": key.astype(np.float64),
         "timeline_cum": cum.astype(np.float64),
         "timeline_day_total": np.cumsum(np.bincount(day, minlength=n_days)).astype(np.float64),
-        "timeline_days": np.array([float(n_days)]),
-        "item_first_day": _per_code(i, day_f, train.n_items, "min"),
         "user_first_day": _per_code(u, day_f, train.n_users, "min"),
         "user_last_day": _per_code(u, day_f, train.n_users, "max"),
     }
 
 
-def _count_upto(side: dict[str, np.ndarray], items: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """Training ratings of each item up to and including each day (0 before the first)."""
-    n_days = int(side["timeline_days"][0])
+def _upto(side: dict[str, np.ndarray], items: np.ndarray, days: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts up to and including each day, for (item, day) pairs.
+
+    Returns:
+        (the item's training ratings, all training ratings, the item's first training day):
+        0, 0 and NaN before the item's or the data's first rating.
+    """
+    totals = side["timeline_day_total"]
+    n_days = len(totals)
     keys = side["timeline_key"]
     d = np.clip(days, -1, n_days - 1).astype(np.int64)
-    query = items.astype(np.int64) * n_days + d
-    pos = np.searchsorted(keys, query, side="right") - 1
+    base = items.astype(np.int64) * n_days
+    pos = np.searchsorted(keys, base + d, side="right") - 1
     safe = np.maximum(pos, 0)
     ok = (pos >= 0) & (keys[safe].astype(np.int64) // n_days == items) & (d >= 0)
-    return np.where(ok, side["timeline_cum"][safe], 0.0)
+    first = keys[np.minimum(np.searchsorted(keys, base), len(keys) - 1)] - base
+    return (np.where(ok, side["timeline_cum"][safe], 0.0),
+            np.where(d >= 0, totals[np.maximum(d, 0)], 0.0),
+            np.where(ok, first, np.nan))
 
 
 def context_columns(side: dict[str, np.ndarray], user: dict[str, np.ndarray], rows: np.ndarray,
@@ -168,84 +180,91 @@ def context_columns(side: dict[str, np.ndarray], user: dict[str, np.ndarray], ro
 
     Nothing after the user's last training day is counted, so on a time-ordered split no
     feature looks into the user's future; a user without a training day (a new user folded
-    in) is placed at the training end.
+    in, NaN days) is placed at the training end.
     """
-    n_days = side["timeline_days"][0]
-    last = np.nan_to_num(user["user_last_day"][rows], nan=n_days - 1)
-    first = np.nan_to_num(user["user_first_day"][rows], nan=n_days - 1)
-    lo = first - float(context_days) - 1
-    before = _count_upto(side, cols, last)
-    window = before - _count_upto(side, cols, lo)
-    totals = side["timeline_day_total"]
-    total = (totals[np.clip(last, 0, n_days - 1).astype(np.int64)]
-             - np.where(lo >= 0, totals[np.clip(lo, 0, n_days - 1).astype(np.int64)], 0.0))
-    since = last - side["item_first_day"][cols]
+    end = float(len(side["timeline_day_total"]) - 1)
+    last = np.nan_to_num(user["user_last_day"][rows], nan=end)
+    first = np.nan_to_num(user["user_first_day"][rows], nan=end)
+    before, total_before, first_day = _upto(side, cols, last)
+    earlier, total_earlier, _ = _upto(side, cols, first - float(context_days) - 1)
+    window = before - earlier
     return {
         "ctx_item_log_count_before": np.log1p(before),
         "ctx_item_log_count_window": np.log1p(window),
-        "ctx_item_share_window": window / np.maximum(total, 1.0),
-        "ctx_item_days_since_first": np.where(before > 0, since, np.nan),
+        "ctx_item_share_window": window / np.maximum(total_before - total_earlier, 1.0),
+        "ctx_item_days_since_first": last - first_day,
     }
 
 
-def _time_order(train: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(user codes, item codes) of the ratings by user, then time, ties by item code."""
-    u, i = train.codes
-    t = train.ratings["timestamp"].to_numpy()
-    order = np.lexsort((i, t, u))
-    return u[order].astype(np.int64), i[order].astype(np.int64)
+def sequence_weights(users: np.ndarray, items: np.ndarray, n_items: int, window: int,
+                     n_neighbors: int = SEQUENCE_NEIGHBORS) -> sp.csr_matrix:
+    """Time-adjacency similarity S float32 CSR [n_items, n_items] of time-ordered ratings.
 
-
-def sequence_weights(train: Dataset, window: int, n_neighbors: int = SEQUENCE_NEIGHBORS
-                     ) -> sp.csr_matrix:
-    """Time-adjacency similarity S float32 CSR [n_items, n_items] from `train`.
-
-    c_ab counts the times movies a and b are within `window` places of each other in a user's
-    time-ordered training ratings (both orders); S[a, b] = c_ab / √(n_a n_b), n the movies'
-    training counts, a zero diagonal, each row pruned to its `n_neighbors` largest entries
-    (ties to the lower column). The item-kNN cosine restricted to what users rated close
-    together: on ML-100K the order of rating carries what the MovieLens pages showed together.
+    `users`, `items`: codes of the ratings sorted by user, then time (`time_order`). c_ab
+    counts the times movies a and b are within `window` places of each other in a user's
+    sequence (both orders); S[a, b] = c_ab / √(n_a n_b), n the movies' rating counts, a zero
+    diagonal, each row pruned to its `n_neighbors` largest entries (ties to the lower column).
+    The item-kNN cosine restricted to what users rated close together: on ML-100K the order of
+    rating carries what the MovieLens pages showed together.
     """
-    us, its = _time_order(train)
-    n = train.n_items
     rows, cols = [], []
     for d in range(1, window + 1):
-        same = us[d:] == us[:-d]
-        a, b = its[:-d][same], its[d:][same]
+        same = users[d:] == users[:-d]
+        a, b = items[:-d][same], items[d:][same]
         rows += [a, b]
         cols += [b, a]
     r = np.concatenate(rows) if rows else np.empty(0, np.int64)
     c = np.concatenate(cols) if cols else np.empty(0, np.int64)
     keep = r != c
-    m = sp.csr_matrix((np.ones(int(keep.sum())), (r[keep], c[keep])), shape=(n, n))
+    m = sp.csr_matrix((np.ones(int(keep.sum())), (r[keep], c[keep])), shape=(n_items, n_items))
     m.sum_duplicates()
-    count = np.bincount(its, minlength=n).astype(np.float64)
-    row = np.repeat(np.arange(n), np.diff(m.indptr))
+    count = np.bincount(items, minlength=n_items).astype(np.float64)
+    row = np.repeat(np.arange(n_items), np.diff(m.indptr))
     m.data = m.data / np.sqrt(count[row] * count[m.indices])
     order = np.lexsort((m.indices, -m.data, row))
     rank = np.arange(len(order)) - m.indptr[row[order]]
     top = order[rank < n_neighbors]
-    out = sp.csr_matrix((m.data[top], (row[top], m.indices[top])), shape=(n, n), dtype=np.float32)
+    out = sp.csr_matrix((m.data[top], (row[top], m.indices[top])), shape=(n_items, n_items),
+                        dtype=np.float32)
     out.sort_indices()
     return out
 
 
-def recent_items(train: Dataset, n_recent: int = RECENT) -> sp.csr_matrix:
-    """Binary float32 CSR [n_users, n_items]: each user's `n_recent` latest training movies."""
-    us, its = _time_order(train)
-    if len(us) == 0:
-        return sp.csr_matrix((train.n_users, train.n_items), dtype=np.float32)
-    starts = np.r_[0, np.nonzero(us[1:] != us[:-1])[0] + 1]
-    ends = np.r_[starts[1:], len(us)]
-    place = np.arange(len(us)) - np.repeat(ends, ends - starts)  # -1 = the latest
-    keep = place >= -n_recent
-    out = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (us[keep], its[keep])),
-                        shape=(train.n_users, train.n_items))
-    out.sum_duplicates()
-    out.data[:] = 1.0
-    return out
+def sequence_side(train: Dataset, window: int, n_recent: int = RECENT) -> dict[str, sp.csr_matrix]:
+    """The `SEQUENCE_KEYS` of `train`, from one time ordering of its ratings.
+
+    "seq_weights": `sequence_weights` with `window`; "user_recent": binary float32 CSR
+    [n_users, n_items] of each user's `n_recent` latest training movies.
+    """
+    u, i = train.codes
+    order = time_order(u, i, train.ratings["timestamp"].to_numpy())
+    us, its = u[order].astype(np.int64), i[order].astype(np.int64)
+    pos, length = positions(us, train.n_users)
+    recent = length - pos <= n_recent
+    return {
+        "seq_weights": sequence_weights(us, its, train.n_items, window),
+        "user_recent": sp.csr_matrix(
+            (np.ones(int(recent.sum()), np.float32), (us[recent], its[recent])),
+            shape=(train.n_users, train.n_items)),
+    }
 
 
-def user_rows(side: dict[str, np.ndarray], codes: np.ndarray) -> dict[str, np.ndarray]:
-    """The user features of `side` for a block of user codes."""
-    return {k: v[codes] for k, v in side.items() if k.startswith("user_")}
+def sequence_columns(side: dict[str, np.ndarray], user: dict[str, np.ndarray],
+                     rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
+    """The `SEQUENCE_FEATURES` of (row, item) pairs.
+
+    The user's history (`user["history"]`, binary [rows, n_items]) and latest movies
+    (`user["user_recent"]`), each summed through the time-adjacency weights.
+    """
+    weights = side["seq_weights"]
+    return {name: np.asarray((sp.csr_matrix(movies) @ weights).toarray())[rows, cols]
+            .astype(np.float64)
+            for name, movies in (("seq_adjacency", user["history"]),
+                                 ("seq_adjacency_recent", user["user_recent"]))}
+
+
+def user_rows(side: dict[str, np.ndarray], codes: np.ndarray, history: sp.csr_matrix
+              ) -> dict[str, np.ndarray]:
+    """The user features of `side` for a block of user codes, and their binary `history`."""
+    return {**{k: v[codes] for k, v in side.items() if k.startswith("user_")},
+            "history": history}

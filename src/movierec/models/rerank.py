@@ -29,10 +29,11 @@ from movierec.models._rerank_features import (
     CONTEXT_FEATURES,
     RECENT,
     SEQUENCE_FEATURES,
+    SEQUENCE_KEYS,
     TIMELINE_KEYS,
     context_columns,
-    recent_items,
-    sequence_weights,
+    sequence_columns,
+    sequence_side,
     side_features,
     timeline,
     user_rows,
@@ -338,8 +339,7 @@ class Rerank(Recommender):
         if self.time_context:
             side.update(timeline(train))
         if self.sequence_window:
-            side["seq_weights"] = sequence_weights(train, int(self.sequence_window))
-            side["user_recent"] = recent_items(train)
+            side.update(sequence_side(train, int(self.sequence_window)))
         return side
 
     def _train_ranker(self, lgb: Any, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
@@ -424,9 +424,8 @@ class Rerank(Recommender):
             y = np.asarray(labels[codes][rows, cols]).ravel().astype(np.int32)
             keep_user = np.bincount(rows, weights=y, minlength=len(codes)) > 0
             keep = keep_user[rows]
-            user = user_rows(side, codes)
-            user["history"] = seen[codes]
-            xs.append(self._design(scores, ranks, rows[keep], cols[keep], user, side))
+            xs.append(self._design(scores, ranks, rows[keep], cols[keep],
+                                   user_rows(side, codes, seen[codes]), side))
             ys.append(y[keep])
             gs.append(np.bincount(rows[keep], minlength=len(codes))[keep_user])
             us.append(inner.user_vocab.ids(codes[keep_user]).astype(np.int64))
@@ -468,17 +467,14 @@ class Rerank(Recommender):
             z = np.divide(dev, std[rows], out=np.zeros_like(dev), where=std[rows] > 0)
             columns += [value, z, r[rows, cols].astype(np.float64)]
         names = self.feature_names_[len(columns):]
-        context = (context_columns(side, user, rows, cols, self.context_days)
-                   if any(n in CONTEXT_FEATURES for n in names) else {})
+        pair: dict[str, np.ndarray] = {}  # features of the (user, item) pair itself
+        if any(n in CONTEXT_FEATURES for n in names):
+            pair.update(context_columns(side, user, rows, cols, self.context_days))
         if any(n in SEQUENCE_FEATURES for n in names):
-            weights = side["seq_weights"]
-            for name, history in (("seq_adjacency", user["history"]),
-                                  ("seq_adjacency_recent", user["user_recent"])):
-                context[name] = np.asarray((sp.csr_matrix(history) @ weights).toarray()
-                                           )[rows, cols].astype(np.float64)
+            pair.update(sequence_columns(side, user, rows, cols))
         for name in names:
-            if name in context:
-                columns.append(context[name])
+            if name in pair:
+                columns.append(pair[name])
             elif name == "genre_overlap":
                 genres = side["item_genres"][cols]
                 overlap = (user["user_genres"][rows] * genres).sum(axis=1)
@@ -539,9 +535,8 @@ class Rerank(Recommender):
             codes = users[blk]
             scores = [g._score(codes) for g in self.generators_]
             history = self.seen_[codes]
-            user = user_rows(self._side, codes)
-            user["history"] = history
-            out[blk] = self._rerank(scores, history.toarray() > 0, user)
+            out[blk] = self._rerank(scores, history.toarray() > 0,
+                                    user_rows(self._side, codes, history))
         return out if item_codes is None else out[:, np.asarray(item_codes, dtype=np.int64)]
 
     def _score_history(self, item_codes: np.ndarray, ratings: np.ndarray) -> np.ndarray:
@@ -556,7 +551,10 @@ class Rerank(Recommender):
         seen = np.zeros((1, self.n_items), dtype=bool)
         seen[0, codes] = True
         genres = self._side["item_genres"]
-        user = {name: np.array([np.nan]) for name in SIDE_FEATURES if name.startswith("user_")}
+        # Every per-user value unknown (NaN: no demographics; no training days, which places
+        # the user at the training end), then what the history tells.
+        user = {k: np.array([np.nan]) for k, v in self._side.items()
+                if k.startswith("user_") and not sp.issparse(v) and np.ndim(v) == 1}
         user["user_log_count"] = np.array([np.log1p(len(codes))])
         user["user_mean_rating"] = np.array([r.mean() if len(r) else np.nan])
         user["user_days_since_last"] = np.array([0.0])  # rating now
@@ -565,8 +563,6 @@ class Rerank(Recommender):
             recent = np.zeros((1, self.n_items), dtype=np.float32)
             recent[0, codes[codes >= 0][-RECENT:]] = 1.0
             user["user_recent"] = sp.csr_matrix(recent)
-        if "timeline_days" in self._side:  # at the training end
-            user["user_first_day"] = user["user_last_day"] = self._side["timeline_days"] - 1
         user["user_genres"] = (genres[codes].mean(axis=0, keepdims=True) if len(codes)
                                else np.zeros((1, genres.shape[1]), np.float32))
         return self._rerank(scores, seen, user)[0]
@@ -618,7 +614,7 @@ class Rerank(Recommender):
         if any(f in CONTEXT_FEATURES for f in self.feature_names_):
             missing |= set(TIMELINE_KEYS) - set(self._side)
         if any(f in SEQUENCE_FEATURES for f in self.feature_names_):
-            missing |= {"seq_weights", "user_recent"} - set(self._side)
+            missing |= set(SEQUENCE_KEYS) - set(self._side)
         if missing:
             raise ValueError(f"side features missing from the saved state: {sorted(missing)}")
         self.__dict__.pop("_booster", None)
