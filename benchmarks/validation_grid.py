@@ -3,9 +3,9 @@
 For each parameter set: the model is fit on the training part of the split (`--split-seed`)
 minus each user's `--valid-size` carve-out (seeded random, or each user's latest ratings on
 time-ordered splits), early-stops on that carve-out when it trains by epochs, and is scored on it
-(NDCG@10, relevance 0: every carved movie relevant), which is what `movierec tune` does for one
-trial. The test part is never read. Used to pick UltraGCN's default learning rate and to check
-XSimGCL's on ml-latest-small (docs/models/contrastive.md, docs/results.md).
+(NDCG@10, relevance 0: every carved movie relevant) by `movierec.tune.validation_value`, as one
+`movierec tune` trial is. The test part is never read. Used to pick UltraGCN's default learning
+rate and to check XSimGCL's on ml-latest-small (docs/models/contrastive.md, docs/results.md).
 
     MOVIEREC_DATA_DIR=../shared/datasets .venv/bin/python benchmarks/validation_grid.py \\
         --dataset ml-100k --split user-random --model ultragcn \\
@@ -29,10 +29,9 @@ from rich.console import Console
 from rich.table import Table
 
 from movierec import data, models, pipeline
-from movierec.evaluate import evaluate
 from movierec.io import atomic_write_text
 from movierec.split import carve_validation, make_split
-from movierec.split._base import Split
+from movierec.tune import validation_value
 
 RESULTS = Path(__file__).parent / "results"
 TIME_ORDERED = ("user-time", "time", "loo")
@@ -75,8 +74,8 @@ def main() -> None:
         t0 = time.perf_counter()
         model.fit(inner, held, rng=args.seed)
         fit = time.perf_counter() - t0
-        result = evaluate(model, Split(train=inner, test=held), ks=(10,), relevance=0)
-        row = {"params": params, "valid_ndcg@10": result.summary["ndcg@10"],
+        row = {"params": params,
+               "valid_ndcg@10": validation_value(model, inner, held, "ndcg@10", 0.0),
                "best_epoch": getattr(model, "best_epoch_", None), "fit_seconds": fit}
         rows.append(row)
         table.add_row(json.dumps(params), f"{row['valid_ndcg@10']:.4f}",
