@@ -89,6 +89,12 @@ FIT_PARAMS: dict[str, dict] = {
     "rerank": {"generators": (("ease", {}), ("itemknn", {"n_neighbors": 3}), ("pop", {})),
                "n_candidates": 3, "holdout_size": 0.4, "n_estimators": 5,
                "min_child_samples": 1, "early_stopping_rounds": 0},
+    # fusion: two cheap members and the contract's quick BPR mf; a 40% carve-out.
+    "fusion": {"members": (("ease", {}), ("itemknn", {"n_neighbors": 3}),
+                           ("mf", {"loss": "bpr", "embedding_size": 8, "epochs": 40,
+                                   "batch_size": 32, "learning_rate": 0.02, "reg": 0.0,
+                                   "weight_decay": 0.0, "device": "cpu"})),
+               "holdout_size": 0.4},
 }
 
 # Models that cannot rank the checkerboard's withheld item first, and why.

@@ -49,6 +49,8 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "ultragcn": ("movierec.models.graph:UltraGCN", "torch"),
     "xsimgcl": ("movierec.models.graph:XSimGCL", "torch"),
     "rerank": ("movierec.models.rerank:Rerank", "rank"),
+    # Weighted sum of ranking models' standardized scores (default members need torch).
+    "fusion": ("movierec.models.fusion:Fusion", "torch"),
     # The seven-member stack with torch, the light one (logged) without.
     "blend": ("movierec.models.blend:Blend", None),
     "blend-light": ("movierec.models.blend:LightBlend", None),
