@@ -35,8 +35,8 @@ from movierec.models.blend import (
 )
 from movierec.random import RNGLike, as_generator, derive_seed
 
-__all__ = ["DEFAULT_GRID", "DEFAULT_MEMBERS", "Fusion", "member_groups", "normalize_members",
-           "standardize"]
+__all__ = ["DEFAULT_GRID", "DEFAULT_MEMBERS", "Fusion", "choose_weights", "fused",
+           "member_groups", "normalize_members", "standardize"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,43 @@ def ndcg_at(scores: np.ndarray, seen: np.ndarray, truth: np.ndarray, k: int) -> 
     top, _ = topk_rows(np.where(seen, -np.inf, scores).astype(np.float32), k)
     hits = truth[np.arange(len(truth))[:, None], top] & (top >= 0)
     return float(np.mean(ndcg(hits, truth.sum(axis=1))))
+
+
+def fused(blocks: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Σ_g w_g · blocks[g] (blocks with weight 0 skipped), float32."""
+    out = np.zeros(blocks[0].shape, dtype=np.float32)
+    for w, block in zip(weights, blocks, strict=True):
+        if w:
+            out += np.float32(w) * block
+    return out
+
+
+def choose_weights(blocks: Sequence[np.ndarray], seen: np.ndarray, truth: np.ndarray,
+                   grid: Sequence[float], passes: int, k: int) -> tuple[np.ndarray, float]:
+    """Coordinate ascent on NDCG@k: (weights float64 [groups], the NDCG they reach).
+
+    Args:
+        blocks: each group's standardized scores float32 [users, items]; the first one's weight
+            stays 1.
+        seen: bool [users, items], never ranked.
+        truth: bool [users, items], the relevant movies.
+        grid: the weights tried for each other group, in turn, starting from 0.
+        passes: passes over the groups.
+        k: list length.
+    """
+    weights = np.r_[1.0, np.zeros(len(blocks) - 1)]
+    best = ndcg_at(blocks[0], seen, truth, k)
+    for _ in range(passes):
+        for group in range(1, len(blocks)):
+            for g in grid:
+                if g == weights[group]:
+                    continue
+                trial = weights.copy()
+                trial[group] = g
+                value = ndcg_at(fused(blocks, trial), seen, truth, k)
+                if value > best + 1e-12:
+                    weights, best = trial, value
+    return weights, best
 
 
 class Fusion(Recommender):
@@ -258,7 +295,7 @@ class Fusion(Recommender):
 
         labels = nested_labels(self.members)
         groups = member_groups(self.members)
-        size = np.bincount(groups).astype(np.float64)
+        size = np.bincount(groups)
         first = self._member_weights(np.r_[1.0, np.zeros(len(size) - 1)], groups)
         if train.n_ratings < 2:
             logger.warning("fusion: too few ratings to carve out; the first member alone")
@@ -292,26 +329,11 @@ class Fusion(Recommender):
         self.holdout_ndcg_ = {label: ndcg_at(zm, seen, truth, int(self.k))
                               for label, zm in zip(labels, z, strict=True)}
         # Each group's mean standardized score: seeds of one model average before weighing.
-        mean = [sum(zm for zm, g in zip(z, groups, strict=True) if g == group) / size[group]
-                for group in range(len(size))]
+        mean = [np.asarray(np.mean([zm for zm, g in zip(z, groups, strict=True) if g == group],
+                                   axis=0, dtype=np.float32)) for group in range(len(size))]
         del z
-
-        def value(w: np.ndarray) -> float:
-            fused = sum(float(wg) * zg for wg, zg in zip(w, mean, strict=True) if wg)
-            return ndcg_at(np.asarray(fused), seen, truth, int(self.k))
-
-        weights = np.r_[1.0, np.zeros(len(size) - 1)]
-        best = value(weights)
-        for _ in range(int(self.passes)):
-            for group in range(1, len(size)):
-                for g in self.grid:
-                    if g == weights[group]:
-                        continue
-                    trial = weights.copy()
-                    trial[group] = g
-                    v = value(trial)
-                    if v > best + 1e-12:
-                        weights, best = trial, v
+        weights, best = choose_weights(mean, seen, truth, self.grid, int(self.passes),
+                                       int(self.k))
         self.holdout_ndcg_["fusion"] = best
         self.fit_seconds_["weights"] = time.perf_counter() - start
         out = self._member_weights(weights, groups)
