@@ -33,6 +33,7 @@ from movierec.models.blend import (
     parse_nested,
     restore_members,
 )
+from movierec.models.space import Float, Int, SearchSpace
 from movierec.random import RNGLike, as_generator, derive_seed
 
 __all__ = ["DEFAULT_GRID", "DEFAULT_MEMBERS", "Fusion", "choose_weights", "fused",
@@ -206,6 +207,11 @@ class Fusion(Recommender):
     uses_sequence: ClassVar[bool] = True  # holdout="latest" reads the time order
     adapts_to_split_order: ClassVar[bool] = True  # fit(time_ordered=...) decides holdout="auto"
     supports_fold_in: ClassVar[bool] = True
+    # The fusion's own settings (the members keep theirs; tune them first, separately).
+    search_space: ClassVar[SearchSpace] = {
+        "holdout_size": Float(0.05, 0.3),
+        "passes": Int(1, 3),
+    }
 
     members_: list[Recommender]
     weights_: np.ndarray
