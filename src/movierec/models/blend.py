@@ -194,6 +194,13 @@ def nested_labels(specs: Sequence[Member]) -> list[str]:
     return [name if names.count(name) == 1 else f"{name}[{n}]" for n, name in enumerate(names)]
 
 
+def nested_overrides(specs: Sequence[Member], overrides: Mapping[str, Any]) -> list[list[Any]]:
+    """Nested (name, params) specs with `overrides` applied by each model's own class."""
+    from movierec.models import get_class
+
+    return [[name, get_class(name).with_overrides(params, overrides)] for name, params in specs]
+
+
 def fit_nested(specs: Sequence[Member], train: Dataset, valid: Dataset | None,
                seeds: Sequence[int], progress: bool, fit_seconds: dict[str, float]
                ) -> list[Recommender]:
@@ -307,12 +314,9 @@ class Blend(Recommender):
     def with_overrides(cls, params: Mapping[str, Any],
                        overrides: Mapping[str, Any]) -> dict[str, Any]:
         """`params` with `overrides` passed on to every member (the blend's own apply too)."""
-        from movierec.models import get_class
-
         members = normalize_members(params.get("members") or cls.default_members())
         out = super().with_overrides(params, overrides)
-        out["members"] = [[name, get_class(name).with_overrides(member, overrides)]
-                          for name, member in members]
+        out["members"] = nested_overrides(members, overrides)
         return out
 
     # --- fitting -------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from movierec.models.blend import (
     fit_nested,
     member_state,
     nested_labels,
+    nested_overrides,
     parse_nested,
     restore_members,
 )
@@ -252,12 +253,9 @@ class Fusion(Recommender):
     def with_overrides(cls, params: Mapping[str, Any],
                        overrides: Mapping[str, Any]) -> dict[str, Any]:
         """`params` with `overrides` passed on to every member (the fusion's own apply)."""
-        from movierec.models import get_class
-
         members = normalize_members(params.get("members") or DEFAULT_MEMBERS)
         out = super().with_overrides(params, overrides)
-        out["members"] = [[name, get_class(name).with_overrides(p, overrides)]
-                          for name, p in members]
+        out["members"] = nested_overrides(members, overrides)
         return out
 
     # --- fitting -------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from movierec.models.blend import (
     fit_nested,
     member_state,
     nested_labels,
+    nested_overrides,
     parse_nested,
     restore_members,
 )
@@ -270,12 +271,9 @@ class Rerank(Recommender):
     def with_overrides(cls, params: Mapping[str, Any],
                        overrides: Mapping[str, Any]) -> dict[str, Any]:
         """`params` with `overrides` passed on to every generator (the re-ranker's own apply)."""
-        from movierec.models import get_class
-
         generators = normalize_generators(params.get("generators") or DEFAULT_GENERATORS)
         out = super().with_overrides(params, overrides)
-        out["generators"] = [[name, get_class(name).with_overrides(p, overrides)]
-                             for name, p in generators]
+        out["generators"] = nested_overrides(generators, overrides)
         return out
 
     # --- fitting -------------------------------------------------------------------------------
