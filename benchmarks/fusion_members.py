@@ -33,8 +33,9 @@ from rich.table import Table
 from movierec import data, pipeline
 from movierec.io import atomic_write_text
 from movierec.models import get
+from movierec.models.blend import carve_held
 from movierec.models.fusion import DEFAULT_GRID, choose_weights, fused, ndcg_at, standardize
-from movierec.split import carve_validation, make_split
+from movierec.split import make_split
 
 RESULTS = Path(__file__).parent / "results"
 SETS = ("ease,recvae;ease,recvae,lightgcn;ease,recvae*3;ease,recvae*3,lightgcn;"
@@ -71,10 +72,7 @@ def main() -> None:
     sets = parse_sets(args.sets)
     ds = data.load(args.dataset)
     split = make_split(ds, "user-random", test_size=0.2, rng=args.split_seed)
-    inner, held = carve_validation(split.train, 0.1, args.split_seed)
-    hu = inner.user_vocab.codes(held.ratings["user_id"].to_numpy(), missing="negative")
-    hi = inner.item_vocab.codes(held.ratings["item_id"].to_numpy(), missing="negative")
-    ok = (hu >= 0) & (hi >= 0)
+    inner, _, hu, hi, ok = carve_held(split.train, 0.1, args.split_seed, latest=False)
     users = np.unique(hu[ok])
     row = np.full(inner.n_users, -1)
     row[users] = np.arange(len(users))

@@ -148,6 +148,32 @@ def precision_at_10(model, test: pd.DataFrame) -> float:
     return hits / (10 * len(users))
 
 
+def check_serves_known_and_new_users(model, train: Dataset, tmp_path: Path) -> None:
+    """A fitted model, saved and served: a known user gets its own list, a new one a fold-in."""
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+    import warnings
+
+    with warnings.catch_warnings():
+        # Starlette asks for httpx2 instead of httpx from 1.x on; either works.
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+
+    from movierec.artifact import load_catalog, load_model, read_meta
+    from movierec.serve import create_app
+
+    folder = model.save(tmp_path / "model")
+    client = TestClient(create_app(load_model(folder), load_catalog(folder), read_meta(folder)))
+    user = int(train.user_vocab.index[0])
+    known = client.get(f"/users/{user}/recommendations", params={"k": 3})
+    assert known.status_code == 200, known.text
+    expected = model.recommend(user, k=3)["item_id"].tolist()
+    assert [r["item_id"] for r in known.json()["recommendations"]] == expected
+    new = client.post("/recommendations", json={"ratings": [{"item": 1, "rating": 5.0},
+                                                            {"item": 3, "rating": 4.0}], "k": 3})
+    assert new.status_code == 200, new.text
+    assert new.json()["method"] == "model" and len(new.json()["recommendations"]) == 3
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_params_round_trip(name: str) -> None:
     model = make(name)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from contract import check_serves_known_and_new_users
 
 from movierec.data.dataset import Dataset
 from movierec.evaluate import evaluate
@@ -167,25 +167,6 @@ def test_seeds_of_one_model_share_a_weight() -> None:
 
 
 def test_service_answers_known_and_new_users(tmp_path: Path) -> None:
-    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
-    with warnings.catch_warnings():
-        # Starlette asks for httpx2 instead of httpx from 1.x on; either works.
-        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-        from fastapi.testclient import TestClient
-
-    from movierec.artifact import load_catalog, load_model, read_meta
-    from movierec.serve import create_app
-
     train = planted()
     model = Fusion(members=(("ease", {"lambda_": 10.0}), "itemknn"), holdout_size=0.3)
-    folder = model.fit(train, rng=0, progress=False).save(tmp_path / "model")
-    client = TestClient(create_app(load_model(folder), load_catalog(folder), read_meta(folder)))
-    user = int(train.user_vocab.index[0])
-    known = client.get(f"/users/{user}/recommendations", params={"k": 3})
-    assert known.status_code == 200, known.text
-    expected = model.recommend(user, k=3)["item_id"].tolist()
-    assert [r["item_id"] for r in known.json()["recommendations"]] == expected
-    new = client.post("/recommendations", json={"ratings": [{"item": 1, "rating": 5.0},
-                                                            {"item": 3, "rating": 4.0}], "k": 3})
-    assert new.status_code == 200, new.text
-    assert new.json()["method"] == "model" and len(new.json()["recommendations"]) == 3
+    check_serves_known_and_new_users(model.fit(train, rng=0, progress=False), train, tmp_path)

@@ -194,6 +194,40 @@ def nested_labels(specs: Sequence[Member]) -> list[str]:
     return [name if names.count(name) == 1 else f"{name}[{n}]" for n, name in enumerate(names)]
 
 
+#: Registered models whose scores do not order items, so no model can rank with them.
+CANNOT_RANK = {"mean": "it gives every item the same score"}
+#: Which training ratings a model that learns on a carve-out of `train` holds out.
+HOLDOUTS = ("auto", "latest", "random")
+
+
+def ranking_refusal(name: str) -> str | None:
+    """`parse_nested`'s refusal for a model that cannot rank items, else None."""
+    if name in CANNOT_RANK:
+        return f"a model that ranks items ({name!r} cannot: {CANNOT_RANK[name]})"
+    return None
+
+
+def resolve_holdout(holdout: str, time_ordered: bool | None) -> str:
+    """"auto" -> "latest" on a time-ordered split, else "random"; the others unchanged."""
+    return holdout if holdout != "auto" else "latest" if time_ordered else "random"
+
+
+def carve_held(train: Dataset, size: float, seed: int, latest: bool
+               ) -> tuple[Dataset, Dataset, np.ndarray, np.ndarray, np.ndarray]:
+    """A per-user carve-out of `train` and its ratings in the rest's codes (rerank, fusion).
+
+    Returns:
+        (rest, held, held user codes, held item codes, mask of the held ratings whose user and
+        item the rest knows), codes -1 where it does not.
+    """
+    from movierec.split import carve_validation
+
+    inner, held = carve_validation(train, size, seed, time_ordered=latest)
+    hu = inner.user_vocab.codes(held.ratings["user_id"].to_numpy(), missing="negative")
+    hi = inner.item_vocab.codes(held.ratings["item_id"].to_numpy(), missing="negative")
+    return inner, held, hu, hi, (hu >= 0) & (hi >= 0)
+
+
 def nested_overrides(specs: Sequence[Member], overrides: Mapping[str, Any]) -> list[list[Any]]:
     """Nested (name, params) specs with `overrides` applied by each model's own class."""
     from movierec.models import get_class

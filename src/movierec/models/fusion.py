@@ -25,13 +25,17 @@ import numpy as np
 from movierec.data.dataset import Dataset
 from movierec.models.base import Recommender, check_param, is_int, is_number, user_blocks
 from movierec.models.blend import (
+    HOLDOUTS,
     MEMBER_PREFIX,
     Member,
+    carve_held,
     fit_nested,
     member_state,
     nested_labels,
     nested_overrides,
     parse_nested,
+    ranking_refusal,
+    resolve_holdout,
     restore_members,
 )
 from movierec.models.space import Float, Int, SearchSpace
@@ -49,17 +53,14 @@ DEFAULT_MEMBERS: tuple[Member, ...] = (("ease", {}), ("recvae", {}), ("recvae", 
                                        ("recvae", {}))
 #: The weights coordinate ascent tries for each group after the first (whose weight is 1).
 DEFAULT_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
-HOLDOUTS = ("auto", "latest", "random")
-#: Registered models whose scores do not order items, so they cannot be fused.
-CANNOT_RANK = {"mean": "it gives every item the same score"}
 # A score no item gets (non-finite member scores, seen items of a model that masks them).
 _FLOOR = -1e3
 _USERS_PER_BLOCK = 256
 
 
 def _refuse_member(name: str, cls: type[Recommender]) -> str | None:
-    if name in CANNOT_RANK:
-        return f"a model that ranks items ({name!r} cannot: {CANNOT_RANK[name]})"
+    if (refusal := ranking_refusal(name)) is not None:
+        return refusal
     if issubclass(cls, Fusion):
         return "a model other than fusion"
     return None
@@ -272,8 +273,7 @@ class Fusion(Recommender):
             time_ordered: whether the evaluation split orders each user's ratings by time
                 (decides `holdout="auto"`; None counts as False).
         """
-        self.holdout_used_ = (self.holdout if self.holdout != "auto"
-                              else "latest" if time_ordered else "random")
+        self.holdout_used_ = resolve_holdout(self.holdout, time_ordered)
         self._setup(train)
         gen = as_generator(rng)
         carve_seed = derive_seed(gen)
@@ -295,8 +295,6 @@ class Fusion(Recommender):
     def _learn(self, train: Dataset, valid: Dataset | None, seed: int, seeds: list[int],
                progress: bool) -> np.ndarray:
         """Weights chosen by coordinate ascent on the carve-out's NDCG@k (see the class)."""
-        from movierec.split import carve_validation
-
         labels = nested_labels(self.members)
         groups = member_groups(self.members)
         size = np.bincount(groups)
@@ -304,11 +302,8 @@ class Fusion(Recommender):
         if train.n_ratings < 2:
             logger.warning("fusion: too few ratings to carve out; the first member alone")
             return first
-        inner, held = carve_validation(train, self.holdout_size, seed,
-                                       time_ordered=self.holdout_used_ == "latest")
-        hu = inner.user_vocab.codes(held.ratings["user_id"].to_numpy(), missing="negative")
-        hi = inner.item_vocab.codes(held.ratings["item_id"].to_numpy(), missing="negative")
-        ok = (hu >= 0) & (hi >= 0)
+        inner, _, hu, hi, ok = carve_held(train, self.holdout_size, seed,
+                                          self.holdout_used_ == "latest")
         users = np.unique(hu[ok])
         if len(users) == 0:
             logger.warning("fusion: the %.2f carve-out left no held-out rating of a known user "
@@ -354,11 +349,10 @@ class Fusion(Recommender):
 
     # --- scoring -------------------------------------------------------------------------------
     def _fuse(self, scores: Sequence[np.ndarray | None], seen: np.ndarray) -> np.ndarray:
-        out = np.zeros(seen.shape, dtype=np.float32)
-        for w, s in zip(self.weights_, scores, strict=True):
-            if w and s is not None:
-                out += np.float32(w) * standardize(s, seen)
-        return out
+        """Σ w_m z_m over the members that scored (those with a weight)."""
+        used = [(w, s) for w, s in zip(self.weights_, scores, strict=True) if w]
+        return fused([standardize(s, seen) for _, s in used if s is not None],
+                     np.array([w for w, s in used if s is not None]))
 
     def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()

@@ -40,13 +40,17 @@ from movierec.models._rerank_features import (
 )
 from movierec.models.base import Recommender, check_param, is_int, is_number, user_blocks
 from movierec.models.blend import (
+    HOLDOUTS,
     MEMBER_PREFIX,
     Member,
+    carve_held,
     fit_nested,
     member_state,
     nested_labels,
     nested_overrides,
     parse_nested,
+    ranking_refusal,
+    resolve_holdout,
     restore_members,
 )
 from movierec.models.space import Float, Int, SearchSpace
@@ -62,10 +66,7 @@ logger = logging.getLogger(__name__)
 
 #: EASE (λ 500), item-kNN (cosine, 100 neighbours) and popularity: three cheap generators.
 DEFAULT_GENERATORS: tuple[Member, ...] = (("ease", {}), ("itemknn", {}), ("pop", {}))
-HOLDOUTS = ("auto", "latest", "random")
 RELEVANCES = ("binary", "graded")
-#: Registered models whose scores do not order items, so they cannot propose candidates.
-CANNOT_RANK = {"mean": "it gives every item the same score"}
 #: The features that do not come from a generator, in the ranker's column order.
 SIDE_FEATURES = ("item_log_count", "item_mean_rating", "item_days_since_last",
                  "item_days_since_first", "item_year", "user_log_count", "user_mean_rating",
@@ -95,8 +96,8 @@ def _lightgbm() -> Any:
 
 
 def _refuse_generator(name: str, cls: type[Recommender]) -> str | None:
-    if name in CANNOT_RANK:
-        return f"a model that ranks items ({name!r} cannot: {CANNOT_RANK[name]})"
+    if (refusal := ranking_refusal(name)) is not None:
+        return refusal
     if issubclass(cls, Rerank):
         return "a model other than rerank"
     return None
@@ -291,8 +292,7 @@ class Rerank(Recommender):
                 (decides `holdout="auto"`; None counts as False).
         """
         lgb = _lightgbm()
-        self.holdout_used_ = (self.holdout if self.holdout != "auto"
-                              else "latest" if time_ordered else "random")
+        self.holdout_used_ = resolve_holdout(self.holdout, time_ordered)
         if self.holdout_used_ == "latest" and self.n_holdouts != 1:
             raise MovieRecError(f"rerank: n_holdouts={self.n_holdouts} needs random carve-outs, "
                                 "but holdout resolves to 'latest' (a time-ordered split); set "
@@ -397,13 +397,8 @@ class Rerank(Recommender):
     def _carve_rows(self, train: Dataset, valid: Dataset | None, seed: int, seeds: list[int],
                     progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The ranker's rows of one carve-out (see `_ranker_rows`)."""
-        from movierec.split import carve_validation
-
-        inner, held = carve_validation(train, self.holdout_size, seed,
-                                       time_ordered=self.holdout_used_ == "latest")
-        hu = inner.user_vocab.codes(held.ratings["user_id"].to_numpy(), missing="negative")
-        hi = inner.item_vocab.codes(held.ratings["item_id"].to_numpy(), missing="negative")
-        ok = (hu >= 0) & (hi >= 0)
+        inner, held, hu, hi, ok = carve_held(train, self.holdout_size, seed,
+                                             self.holdout_used_ == "latest")
         rating = held.ratings["rating"].to_numpy(np.float64)[ok]
         label = (np.ones(ok.sum()) if self.relevance == "binary"
                  else np.clip(np.rint(rating), 1, 31))
