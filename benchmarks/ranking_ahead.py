@@ -10,6 +10,10 @@ For each setting (dataset and split kind, 80/20 per user) and each split seed (d
    (the others: their defaults; models that early-stop carve their own validation from the
    training part) and evaluates full ranking, relevance 0, on the test part, into
    OUT/<setting>/split-seed-<s>/ (per-user values kept);
+   With `--tuned-members`, a model that nests others (`fusion`'s and `blend`'s members,
+   `rerank`'s generators) gets their parameters from that split seed's tuning of the same
+   model (e.g. fusion's EASE member takes the λ tuned for EASE), through a params file
+   OUT/<setting>/tune/seed-<s>/<model>/members.json; its own settings stay at their defaults;
 3. `movierec.compare` pairs every model with EASE over (split seed, user): mean difference,
    95 % paired bootstrap interval, paired t-test, Holm over the models.
 
@@ -71,6 +75,8 @@ def one_setting(dataset: str, split: str, args: argparse.Namespace) -> dict[str,
                  "--relevance", "0", "--metric", "ndcg@10", "--trials", str(args.trials),
                  "--threads", "1", "--no-progress", "--out", str(out)])
             params_files += ["--params-file", str(out / "best.json")]
+        if args.tuned_members:
+            params_files += tuned_member_files(root / "tune" / f"seed-{seed}", models, tuned)
         seconds[f"benchmark seed {seed}"] = run(
             [*CLI, "benchmark", *split_args(dataset, split, seed), "--models", ",".join(models),
              "--relevance", "0", "--k", "10", "--seeds", "1", "--threads", "1",
@@ -83,6 +89,36 @@ def one_setting(dataset: str, split: str, args: argparse.Namespace) -> dict[str,
     return {"dataset": dataset, "split": split, "folder": str(root), "ndcg@10": rows,
             "against_ease": verdicts, "seconds": seconds,
             "tuned": tuned, "params": tuned_params(root, tuned, args.split_seeds)}
+
+
+def tuned_member_files(folder: Path, models: list[str], tuned: list[str]) -> list[str]:
+    """--params-file arguments giving nesting models (not tuned themselves) tuned members.
+
+    For each model in `models` with a `members` or `generators` parameter, its default ones
+    with every one named in `tuned` given that tuning's parameters (folder/<name>/best.json),
+    written to folder/<model>/members.json; models with none tuned are left out.
+    """
+    from movierec.models import get, get_class
+    from movierec.tune import load_params_file
+
+    found = {m: load_params_file(folder / m / "best.json")[1] for m in tuned}
+    out: list[str] = []
+    for model in models:
+        key = next((k for k in ("members", "generators")
+                    if k in get_class(model).param_names()), None)
+        if model in tuned or key is None:
+            continue
+        defaults = getattr(get(model), key)
+        if not any(name in found for name, _ in defaults):
+            continue
+        nested = [[name, {**params, **found.get(name, {})}] for name, params in defaults]
+        path = folder / model / "members.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"model": model, "params": {key: nested}},
+                                           indent=2, default=json_default) + "\n")
+        console.print(f"{model}: {key} {nested}")
+        out += ["--params-file", str(path)]
+    return out
 
 
 def per_seed_table(root: Path, models: list[str], seeds: list[int]) -> dict[str, Any]:
@@ -146,6 +182,9 @@ def main() -> None:
                                                                         s.split(",")])
     parser.add_argument("--param", action="append", default=[],
                         help="MODEL.KEY=VALUE for the benchmark (repeatable)")
+    parser.add_argument("--tuned-members", action="store_true",
+                        help="give nesting models' members (fusion's EASE...) the parameters "
+                        "tuned for the same model on the same split seed")
     parser.add_argument("--out", type=Path, default=Path("runs/ranking-ahead"))
     args = parser.parse_args()
     if "ease" not in args.models.split(","):
@@ -160,6 +199,7 @@ def main() -> None:
                           "split seed's 10 % per-user validation carve-out of the training part",
               "settings": {"models": args.models, "tuned": args.tune, "trials": args.trials,
                            "split_seeds": args.split_seeds, "param": args.param,
+                           "tuned_members": args.tuned_members,
                            "threads": 1},
               "machine": {"cpus": os.cpu_count(), "load_average_at_end": list(os.getloadavg())},
               "results": results}
