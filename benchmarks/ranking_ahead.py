@@ -22,6 +22,9 @@ paired verdict; writes OUT/ranking_ahead.json and benchmarks/results/ranking_ahe
 
     MOVIEREC_DATA_DIR=../shared/datasets .venv/bin/python benchmarks/ranking_ahead.py \\
         --settings ml-100k:user-random --models ease,rp3beta,edlae,rerank --tune ease,rp3beta
+
+One process per split seed (`--split-seeds 2`, same `--out`), then `--report-only` with all of
+them, runs the seeds side by side.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def one_setting(dataset: str, split: str, args: argparse.Namespace) -> dict[str,
     tuned = [m for m in args.tune.split(",") if m and m in models]
     root = args.out / f"{dataset}-{split}"
     seconds: dict[str, float] = {}
-    for seed in args.split_seeds:
+    for seed in [] if args.report_only else args.split_seeds:
         params_files = []
         for model in tuned:
             out = root / "tune" / f"seed-{seed}" / model
@@ -185,6 +188,9 @@ def main() -> None:
     parser.add_argument("--tuned-members", action="store_true",
                         help="give nesting models' members (fusion's EASE...) the parameters "
                         "tuned for the same model on the same split seed")
+    parser.add_argument("--report-only", action="store_true",
+                        help="tune and benchmark nothing: compare what OUT already holds for "
+                        "--split-seeds (e.g. after one process per split seed)")
     parser.add_argument("--out", type=Path, default=Path("runs/ranking-ahead"))
     args = parser.parse_args()
     if "ease" not in args.models.split(","):
