@@ -76,7 +76,9 @@ def one_setting(dataset: str, split: str, args: argparse.Namespace) -> dict[str,
             seconds[f"tune {model} seed {seed}"] = run(
                 [*CLI, "tune", "--model", model, *split_args(dataset, split, seed),
                  "--relevance", "0", "--metric", "ndcg@10", "--trials", str(args.trials),
-                 "--threads", "1", "--no-progress", "--out", str(out)])
+                 "--threads", "1", "--no-progress", "--out", str(out),
+                 *[a for kv in args.tune_param if kv.startswith(f"{model}.")
+                   for a in ("--param", kv)]])
             params_files += ["--params-file", str(out / "best.json")]
         if args.tuned_members:
             params_files += tuned_member_files(root / "tune" / f"seed-{seed}", models, tuned)
@@ -185,6 +187,9 @@ def main() -> None:
                                                                         s.split(",")])
     parser.add_argument("--param", action="append", default=[],
                         help="MODEL.KEY=VALUE for the benchmark (repeatable)")
+    parser.add_argument("--tune-param", action="append", default=[],
+                        help="MODEL.KEY=VALUE held fixed while tuning MODEL (repeatable; "
+                        "removed from its search, e.g. recvae.batch_size=100)")
     parser.add_argument("--tuned-members", action="store_true",
                         help="give nesting models' members (fusion's EASE...) the parameters "
                         "tuned for the same model on the same split seed")
@@ -206,6 +211,7 @@ def main() -> None:
               "settings": {"models": args.models, "tuned": args.tune, "trials": args.trials,
                            "split_seeds": args.split_seeds, "param": args.param,
                            "tuned_members": args.tuned_members,
+                           "tune_param": args.tune_param,
                            "threads": 1},
               "machine": {"cpus": os.cpu_count(), "load_average_at_end": list(os.getloadavg())},
               "results": results}
