@@ -99,22 +99,23 @@ def one_setting(dataset: str, split: str, args: argparse.Namespace) -> dict[str,
 def tuned_member_files(folder: Path, models: list[str], tuned: list[str]) -> list[str]:
     """--params-file arguments giving nesting models (not tuned themselves) tuned members.
 
-    For each model in `models` with a `members` or `generators` parameter, its default ones
-    with every one named in `tuned` given that tuning's parameters (folder/<name>/best.json),
-    written to folder/<model>/members.json; models with none tuned are left out.
+    For each model in `models` made of others (its `nested_param`: fusion's and blend's
+    members, rerank's generators), its default ones with every one named in `tuned` given that
+    tuning's parameters (folder/<name>/best.json), written to folder/<model>/members.json;
+    models with none tuned are left out.
     """
     from movierec.models import get, get_class
     from movierec.tune import load_params_file
 
-    found = {m: load_params_file(folder / m / "best.json")[1] for m in tuned}
     out: list[str] = []
     for model in models:
-        key = next((k for k in ("members", "generators")
-                    if k in get_class(model).param_names()), None)
+        key = get_class(model).nested_param
         if model in tuned or key is None:
             continue
         defaults = getattr(get(model), key)
-        if not any(name in found for name, _ in defaults):
+        found = {name: load_params_file(folder / name / "best.json")[1]
+                 for name in {name for name, _ in defaults} & set(tuned)}
+        if not found:
             continue
         nested = [[name, {**params, **found.get(name, {})}] for name, params in defaults]
         path = folder / model / "members.json"

@@ -15,7 +15,7 @@ from movierec.data.dataset import Dataset
 from movierec.evaluate import evaluate
 from movierec.fold_in import fold_in
 from movierec.models import get
-from movierec.models.fusion import Fusion, standardize
+from movierec.models.fusion import DEFAULT_MEMBERS, Fusion, standardize
 from movierec.split import user_random_split
 
 
@@ -170,3 +170,22 @@ def test_service_answers_known_and_new_users(tmp_path: Path) -> None:
     train = planted()
     model = Fusion(members=(("ease", {"lambda_": 10.0}), "itemknn"), holdout_size=0.3)
     check_serves_known_and_new_users(model.fit(train, rng=0, progress=False), train, tmp_path)
+
+
+def test_quick_overrides_reach_members_and_generators() -> None:
+    # Recommender.with_overrides passes overrides into `nested_param`'s models, filling in the
+    # defaults when none are given, and keeps the members' own params.
+    from movierec.models import get_class
+
+    params = get_class("fusion").with_overrides({}, {"epochs": 1, "lambda_": 7.0})
+    assert [name for name, _ in params["members"]] == [n for n, _ in DEFAULT_MEMBERS]
+    assert params["members"][0][1] == {"lambda_": 7.0}
+    assert all(p == {"epochs": 1} for _, p in params["members"][1:])
+    given = get_class("fusion").with_overrides(
+        {"members": [["ease", {"lambda_": 3.0}], "recvae"], "passes": 3}, {"epochs": 2})
+    assert given == {"members": [["ease", {"lambda_": 3.0}], ["recvae", {"epochs": 2}]],
+                     "passes": 3}
+    rerank = get_class("rerank").with_overrides({}, {"lambda_": 9.0})
+    assert dict(map(tuple, rerank["generators"]))["ease"] == {"lambda_": 9.0}
+    assert get_class("ease").with_overrides({"lambda_": 1.0}, {"lambda_": 2.0}) == {
+        "lambda_": 2.0}

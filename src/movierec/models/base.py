@@ -71,6 +71,9 @@ class Recommender:
     # `models.get` (so `--param`, experiment files and saved model.json too): old name -> new
     # name, or (new name, function turning an old value into a new one).
     renamed_params: ClassVar[Mapping[str, str | tuple[str, Callable[[Any], Any]]]] = {}
+    # The parameter listing the models this one is made of, as (registered name, {params})
+    # pairs (blend's and fusion's "members", rerank's "generators"); None: made of none.
+    nested_param: ClassVar[str | None] = None
 
     # Learned state common to every model, set by `_setup`.
     user_vocab_: Vocabulary
@@ -154,7 +157,15 @@ class Recommender:
         keeps those it has. Models made of other models (a blend) pass them on to their parts.
         """
         names = set(cls.param_names())
-        return {**params, **{k: v for k, v in overrides.items() if k in names}}
+        out = {**params, **{k: v for k, v in overrides.items() if k in names}}
+        if (key := cls.nested_param) is not None:
+            from movierec.models import get_class
+
+            # The constructor checks the specs and fills in the defaults (blend-light's too).
+            specs = getattr(cls(**{key: params.get(key) or None}), key)
+            out[key] = [[name, get_class(name).with_overrides(p, overrides)]
+                        for name, p in specs]
+        return out
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters as given to the constructor (read back from the signature)."""

@@ -228,13 +228,6 @@ def carve_held(train: Dataset, size: float, seed: int, latest: bool
     return inner, held, hu, hi, (hu >= 0) & (hi >= 0)
 
 
-def nested_overrides(specs: Sequence[Member], overrides: Mapping[str, Any]) -> list[list[Any]]:
-    """Nested (name, params) specs with `overrides` applied by each model's own class."""
-    from movierec.models import get_class
-
-    return [[name, get_class(name).with_overrides(params, overrides)] for name, params in specs]
-
-
 def fit_nested(specs: Sequence[Member], train: Dataset, valid: Dataset | None,
                seeds: Sequence[int], progress: bool, fit_seconds: dict[str, float]
                ) -> list[Recommender]:
@@ -306,6 +299,7 @@ class Blend(Recommender):
     """
 
     name: ClassVar[str] = "blend"
+    nested_param: ClassVar[str | None] = "members"
     search_space: ClassVar[SearchSpace] = {
         "alpha": Float(0.01, 1e4, log=True),
         "holdout": Float(0.05, 0.3),
@@ -343,15 +337,6 @@ class Blend(Recommender):
                            "torch-free stack (bias, itemknn, userknn), as `blend-light`; "
                            "pip install 'movierec[torch]' for the seven-member stack")
         return LIGHT_MEMBERS
-
-    @classmethod
-    def with_overrides(cls, params: Mapping[str, Any],
-                       overrides: Mapping[str, Any]) -> dict[str, Any]:
-        """`params` with `overrides` passed on to every member (the blend's own apply too)."""
-        members = normalize_members(params.get("members") or cls.default_members())
-        out = super().with_overrides(params, overrides)
-        out["members"] = nested_overrides(members, overrides)
-        return out
 
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,

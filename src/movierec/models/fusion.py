@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -32,7 +32,6 @@ from movierec.models.blend import (
     fit_nested,
     member_state,
     nested_labels,
-    nested_overrides,
     parse_nested,
     ranking_refusal,
     resolve_holdout,
@@ -206,6 +205,7 @@ class Fusion(Recommender):
     """
 
     name: ClassVar[str] = "fusion"
+    nested_param: ClassVar[str | None] = "members"
     uses_sequence: ClassVar[bool] = True  # holdout="latest" reads the time order
     adapts_to_split_order: ClassVar[bool] = True  # fit(time_ordered=...) decides holdout="auto"
     supports_fold_in: ClassVar[bool] = True
@@ -250,15 +250,6 @@ class Fusion(Recommender):
         self.k = k
         self.max_holdout_users = max_holdout_users
 
-    @classmethod
-    def with_overrides(cls, params: Mapping[str, Any],
-                       overrides: Mapping[str, Any]) -> dict[str, Any]:
-        """`params` with `overrides` passed on to every member (the fusion's own apply)."""
-        members = normalize_members(params.get("members") or DEFAULT_MEMBERS)
-        out = super().with_overrides(params, overrides)
-        out["members"] = nested_overrides(members, overrides)
-        return out
-
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
             progress: bool = True, time_ordered: bool | None = None) -> Self:
@@ -297,8 +288,8 @@ class Fusion(Recommender):
         """Weights chosen by coordinate ascent on the carve-out's NDCG@k (see the class)."""
         labels = nested_labels(self.members)
         groups = member_groups(self.members)
-        size = np.bincount(groups)
-        first = self._member_weights(np.r_[1.0, np.zeros(len(size) - 1)], groups)
+        n_groups = int(groups.max()) + 1
+        first = self._member_weights(np.r_[1.0, np.zeros(n_groups - 1)], groups)
         if train.n_ratings < 2:
             logger.warning("fusion: too few ratings to carve out; the first member alone")
             return first
@@ -329,7 +320,7 @@ class Fusion(Recommender):
                               for label, zm in zip(labels, z, strict=True)}
         # Each group's mean standardized score: seeds of one model average before weighing.
         mean = [np.asarray(np.mean([zm for zm, g in zip(z, groups, strict=True) if g == group],
-                                   axis=0, dtype=np.float32)) for group in range(len(size))]
+                                   axis=0, dtype=np.float32)) for group in range(n_groups)]
         del z
         weights, best = choose_weights(mean, seen, truth, self.grid, int(self.passes),
                                        int(self.k))
@@ -350,9 +341,9 @@ class Fusion(Recommender):
     # --- scoring -------------------------------------------------------------------------------
     def _fuse(self, scores: Sequence[np.ndarray | None], seen: np.ndarray) -> np.ndarray:
         """Σ w_m z_m over the members that scored (those with a weight)."""
-        used = [(w, s) for w, s in zip(self.weights_, scores, strict=True) if w]
-        return fused([standardize(s, seen) for _, s in used if s is not None],
-                     np.array([w for w, s in used if s is not None]))
+        used = [(w, s) for w, s in zip(self.weights_, scores, strict=True)
+                if w and s is not None]
+        return fused([standardize(s, seen) for _, s in used], np.array([w for w, _ in used]))
 
     def _score(self, user_codes: np.ndarray, item_codes: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()

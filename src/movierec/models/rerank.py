@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -47,7 +47,6 @@ from movierec.models.blend import (
     fit_nested,
     member_state,
     nested_labels,
-    nested_overrides,
     parse_nested,
     ranking_refusal,
     resolve_holdout,
@@ -204,6 +203,7 @@ class Rerank(Recommender):
     """
 
     name: ClassVar[str] = "rerank"
+    nested_param: ClassVar[str | None] = "generators"
     uses_features: ClassVar[bool] = True
     uses_sequence: ClassVar[bool] = True  # holdout="latest" reads the time order
     adapts_to_split_order: ClassVar[bool] = True  # fit(time_ordered=...) decides holdout="auto"
@@ -267,15 +267,6 @@ class Rerank(Recommender):
         self.min_child_samples = min_child_samples
         self.early_stopping_rounds = early_stopping_rounds
         self.n_threads = n_threads
-
-    @classmethod
-    def with_overrides(cls, params: Mapping[str, Any],
-                       overrides: Mapping[str, Any]) -> dict[str, Any]:
-        """`params` with `overrides` passed on to every generator (the re-ranker's own apply)."""
-        generators = normalize_generators(params.get("generators") or DEFAULT_GENERATORS)
-        out = super().with_overrides(params, overrides)
-        out["generators"] = nested_overrides(generators, overrides)
-        return out
 
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, train: Dataset, valid: Dataset | None = None, *, rng: RNGLike = None,
